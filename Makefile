@@ -1,0 +1,38 @@
+# The two commands of the README: `make run` and `make test`. Both create .venv if it is missing.
+PYTHON312 ?= $(shell PYENV_VERSION=3.12 pyenv which python3.12 2>/dev/null || command -v python3.12 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# Compiled models are cached here, across runs and refits (a cold compile costs ~40 s).
+export PYTENSOR_FLAGS ?= base_compiledir=$(CURDIR)/.cache/pytensor
+
+.PHONY: run test test-slow test-postgres lint bench install clean
+
+$(PY):
+	$(PYTHON312) -c 'import sys; assert sys.version_info >= (3, 12), "Python 3.12+ is needed, got " + sys.version'
+	$(PYTHON312) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/forecast run
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -m slow
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check forecasting api tests bench
+
+bench: $(STAMP)
+	$(PY) bench/bench_import.py
+
+clean:
+	rm -rf $(VENV) .cache instance

@@ -1,0 +1,124 @@
+"""One settings object, read from the environment once and passed in where needed.
+
+Every variable is documented in the README ("Configuration"). Nothing here is a
+module-level global that other modules import: callers build a `Settings` and hand
+it down.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATA_DIR = PROJECT_ROOT / "data"
+DEFAULT_PRIORS_DIR = PROJECT_ROOT / "priors"
+
+
+@dataclass(frozen=True)
+class GateThresholds:
+    """Diagnostics a fit must meet before it may be served."""
+
+    max_rhat: float = 1.01
+    min_ess_bulk: float = 400.0
+    min_ess_tail: float = 400.0
+    max_divergences: int = 0
+    min_ebfmi: float = 0.3
+    max_pareto_k: float = 0.7
+    max_treedepth_fraction: float = 0.01
+
+
+@dataclass(frozen=True)
+class SamplerSettings:
+    sampler: str = "nutpie"
+    chains: int = 4
+    draws: int = 1000
+    tune: int = 1000
+    target_accept: float = 0.9
+    seed: int = 20261129
+
+
+@dataclass(frozen=True)
+class Settings:
+    instance_path: Path
+    database_url: str
+    registry_path: Path
+    data_dir: Path = DEFAULT_DATA_DIR
+    priors_dir: Path = DEFAULT_PRIORS_DIR
+    sampler: SamplerSettings = field(default_factory=SamplerSettings)
+    gate: GateThresholds = field(default_factory=GateThresholds)
+    queue_url: str = ""
+    refit_delay_seconds: float = 30.0
+    open_reads: bool = True
+
+    @property
+    def codebook_path(self) -> Path:
+        return self.data_dir / "codebook.toml"
+
+    @property
+    def seed_episodes_path(self) -> Path:
+        return self.data_dir / "episodes.csv"
+
+    @property
+    def default_priors_path(self) -> Path:
+        return self.priors_dir / "default.toml"
+
+    def with_instance(self, instance_path: Path) -> Settings:
+        """The same settings rooted at another instance folder (used by tests)."""
+        instance_path = Path(instance_path)
+        return replace(
+            self,
+            instance_path=instance_path,
+            database_url=sqlite_url(instance_path / "forecasting.sqlite3"),
+            registry_path=instance_path / "models",
+        )
+
+
+def sqlite_url(path: Path) -> str:
+    return f"sqlite:///{Path(path).resolve()}"
+
+
+def _env_float(env, name, default):
+    value = env.get(name)
+    if value in (None, ""):
+        return default
+    try:
+        return float(value)
+    except ValueError:
+        raise ValueError(f"{name}={value!r} is not a number") from None
+
+
+def _env_int(env, name, default):
+    value = env.get(name)
+    if value in (None, ""):
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"{name}={value!r} is not a whole number") from None
+
+
+def load_settings(env: dict[str, str] | None = None) -> Settings:
+    """Build settings from environment variables (FORECAST_*), with documented defaults."""
+    env = dict(os.environ if env is None else env)
+    instance = Path(env.get("FORECAST_INSTANCE", "instance")).resolve()
+    sampler = SamplerSettings(
+        sampler=env.get("FORECAST_SAMPLER", SamplerSettings.sampler),
+        chains=_env_int(env, "FORECAST_CHAINS", SamplerSettings.chains),
+        draws=_env_int(env, "FORECAST_DRAWS", SamplerSettings.draws),
+        tune=_env_int(env, "FORECAST_TUNE", SamplerSettings.tune),
+        target_accept=_env_float(env, "FORECAST_TARGET_ACCEPT", SamplerSettings.target_accept),
+        seed=_env_int(env, "FORECAST_SEED", SamplerSettings.seed),
+    )
+    return Settings(
+        instance_path=instance,
+        database_url=env.get("FORECAST_DATABASE_URL") or sqlite_url(instance / "forecasting.sqlite3"),
+        registry_path=Path(env.get("FORECAST_REGISTRY") or instance / "models").resolve(),
+        data_dir=Path(env.get("FORECAST_DATA_DIR") or DEFAULT_DATA_DIR).resolve(),
+        priors_dir=Path(env.get("FORECAST_PRIORS_DIR") or DEFAULT_PRIORS_DIR).resolve(),
+        sampler=sampler,
+        queue_url=env.get("FORECAST_QUEUE_URL", ""),
+        refit_delay_seconds=_env_float(env, "FORECAST_REFIT_DELAY", 30.0),
+        open_reads=env.get("FORECAST_OPEN_READS", "1") not in ("0", "false", "no"),
+    )
