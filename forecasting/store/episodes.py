@@ -1,0 +1,307 @@
+"""Episodes in the database: idempotent, all-or-nothing imports with a revision history."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import Engine, and_, func, insert, select, tuple_, update
+
+from ..episodes import NATURAL_KEY, SOURCE_SEPARATOR, VALUE_FIELDS, Episode
+from .schema import audit_log, episode_revisions, episodes
+
+# Rows fetched per query when matching keys of a large import against the table.
+_KEY_CHUNK = 500
+
+
+class UnknownEpisodeError(LookupError):
+    def __init__(self, key: tuple[str, str, str]):
+        self.key = key
+        super().__init__(
+            "no episode with trigger_id={!r}, partner={!r}, intel_type={!r}".format(*key)
+        )
+
+
+@dataclass(frozen=True)
+class ImportSummary:
+    inserted: int
+    revised: int
+    unchanged: int
+    audit_id: int | None
+    revised_keys: tuple[tuple[str, str, str], ...] = ()
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.inserted or self.revised)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"inserted": self.inserted, "revised": self.revised, "unchanged": self.unchanged,
+                "audit_id": self.audit_id}
+
+
+@dataclass(frozen=True)
+class EpisodeFilter:
+    partner: Sequence[str] = ()
+    intel_type: Sequence[str] = ()
+    trigger_type: Sequence[str] = ()
+    trigger_id: Sequence[str] = ()
+    level: Sequence[int] = ()
+    since: dt.date | None = None
+    until: dt.date | None = None
+
+    def clauses(self) -> list:
+        out = []
+        for name in ("partner", "intel_type", "trigger_type", "trigger_id", "level"):
+            values = getattr(self, name)
+            if values:
+                out.append(episodes.c[name].in_(list(values)))
+        if self.since:
+            out.append(episodes.c.trigger_date >= self.since)
+        if self.until:
+            out.append(episodes.c.trigger_date <= self.until)
+        return out
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _values(episode: Episode) -> dict[str, Any]:
+    """Column values of an episode as stored (sources joined, dates as dates)."""
+    return {
+        "trigger_id": episode.trigger_id,
+        "partner": episode.partner,
+        "intel_type": episode.intel_type,
+        "trigger_type": episode.trigger_type,
+        "trigger_date": episode.trigger_date,
+        "severity": episode.severity,
+        "alignment": episode.alignment,
+        "level": episode.level,
+        "sources": SOURCE_SEPARATOR.join(episode.sources),
+        "coder": episode.coder,
+        "confidence": episode.confidence,
+        "trigger_description": episode.trigger_description,
+        "coded_at": episode.coded_at,
+        "notes": episode.notes,
+    }
+
+
+def _jsonable(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: (v.isoformat() if isinstance(v, dt.date) else v) for k, v in values.items()}
+
+
+def _interchange_row(row) -> dict[str, Any]:
+    mapping = row._mapping
+    return {
+        "trigger_id": mapping["trigger_id"],
+        "trigger_type": mapping["trigger_type"],
+        "trigger_date": mapping["trigger_date"].isoformat(),
+        "severity": mapping["severity"],
+        "alignment": mapping["alignment"],
+        "partner": mapping["partner"],
+        "intel_type": mapping["intel_type"],
+        "level": mapping["level"],
+        "sources": mapping["sources"],
+        "coder": mapping["coder"],
+        "confidence": mapping["confidence"],
+        "trigger_description": mapping["trigger_description"],
+        "coded_at": mapping["coded_at"].isoformat() if mapping["coded_at"] else "",
+        "notes": mapping["notes"],
+    }
+
+
+class EpisodeStore:
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    # --- writes -------------------------------------------------------------------
+    def import_episodes(self, batch: Sequence[Episode], actor: str, codebook_version: str,
+                        source: str = "", progress=None) -> ImportSummary:
+        """Insert new episodes, revise changed ones, skip identical ones; one transaction.
+
+        `batch` must already be validated (forecasting.episodes): either every row is
+        written or, on any database error, none is.
+        """
+        now = _now()
+        with self.engine.begin() as conn:
+            existing = self._existing(conn, [e.key for e in batch])
+            new_rows, revisions, unchanged = [], [], 0
+            for episode in batch:
+                values = _values(episode)
+                current = existing.get(episode.key)
+                if current is None:
+                    new_rows.append(values)
+                    continue
+                changed = [f for f in VALUE_FIELDS if current[f] != values[f]]
+                if not changed:
+                    unchanged += 1
+                else:
+                    revisions.append((current, values, changed))
+            audit_id = conn.execute(
+                insert(audit_log).values(
+                    at=now, actor=actor, action="import",
+                    detail={"source": source, "rows": len(batch), "inserted": len(new_rows),
+                            "revised": len(revisions), "unchanged": unchanged},
+                ).returning(audit_log.c.id)
+            ).scalar_one()
+            self._insert_new(conn, new_rows, actor, codebook_version, audit_id, now, progress)
+            for current, values, changed in revisions:
+                number = current["revision"] + 1
+                conn.execute(
+                    update(episodes).where(episodes.c.id == current["id"]).values(
+                        **values, revision=number, codebook_version=codebook_version,
+                        updated_at=now)
+                )
+                conn.execute(insert(episode_revisions).values(
+                    episode_id=current["id"], revision=number, values=_jsonable(values),
+                    changed_fields={f: {"from": _jsonable({f: current[f]})[f],
+                                        "to": _jsonable({f: values[f]})[f]} for f in changed},
+                    changed_by=actor, changed_at=now, codebook_version=codebook_version,
+                    import_id=audit_id,
+                ))
+                if progress:
+                    progress(1)
+            if progress:
+                progress(unchanged)
+        return ImportSummary(
+            inserted=len(new_rows), revised=len(revisions), unchanged=unchanged,
+            audit_id=audit_id,
+            revised_keys=tuple(tuple(v[k] for k in NATURAL_KEY) for _, v, _ in revisions),
+        )
+
+    def _existing(self, conn, keys: list[tuple[str, str, str]]) -> dict[tuple, dict]:
+        found: dict[tuple, dict] = {}
+        if not keys:
+            return found
+        total = conn.execute(select(func.count()).select_from(episodes)).scalar_one()
+        columns = [episodes.c[c] for c in NATURAL_KEY]
+        if total <= 4 * len(keys):
+            # cheaper to read the whole (small) table than to ask key by key
+            result = conn.execute(select(episodes))
+        else:
+            result = []
+            for start in range(0, len(keys), _KEY_CHUNK):
+                chunk = keys[start:start + _KEY_CHUNK]
+                result.extend(conn.execute(select(episodes).where(tuple_(*columns).in_(chunk))))
+        for row in result:
+            mapping = dict(row._mapping)
+            found[tuple(mapping[c] for c in NATURAL_KEY)] = mapping
+        return found
+
+    def _insert_new(self, conn, rows, actor, codebook_version, audit_id, now, progress) -> None:
+        chunk = 5000
+        for start in range(0, len(rows), chunk):
+            part = [dict(r, codebook_version=codebook_version, revision=1, created_at=now,
+                         updated_at=now) for r in rows[start:start + chunk]]
+            ids = conn.execute(insert(episodes).returning(episodes.c.id, sort_by_parameter_order=True),
+                               part).scalars().all()
+            conn.execute(insert(episode_revisions), [
+                {"episode_id": i, "revision": 1, "values": _jsonable(r), "changed_fields": {},
+                 "changed_by": actor, "changed_at": now, "codebook_version": codebook_version,
+                 "import_id": audit_id}
+                for i, r in zip(ids, rows[start:start + chunk], strict=True)
+            ])
+            if progress:
+                progress(len(part))
+
+    # --- reads --------------------------------------------------------------------
+    def count(self, where: EpisodeFilter | None = None) -> int:
+        query = select(func.count()).select_from(episodes)
+        if where and (clauses := where.clauses()):
+            query = query.where(and_(*clauses))
+        with self.engine.connect() as conn:
+            return conn.execute(query).scalar_one()
+
+    def list(self, where: EpisodeFilter | None = None, limit: int | None = None,
+             offset: int = 0) -> list[dict[str, Any]]:
+        """Episodes in a stable order (trigger date, then id), as stored records."""
+        query = select(episodes).order_by(episodes.c.trigger_date, episodes.c.id)
+        if where and (clauses := where.clauses()):
+            query = query.where(and_(*clauses))
+        if limit is not None:
+            query = query.limit(limit)
+        if offset:
+            query = query.offset(offset)
+        with self.engine.connect() as conn:
+            return [self._record(row) for row in conn.execute(query)]
+
+    def iter_rows(self, where: EpisodeFilter | None = None) -> Iterator[dict[str, Any]]:
+        """Interchange rows (what `forecast export` writes), streamed."""
+        query = select(episodes).order_by(episodes.c.trigger_date, episodes.c.id)
+        if where and (clauses := where.clauses()):
+            query = query.where(and_(*clauses))
+        with self.engine.connect() as conn:
+            for row in conn.execution_options(yield_per=2000).execute(query):
+                yield _interchange_row(row)
+
+    def get(self, trigger_id: str, partner: str, intel_type: str) -> dict[str, Any]:
+        key = (trigger_id, partner, intel_type)
+        with self.engine.connect() as conn:
+            row = conn.execute(select(episodes).where(
+                episodes.c.trigger_id == trigger_id, episodes.c.partner == partner,
+                episodes.c.intel_type == intel_type)).first()
+            if row is None:
+                raise UnknownEpisodeError(key)
+            record = self._record(row)
+            history = conn.execute(
+                select(episode_revisions).where(episode_revisions.c.episode_id == record["id"])
+                .order_by(episode_revisions.c.revision)
+            )
+            record["history"] = [
+                {"revision": h.revision, "changed_by": h.changed_by,
+                 "changed_at": h.changed_at.isoformat(), "codebook_version": h.codebook_version,
+                 "changed_fields": h.changed_fields, "values": h.values}
+                for h in history
+            ]
+        return record
+
+    def frame(self, where: EpisodeFilter | None = None) -> pd.DataFrame:
+        """The model's view of the data: one row per episode, typed columns."""
+        query = select(
+            episodes.c.id, episodes.c.trigger_id, episodes.c.trigger_type, episodes.c.trigger_date,
+            episodes.c.severity, episodes.c.alignment, episodes.c.partner, episodes.c.intel_type,
+            episodes.c.level, episodes.c.confidence,
+        ).order_by(episodes.c.id)
+        if where and (clauses := where.clauses()):
+            query = query.where(and_(*clauses))
+        with self.engine.connect() as conn:
+            frame = pd.DataFrame(conn.execute(query).mappings().all())
+        if frame.empty:
+            frame = pd.DataFrame(columns=[c.name for c in query.selected_columns])
+        frame["trigger_date"] = pd.to_datetime(frame["trigger_date"])
+        return frame
+
+    def stats(self) -> dict[str, int]:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(
+                func.count(), func.count(episodes.c.partner.distinct()),
+                func.count(episodes.c.trigger_id.distinct()),
+                func.count(episodes.c.intel_type.distinct()),
+            ).select_from(episodes)).one()
+            restricted = conn.execute(
+                select(func.count()).select_from(episodes).where(episodes.c.level >= 1)
+            ).scalar_one()
+        return {"episodes": row[0], "partners": row[1], "triggers": row[2],
+                "intel_types": row[3], "restricted": restricted}
+
+    def fingerprint(self) -> str:
+        """Changes whenever any episode is added or revised (for staleness checks)."""
+        with self.engine.connect() as conn:
+            count, latest = conn.execute(
+                select(func.count(), func.max(episode_revisions.c.id))
+            ).one()
+        return f"{count}:{latest or 0}"
+
+    @staticmethod
+    def _record(row) -> dict[str, Any]:
+        mapping = dict(row._mapping)
+        record = _interchange_row(row)
+        record["sources"] = [s.strip() for s in mapping["sources"].split("|") if s.strip()]
+        record.update(id=mapping["id"], revision=mapping["revision"],
+                      codebook_version=mapping["codebook_version"],
+                      created_at=mapping["created_at"].isoformat(),
+                      updated_at=mapping["updated_at"].isoformat())
+        return record

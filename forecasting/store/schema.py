@@ -1,0 +1,84 @@
+"""Table definitions. Alembic migrations (forecasting/migrations) create and evolve them."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# One row per natural key (trigger_id, partner, intel_type), holding its latest values.
+# `id` never changes once issued; earlier values live in episode_revisions.
+episodes = Table(
+    "episodes",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("trigger_id", String(120), nullable=False),
+    Column("partner", String(16), nullable=False),
+    Column("intel_type", String(64), nullable=False),
+    Column("trigger_type", String(64), nullable=False),
+    Column("trigger_date", Date, nullable=False),
+    Column("severity", Integer, nullable=False),
+    Column("alignment", Integer, nullable=False),
+    Column("level", Integer, nullable=False),
+    Column("sources", Text, nullable=False),
+    Column("coder", String(120), nullable=False),
+    Column("confidence", String(16), nullable=False),
+    Column("trigger_description", Text, nullable=False, default=""),
+    Column("coded_at", Date, nullable=True),
+    Column("notes", Text, nullable=False, default=""),
+    Column("codebook_version", String(32), nullable=False),
+    Column("revision", Integer, nullable=False, default=1),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("trigger_id", "partner", "intel_type", name="uq_episodes_natural_key"),
+    Index("ix_episodes_partner_type", "partner", "intel_type"),
+    Index("ix_episodes_trigger_date", "trigger_date"),
+)
+
+# Every version of every episode, the first included: who changed what, when.
+episode_revisions = Table(
+    "episode_revisions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("episode_id", Integer, ForeignKey("episodes.id"), nullable=False),
+    Column("revision", Integer, nullable=False),
+    Column("values", JSON, nullable=False),
+    Column("changed_fields", JSON, nullable=False),
+    Column("changed_by", String(120), nullable=False),
+    Column("changed_at", DateTime(timezone=True), nullable=False),
+    Column("codebook_version", String(32), nullable=False),
+    Column("import_id", Integer, ForeignKey("audit_log.id"), nullable=True),
+    UniqueConstraint("episode_id", "revision", name="uq_episode_revisions_episode_revision"),
+    Index("ix_episode_revisions_episode_id", "episode_id"),
+)
+
+# Every write, by whom (a token's name or the CLI user), with a summary.
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("actor", String(120), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("detail", JSON, nullable=False),
+)

@@ -1,0 +1,55 @@
+"""Database fixtures: SQLite always, PostgreSQL where a server is reachable."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from forecasting.settings import load_settings
+from forecasting.store import connect
+from forecasting.store.schema import metadata
+
+POSTGRES_URL = os.environ.get(
+    "FORECAST_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+
+
+def _postgres_reason() -> str | None:
+    try:
+        engine = create_engine(POSTGRES_URL, connect_args={"connect_timeout": 3})
+        with engine.connect() as conn:
+            conn.execute(text("select 1"))
+        engine.dispose()
+    except Exception as exc:  # any failure means: no server to test against
+        return f"no PostgreSQL server at {POSTGRES_URL} ({type(exc).__name__})"
+    return None
+
+
+def _reset_postgres() -> None:
+    engine = create_engine(POSTGRES_URL)
+    with engine.begin() as conn:
+        metadata.drop_all(conn)
+        conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
+    engine.dispose()
+
+
+@pytest.fixture
+def settings(tmp_path):
+    """Settings rooted at a fresh temporary instance folder (embedded SQLite)."""
+    return load_settings({"FORECAST_INSTANCE": str(tmp_path / "instance")})
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database(request, tmp_path):
+    """A migrated, empty database: SQLite file, then PostgreSQL (skipped if unreachable)."""
+    if request.param == "sqlite":
+        db = connect(f"sqlite:///{tmp_path / 'store.sqlite3'}", migrate=True)
+    else:
+        if reason := _postgres_reason():
+            pytest.skip(reason)
+        _reset_postgres()
+        db = connect(POSTGRES_URL, migrate=True)
+    yield db
+    db.dispose()

@@ -1,0 +1,82 @@
+import json
+
+import pytest
+from click.testing import CliRunner
+from helpers import csv_text, episode_row
+
+from forecasting.cli import main
+
+TYPES = ["sigint", "humint", "geoint", "sources", "methods", "cyber", "ct", "military"]
+
+
+@pytest.fixture
+def forecast(tmp_path):
+    """Run the `forecast` command against a fresh instance folder."""
+    runner = CliRunner()
+    env = {"FORECAST_INSTANCE": str(tmp_path / "instance")}
+
+    def invoke(*args):
+        return runner.invoke(main, [str(a) for a in args], env=env, catch_exceptions=False)
+
+    assert invoke("init").exit_code == 0
+    return invoke
+
+
+def test_import_reports_counts_and_is_idempotent(forecast, tmp_path):
+    path = tmp_path / "new.csv"
+    path.write_text(csv_text([episode_row(intel_type=t) for t in TYPES]))
+    first = forecast("import", path)
+    assert first.exit_code == 0, first.output
+    assert "8 new, 0 revised, 0 unchanged" in first.output
+    assert "holds 8 episodes (8 with a restriction) on 1 partners" in first.output
+    assert "0 new, 0 revised, 8 unchanged" in forecast("import", path).output
+
+
+def test_a_file_with_bad_rows_exits_non_zero_lists_every_row_and_changes_nothing(forecast, tmp_path):
+    good = tmp_path / "good.csv"
+    good.write_text(csv_text([episode_row()]))
+    forecast("import", good)
+    before = forecast("export").output
+    bad = tmp_path / "bad.csv"
+    bad.write_text(csv_text([episode_row(level=3), episode_row(intel_type="cyber", partner="XXX"),
+                             episode_row(intel_type="ct", trigger_date="2099-01-01")]))
+    result = forecast("import", bad)
+    assert result.exit_code == 1
+    assert "line 3: partner: unknown code 'XXX'" in result.output
+    assert "line 4: trigger_date: 2099-01-01 is in the future" in result.output
+    assert "nothing was imported" in result.output
+    assert forecast("export").output == before
+
+
+def test_export_then_import_round_trips(forecast, tmp_path):
+    source = tmp_path / "in.jsonl"
+    source.write_text("\n".join(json.dumps(episode_row(intel_type=t, level=i % 4))
+                                for i, t in enumerate(TYPES)))
+    forecast("import", source)
+    exported = tmp_path / "out.csv"
+    assert forecast("export", exported).exit_code == 0
+    assert "0 new, 0 revised, 8 unchanged" in forecast("import", exported).output
+    assert exported.read_text().splitlines()[0].startswith("trigger_id,trigger_type,trigger_date")
+
+
+def test_vocab_json_lists_every_vocabulary(forecast):
+    data = json.loads(forecast("vocab", "--json").output)
+    assert {p["code"] for p in data["partners"]} >= {"GBR", "CAN", "AUS", "NZL", "ISR", "SAU"}
+    assert [lvl["name"] for lvl in data["levels"]] == ["none", "selective", "reduced", "suspended"]
+    assert "five_eyes" in forecast("vocab").output
+
+
+def test_episodes_filters_and_refuses_unknown_codes(forecast, tmp_path):
+    path = tmp_path / "e.csv"
+    path.write_text(csv_text([episode_row(intel_type=t, level=int(t == "ct")) for t in TYPES]))
+    forecast("import", path)
+    listed = json.loads(forecast("episodes", "--level", 1, "--json").output)
+    assert listed["total"] == 1 and listed["episodes"][0]["intel_type"] == "ct"
+    refused = forecast("episodes", "--partner", "ATLANTIS")
+    assert refused.exit_code == 1 and "unknown code 'ATLANTIS'" in refused.output
+
+
+def test_commands_on_an_uninitialised_instance_say_to_run_init(tmp_path):
+    result = CliRunner().invoke(main, ["episodes"], env={"FORECAST_INSTANCE": str(tmp_path / "x")})
+    assert result.exit_code == 1
+    assert "is not initialised or is behind this version; run `forecast init`" in result.output
