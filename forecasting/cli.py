@@ -25,6 +25,7 @@ from .interchange import FORMATS, format_of, write_rows
 from .settings import load_settings
 from .store import EpisodeFilter
 from .store.db import SchemaOutOfDateError
+from .store.tokens import ROLES, TokenError
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True)
@@ -213,6 +214,52 @@ def episodes(ctx: CliContext, partner, intel_type, trigger_type, trigger_id, lev
         table.add_row(r["trigger_date"], r["trigger_id"], r["partner"], r["intel_type"],
                       str(r["level"]), str(r["severity"]), str(r["alignment"]), r["confidence"],
                       str(r["revision"]))
+    out.print(table)
+
+
+@main.group()
+def token() -> None:
+    """Create, list and revoke API tokens."""
+
+
+@token.command(name="create")
+@click.argument("name")
+@click.option("--role", required=True, type=click.Choice(ROLES))
+@pass_context
+def token_create(ctx: CliContext, name: str, role: str) -> None:
+    """Issue a token; it is printed once, alone on the last line, and stored only as a hash."""
+    try:
+        value = ctx.database().tokens.create(name, role, actor=f"cli:{getpass.getuser()}")
+    except TokenError as exc:
+        _fail(str(exc))
+    err.print(f"token {name!r} ({role}) created; keep it secret, it cannot be shown again:")
+    click.echo(value)
+
+
+@token.command(name="revoke")
+@click.argument("name")
+@pass_context
+def token_revoke(ctx: CliContext, name: str) -> None:
+    """Revoke the token called NAME at once."""
+    try:
+        ctx.database().tokens.revoke(name, actor=f"cli:{getpass.getuser()}")
+    except TokenError as exc:
+        _fail(str(exc))
+    out.print(f"token {name!r} revoked")
+
+
+@token.command(name="list")
+@click.option("--json", "as_json", is_flag=True)
+@pass_context
+def token_list(ctx: CliContext, as_json: bool) -> None:
+    """List tokens (names and roles; never the tokens themselves)."""
+    rows = ctx.database().tokens.list()
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    table = Table("name", "role", "created_at", "revoked_at")
+    for r in rows:
+        table.add_row(r["name"], r["role"], r["created_at"], r["revoked_at"] or "")
     out.print(table)
 
 

@@ -80,3 +80,14 @@ def test_commands_on_an_uninitialised_instance_say_to_run_init(tmp_path):
     result = CliRunner().invoke(main, ["episodes"], env={"FORECAST_INSTANCE": str(tmp_path / "x")})
     assert result.exit_code == 1
     assert "is not initialised or is behind this version; run `forecast init`" in result.output
+
+
+def test_token_create_prints_the_token_alone_on_the_last_line(forecast):
+    result = forecast("token", "create", "ci-bot", "--role", "coder")
+    assert result.exit_code == 0
+    token = result.output.strip().splitlines()[-1]
+    assert token.startswith("fct_") and " " not in token
+    assert "ci-bot" in forecast("token", "list").output
+    assert forecast("token", "revoke", "ci-bot").exit_code == 0
+    bad = forecast("token", "create", "x", "--role", "god")
+    assert bad.exit_code == 2 and "'god' is not one of" in bad.output

@@ -12,6 +12,9 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine, make_url
 
+from .episodes import EpisodeStore
+from .tokens import TokenStore
+
 log = logging.getLogger(__name__)
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -66,9 +69,8 @@ class Database:
 
     def __init__(self, engine: Engine):
         self.engine = engine
-        from .episodes import EpisodeStore  # local: episodes imports schema only
-
         self.episodes = EpisodeStore(engine)
+        self.tokens = TokenStore(engine)
 
     @property
     def url(self) -> str:

@@ -1,0 +1,97 @@
+"""API tokens: stored only as hashes, looked up in constant time, revocable, with roles."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+
+from sqlalchemy import Engine, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from .schema import audit_log, tokens
+
+ROLES = ("reader", "coder", "modeler", "admin")
+# What each role may do, beyond reading. Admin may do everything.
+PERMISSIONS = {
+    "reader": frozenset(),
+    "coder": frozenset({"episodes:write"}),
+    "modeler": frozenset({"priors:write", "models:promote", "refits:create"}),
+    "admin": frozenset({"episodes:write", "priors:write", "models:promote", "refits:create",
+                        "tokens:write"}),
+}
+TOKEN_PREFIX = "fct_"
+
+
+class TokenError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Identity:
+    name: str
+    role: str
+
+    def may(self, permission: str) -> bool:
+        return permission in PERMISSIONS[self.role]
+
+
+def _digest(token: str) -> str:
+    # Tokens carry 256 bits of randomness, so a fast hash is enough (no stretching needed).
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class TokenStore:
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    def create(self, name: str, role: str, actor: str = "cli") -> str:
+        """Issue a token; the plain text is returned once and never stored."""
+        if role not in ROLES:
+            raise TokenError(f"role: Requested role {role!r} but it must be one of {list(ROLES)}")
+        if not name or len(name) > 120:
+            raise TokenError("name: must be 1-120 characters")
+        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        now = dt.datetime.now(dt.UTC)
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(tokens).values(name=name, role=role, token_hash=_digest(token),
+                                                   created_at=now))
+                conn.execute(insert(audit_log).values(at=now, actor=actor, action="token:create",
+                                                      detail={"name": name, "role": role}))
+        except IntegrityError:
+            raise TokenError(f"name: a token named {name!r} already exists") from None
+        return token
+
+    def revoke(self, name: str, actor: str = "cli") -> None:
+        now = dt.datetime.now(dt.UTC)
+        with self.engine.begin() as conn:
+            done = conn.execute(update(tokens).where(tokens.c.name == name,
+                                                     tokens.c.revoked_at.is_(None))
+                                .values(revoked_at=now)).rowcount
+            if not done:
+                raise TokenError(f"name: no active token named {name!r}")
+            conn.execute(insert(audit_log).values(at=now, actor=actor, action="token:revoke",
+                                                  detail={"name": name}))
+
+    def list(self) -> list[dict]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(tokens.c.name, tokens.c.role, tokens.c.created_at,
+                                       tokens.c.revoked_at).order_by(tokens.c.id))
+            return [{"name": r.name, "role": r.role, "created_at": r.created_at.isoformat(),
+                     "revoked_at": r.revoked_at.isoformat() if r.revoked_at else None}
+                    for r in rows]
+
+    def authenticate(self, token: str | None) -> Identity | None:
+        if not token or not token.startswith(TOKEN_PREFIX) or len(token) > 200:
+            return None
+        digest = _digest(token)
+        with self.engine.connect() as conn:
+            row = conn.execute(select(tokens.c.name, tokens.c.role, tokens.c.token_hash)
+                               .where(tokens.c.token_hash == digest,
+                                      tokens.c.revoked_at.is_(None))).first()
+        if row is None or not hmac.compare_digest(row.token_hash, digest):
+            return None
+        return Identity(name=row.name, role=row.role)
