@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from pathlib import Path
 
@@ -9,10 +10,11 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine, event, insert, select
 from sqlalchemy.engine import Engine, make_url
 
 from .episodes import EpisodeStore
+from .schema import audit_log
 from .tokens import TokenStore
 
 log = logging.getLogger(__name__)
@@ -71,6 +73,19 @@ class Database:
         self.engine = engine
         self.episodes = EpisodeStore(engine)
         self.tokens = TokenStore(engine)
+
+    def audit(self, action: str, actor: str, detail: dict) -> int:
+        """Record a write that is not an episode import (promotion, priors, refits)."""
+        with self.engine.begin() as conn:
+            return conn.execute(insert(audit_log).values(
+                at=dt.datetime.now(dt.UTC), actor=actor, action=action, detail=detail,
+            ).returning(audit_log.c.id)).scalar_one()
+
+    def audit_entries(self, limit: int = 100) -> list[dict]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(audit_log).order_by(audit_log.c.id.desc()).limit(limit))
+            return [{"id": r.id, "at": r.at.isoformat(), "actor": r.actor, "action": r.action,
+                     "detail": r.detail} for r in rows]
 
     @property
     def url(self) -> str:

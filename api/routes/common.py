@@ -1,0 +1,37 @@
+"""Helpers the blueprints share: problem documentation, version-keyed caching headers."""
+
+from __future__ import annotations
+
+import hashlib
+
+from flask import Response, jsonify, request
+
+from ..schemas import ProblemDoc
+
+_PROBLEM_SCHEMA = ProblemDoc.model_json_schema()
+_TITLES = {400: "Invalid request", 401: "Missing or invalid bearer token",
+           403: "The token's role may not do this", 404: "Not found",
+           409: "Conflict", 413: "Request too large", 503: "No current model"}
+
+
+def problems(*codes: int) -> dict:
+    """OpenAPI response objects for the problem+json answers a route may give."""
+    return {code: {"description": _TITLES.get(code, "Problem"),
+                   "content": {"application/problem+json": {"schema": _PROBLEM_SCHEMA}}}
+            for code in codes}
+
+
+def versioned(payload: dict, version: str) -> Response:
+    """JSON that depends only on the model version (and the request): ETag and revalidation."""
+    tag = hashlib.sha256(f"{version}|{request.full_path}|{request.get_data()!r}".encode()
+                         ).hexdigest()[:24]
+    etag = f'"{version}-{tag}"'
+    if etag in request.if_none_match:
+        response = Response(status=304)
+    else:
+        response = jsonify(payload)
+    response.headers["ETag"] = etag
+    # no-cache = store, but revalidate: a promoted version must show up at once
+    response.headers["Cache-Control"] = "no-cache"
+    response.headers["X-Model-Version"] = version
+    return response

@@ -1,0 +1,114 @@
+"""Coded episodes: list, read with history, create (one or a batch), revise."""
+
+from __future__ import annotations
+
+from flask import jsonify, request
+from flask_openapi3 import APIBlueprint, Tag
+
+from forecasting.episodes import Episode, EpisodeValidationError, RowError, validate_episodes
+from forecasting.store import EpisodeFilter
+
+from ..auth import current_identity, require
+from ..problems import Problem
+from ..schemas import EpisodeKey, EpisodePage, EpisodeQuery, EpisodeWithHistory, ImportResult
+from ..services import services
+from .common import problems
+
+bp = APIBlueprint("episodes", __name__, url_prefix="/v1/episodes",
+                  abp_tags=[Tag(name="episodes")])
+
+_EPISODE_SCHEMA = Episode.model_json_schema()
+_BODY = {"requestBody": {"required": True, "content": {"application/json": {"schema": {
+    "oneOf": [_EPISODE_SCHEMA,
+              {"type": "object", "required": ["episodes"], "additionalProperties": False,
+               "properties": {"episodes": {"type": "array", "items": _EPISODE_SCHEMA,
+                                           "minItems": 1, "maxItems": 10000}}}]}}}}}
+_ONE_BODY = {"requestBody": {"required": True,
+                             "content": {"application/json": {"schema": _EPISODE_SCHEMA}}}}
+
+
+def _json_body():
+    body = request.get_json(silent=True)
+    if body is None:
+        raise Problem(400, "Invalid request", "the body must be a JSON object")
+    return body
+
+
+def _write(rows: list[dict]) -> dict:
+    """Validate exactly as `forecast import` does, then write all or nothing."""
+    s = services()
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict):
+            raise EpisodeValidationError([RowError(i + 1, "row", "must be a JSON object")])
+    episodes = validate_episodes(list(enumerate(rows, start=1)), s.codebook)
+    summary = s.database.episodes.import_episodes(
+        episodes, actor=current_identity().name, codebook_version=s.codebook.version,
+        source="api")
+    result = summary.as_dict()
+    if summary.changed and s.on_episodes_changed is not None:
+        result["refit"] = s.on_episodes_changed(summary)
+    return result
+
+
+@bp.get("", responses={200: EpisodePage, **problems(400)})
+def list_episodes(query: EpisodeQuery):
+    """Episodes in trigger-date order, filtered and paginated (`limit`, `offset`)."""
+    where = EpisodeFilter(
+        partner=[query.partner] if query.partner else (),
+        intel_type=[query.intel_type] if query.intel_type else (),
+        trigger_type=[query.trigger_type] if query.trigger_type else (),
+        trigger_id=[query.trigger_id] if query.trigger_id else (),
+        level=[query.level] if query.level is not None else (),
+        since=query.since, until=query.until)
+    store = services().database.episodes
+    return jsonify(total=store.count(where), limit=query.limit, offset=query.offset,
+                   episodes=store.list(where, limit=query.limit, offset=query.offset))
+
+
+@bp.post("", responses={201: ImportResult, 200: ImportResult, **problems(400, 401, 403, 413)},
+         openapi_extensions=_BODY)
+@require("episodes:write")
+def create():
+    """Add one episode, or `{"episodes": [...]}`; idempotent on (trigger_id, partner, intel_type).
+
+    A row whose key exists with other values becomes a revision (old values kept).
+    One bad row rejects the whole batch; the error lists every bad row (1-based `line`).
+    """
+    payload = _json_body()
+    if isinstance(payload, dict) and set(payload) == {"episodes"}:
+        rows = payload["episodes"]
+        if not isinstance(rows, list) or not rows:
+            raise Problem(400, "Invalid request", "episodes: must be a non-empty array")
+    elif isinstance(payload, dict):
+        rows = [payload]
+    else:
+        raise Problem(400, "Invalid request", "the body must be an episode object or "
+                      '{"episodes": [...]}')
+    result = _write(rows)
+    return jsonify(result), 201 if result["inserted"] or result["revised"] else 200
+
+
+@bp.get("/<trigger_id>/<partner>/<intel_type>",
+        responses={200: EpisodeWithHistory, **problems(404)})
+def get_episode(path: EpisodeKey):
+    """One episode with every revision: who changed what, when."""
+    return jsonify(services().database.episodes.get(path.trigger_id, path.partner,
+                                                    path.intel_type))
+
+
+@bp.put("/<trigger_id>/<partner>/<intel_type>",
+        responses={200: ImportResult, **problems(400, 401, 403, 404)}, openapi_extensions=_ONE_BODY)
+@require("episodes:write")
+def revise(path: EpisodeKey):
+    """Revise an existing episode: send the whole row; changed fields become a revision."""
+    s = services()
+    s.database.episodes.get(path.trigger_id, path.partner, path.intel_type)  # 404 if absent
+    row = _json_body()
+    if not isinstance(row, dict):
+        raise Problem(400, "Invalid request", "the body must be an episode object")
+    key = {"trigger_id": path.trigger_id, "partner": path.partner, "intel_type": path.intel_type}
+    clashes = [k for k, v in key.items() if k in row and row[k] != v]
+    if clashes:
+        raise Problem(400, "Invalid request",
+                      f"{clashes[0]}: differs from the URL; the natural key cannot be revised")
+    return jsonify(_write([{**row, **key}]))

@@ -1,0 +1,77 @@
+"""Forecasts from the current model version: one cell, a batch, the grid, a comparison."""
+
+from __future__ import annotations
+
+from flask_openapi3 import APIBlueprint, Tag
+
+from ..problems import Problem
+from ..schemas import (
+    BatchBody,
+    CompareQuery,
+    CompareResponse,
+    Forecast,
+    ForecastList,
+    ForecastQuery,
+    GridQuery,
+    GridResponse,
+)
+from ..services import services
+from .common import problems, versioned
+
+bp = APIBlueprint("forecasts", __name__, url_prefix="/v1/forecasts",
+                  abp_tags=[Tag(name="forecasts")])
+
+
+def _codes(text: str | None, field: str, everything) -> list[str]:
+    if text is None:
+        return list(everything)
+    codes = [c.strip() for c in text.split(",") if c.strip()]
+    if not codes:
+        raise Problem(400, "Invalid request", f"{field}: give at least one code")
+    return codes
+
+
+@bp.get("", responses={200: Forecast, **problems(400, 404, 503)})
+def one(query: ForecastQuery):
+    """P(any restriction) and each level's probability for one partner x type and scenario."""
+    engine = services().models.engine()
+    forecast = engine.forecast(query.partner, query.intel_type, query.trigger_type,
+                               query.severity, query.alignment)
+    return versioned(forecast, engine.version)
+
+
+@bp.post("/batch", responses={200: ForecastList, **problems(400, 404, 413, 503)})
+def batch(body: BatchBody):
+    """Many cells in one request; every query is validated before any is answered."""
+    engine = services().models.engine()
+    forecasts = engine.batch([q.model_dump() for q in body.queries])
+    return versioned({"model": engine.model_info, "count": len(forecasts),
+                      "forecasts": forecasts}, engine.version)
+
+
+@bp.get("/grid", responses={200: GridResponse, **problems(400, 404, 503)})
+def grid(query: GridQuery):
+    """Every partner x type under one scenario, highest risk first (or sorted by code)."""
+    engine = services().models.engine()
+    scenario = {"trigger_type": query.trigger_type, "severity": query.severity,
+                "alignment": query.alignment}
+    forecasts = engine.grid(scenario, sort=query.sort)
+    if query.limit is not None:
+        forecasts = forecasts[:query.limit]
+    return versioned({"model": engine.model_info, "scenario": scenario, "count": len(forecasts),
+                      "forecasts": forecasts}, engine.version)
+
+
+@bp.get("/compare", responses={200: CompareResponse, **problems(400, 404, 503)})
+def compare(query: CompareQuery):
+    """Two scenarios for the same cells, and the difference b - a with its own interval."""
+    engine = services().models.engine()
+    partners = _codes(query.partner, "partner", engine.partners)
+    types = _codes(query.intel_type, "intel_type", engine.intel_types)
+    a = {"trigger_type": query.trigger_type_a, "severity": query.severity_a,
+         "alignment": query.alignment_a}
+    b = {"trigger_type": query.trigger_type_b, "severity": query.severity_b,
+         "alignment": query.alignment_b}
+    comparisons = engine.compare(partners, types, a, b)
+    return versioned({"model": engine.model_info, "scenario_a": a, "scenario_b": b,
+                      "comparisons": comparisons}, engine.version)

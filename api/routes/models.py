@@ -1,0 +1,78 @@
+"""Model versions: list, read, diagnostics, plots, promotion (rollback)."""
+
+from __future__ import annotations
+
+from flask import Response, jsonify
+from flask_openapi3 import APIBlueprint, Tag
+
+from forecasting import plots
+from forecasting.registry import ModelVersion
+
+from ..auth import require
+from ..problems import Problem
+from ..schemas import Diagnostics, ModelDetail, ModelList, ModelSummary, PlotPath, VersionPath
+from ..services import services
+from .common import problems
+
+bp = APIBlueprint("models", __name__, url_prefix="/v1/models", abp_tags=[Tag(name="models")])
+
+
+def _summary(mv: ModelVersion, current: str | None) -> dict:
+    meta = mv.metadata
+    return {"version": mv.version, "fitted_at": mv.fitted_at, "episodes": mv.episodes,
+            "verdict": mv.verdict, "reasons": mv.reasons, "current": mv.version == current,
+            "data_hash": meta.get("data_hash"), "priors_hash": meta.get("priors_hash"),
+            "sampler": meta.get("sampler")}
+
+
+@bp.get("", responses={200: ModelList})
+def list_models():
+    """Every stored version, newest first, with its verdict; which one is current."""
+    current = services().models.current_version()
+    return jsonify(current=current,
+                   models=[_summary(mv, current) for mv in services().registry.versions()])
+
+
+@bp.get("/<version>", responses={200: ModelDetail, **problems(404, 503)})
+def get_model(path: VersionPath):
+    """One version's full metadata (`current` is an alias)."""
+    mv = services().registry.get(path.version)
+    return jsonify({**_summary(mv, services().models.current_version()), "metadata": mv.metadata})
+
+
+@bp.get("/<version>/diagnostics", responses={200: Diagnostics, **problems(404, 503)})
+def diagnostics(path: VersionPath):
+    """R-hat, ESS, MCSE, divergences, tree depth, E-BFMI, PSIS-LOO, predictive checks, verdict."""
+    mv = services().registry.get(path.version)
+    return jsonify(version=mv.version, verdict=mv.verdict, reasons=mv.reasons,
+                   diagnostics=mv.metadata.get("diagnostics", {}))
+
+
+@bp.get("/<version>/plots/<name>.png",
+        responses={200: {"description": "A PNG image",
+                         "content": {"image/png": {"schema": {"type": "string",
+                                                              "format": "binary"}}}},
+                   **problems(404, 503)})
+def plot(path: PlotPath):
+    """A diagnostic plot as PNG (trace, rank, forest, energy, ppc, prior_posterior, ...)."""
+    if path.name not in plots.PLOTS:
+        raise Problem(404, "Unknown plot",
+                      f"name: unknown plot {path.name!r}; use one of {sorted(plots.PLOTS)}")
+    mv = services().registry.get(path.version)
+    png = services().plots.get(mv, path.name)
+    response = Response(png, mimetype="image/png")
+    response.headers["Cache-Control"] = "public, max-age=86400, immutable"
+    response.headers["X-Model-Version"] = mv.version
+    return response
+
+
+@bp.post("/<version>/promote", responses={200: ModelSummary, **problems(401, 403, 404, 409)})
+@require("models:promote")
+def promote(path: VersionPath):
+    """Make a passing version current (also a rollback). Needs a modeler or admin token."""
+    from ..auth import current_identity
+
+    mv = services().registry.promote(path.version)
+    services().database.audit("model:promote", current_identity().name,
+                              {"version": mv.version})
+    return jsonify(_summary(mv, mv.version))

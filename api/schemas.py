@@ -1,0 +1,228 @@
+"""Request and response schemas: they validate requests and generate /openapi.json."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Ordinal = Annotated[int, Field(ge=0, le=3)]
+Code = Annotated[str, Field(min_length=1, max_length=64)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- forecasts ----------------------------------------------------------------------------
+class ScenarioQuery(Strict):
+    trigger_type: Code = Field("disclosure_incident", description="Trigger type code")
+    severity: Ordinal = Field(2, description="Trigger severity 0-3")
+    alignment: Ordinal = Field(1, description="Perceived US alignment with the adversary 0-3")
+
+
+class ForecastQuery(ScenarioQuery):
+    partner: Code = Field(description="Partner code, e.g. ISR")
+    intel_type: Code = Field(description="Intelligence type code, e.g. humint")
+
+
+class GridQuery(ScenarioQuery):
+    sort: Literal["risk", "partner", "intel_type"] = "risk"
+    limit: Annotated[int, Field(ge=1, le=10_000)] | None = None
+
+
+class CompareQuery(Strict):
+    partner: str | None = Field(None, description="Comma-separated partner codes (default: all)")
+    intel_type: str | None = Field(None, description="Comma-separated types (default: all)")
+    trigger_type_a: Code = "disclosure_incident"
+    severity_a: Ordinal = 2
+    alignment_a: Ordinal = 1
+    trigger_type_b: Code = "disclosure_incident"
+    severity_b: Ordinal = 3
+    alignment_b: Ordinal = 1
+
+
+class Summary(BaseModel):
+    mean: float
+    median: float
+    ci50: Annotated[list[float], Field(min_length=2, max_length=2)]
+    ci90: Annotated[list[float], Field(min_length=2, max_length=2)]
+
+
+class Scenario(BaseModel):
+    trigger_type: str
+    severity: int
+    alignment: int
+
+
+class ModelStamp(BaseModel):
+    version: str
+    fitted_at: str
+    episodes: int
+    verdict: Literal["pass", "fail"]
+
+
+class Forecast(BaseModel):
+    partner: str
+    intel_type: str
+    scenario: Scenario
+    any_restriction: Summary
+    levels: dict[Literal["0", "1", "2", "3"], Summary]
+    model: ModelStamp
+
+
+class BatchBody(Strict):
+    queries: Annotated[list[ForecastQuery], Field(min_length=1, max_length=1000)]
+
+
+class ForecastList(BaseModel):
+    model: ModelStamp
+    count: int
+    forecasts: list[Forecast]
+
+
+class GridResponse(ForecastList):
+    scenario: Scenario
+
+
+class Difference(Summary):
+    prob_positive: float = Field(description="Posterior probability that b exceeds a")
+
+
+class Comparison(BaseModel):
+    partner: str
+    intel_type: str
+    a: Forecast
+    b: Forecast
+    difference: Difference
+
+
+class CompareResponse(BaseModel):
+    model: ModelStamp
+    scenario_a: Scenario
+    scenario_b: Scenario
+    comparisons: list[Comparison]
+
+
+# --- vocabulary -----------------------------------------------------------------------------
+class Vocab(BaseModel):
+    version: str
+    blocs: list[dict[str, Any]]
+    partners: list[dict[str, Any]]
+    intel_types: list[dict[str, Any]]
+    trigger_types: list[dict[str, Any]]
+    levels: list[dict[str, Any]]
+    severity: list[dict[str, Any]]
+    alignment: list[dict[str, Any]]
+    confidence: list[dict[str, Any]]
+
+
+# --- episodes -------------------------------------------------------------------------------
+class EpisodeQuery(Strict):
+    partner: Code | None = None
+    intel_type: Code | None = None
+    trigger_type: Code | None = None
+    trigger_id: Annotated[str, Field(max_length=120)] | None = None
+    level: Ordinal | None = None
+    since: dt.date | None = None
+    until: dt.date | None = None
+    limit: Annotated[int, Field(ge=1, le=1000)] = 100
+    offset: Annotated[int, Field(ge=0)] = 0
+
+
+class EpisodeKey(BaseModel):
+    trigger_id: Annotated[str, Field(min_length=1, max_length=120)]
+    partner: Code
+    intel_type: Code
+
+
+class EpisodeRecord(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    id: int
+    trigger_id: str
+    trigger_type: str
+    trigger_date: str
+    severity: int
+    alignment: int
+    partner: str
+    intel_type: str
+    level: int
+    sources: list[str]
+    coder: str
+    confidence: str
+    trigger_description: str
+    coded_at: str
+    notes: str
+    revision: int
+    codebook_version: str
+    created_at: str
+    updated_at: str
+
+
+class EpisodeWithHistory(EpisodeRecord):
+    history: list[dict[str, Any]]
+
+
+class EpisodePage(BaseModel):
+    total: int
+    limit: int
+    offset: int
+    episodes: list[EpisodeRecord]
+
+
+class ImportResult(BaseModel):
+    inserted: int
+    revised: int
+    unchanged: int
+    audit_id: int | None
+    refit: dict[str, Any] | None = None
+
+
+# --- models ---------------------------------------------------------------------------------
+class VersionPath(BaseModel):
+    version: Annotated[str, Field(min_length=1, max_length=64)]
+
+
+class PlotPath(VersionPath):
+    name: Annotated[str, Field(min_length=1, max_length=64)]
+
+
+class ModelSummary(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    version: str
+    fitted_at: str
+    episodes: int
+    verdict: Literal["pass", "fail"]
+    reasons: list[str]
+    current: bool
+
+
+class ModelList(BaseModel):
+    current: str | None
+    models: list[ModelSummary]
+
+
+class ModelDetail(ModelSummary):
+    metadata: dict[str, Any]
+
+
+class Diagnostics(BaseModel):
+    version: str
+    verdict: Literal["pass", "fail"]
+    reasons: list[str]
+    diagnostics: dict[str, Any]
+
+
+# --- health ---------------------------------------------------------------------------------
+class Health(BaseModel):
+    status: str
+    model: str | None = None
+
+
+class ProblemDoc(BaseModel):
+    type: str
+    title: str
+    status: int
+    detail: str | None = None
+    errors: list[dict[str, Any]] | None = None

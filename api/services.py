@@ -1,0 +1,112 @@
+"""What the views need (settings, database, codebook, registry, forecast engine), per app.
+
+The forecast engine follows the registry's CURRENT pointer: every request checks it
+(a small file read), and a newly promoted version is loaded once, then swapped in,
+while requests already running keep the engine they started with.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from flask import current_app
+
+from forecasting import plots
+from forecasting.bootstrap import open_database
+from forecasting.codebook import Codebook, load_codebook
+from forecasting.forecasts import ForecastEngine
+from forecasting.registry import CURRENT_FILE, ModelVersion, NoCurrentModelError, Registry
+from forecasting.settings import Settings
+from forecasting.store import Database
+
+log = logging.getLogger(__name__)
+_ENGINES_KEPT = 4
+
+
+@dataclass
+class ModelHolder:
+    registry: Registry
+    codebook: Codebook
+    _engines: OrderedDict = field(default_factory=OrderedDict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _pointer: tuple = (None, None)  # (stat signature of CURRENT, version it named)
+
+    def current_version(self) -> str | None:
+        """The version CURRENT names; re-read only when the file was replaced (cheap stat)."""
+        path = self.registry.root / CURRENT_FILE
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            return None
+        signature = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+        if self._pointer[0] != signature:
+            current = self.registry.current_or_none()
+            self._pointer = (signature, current.version if current else None)
+        return self._pointer[1]
+
+    def engine(self, version: str = "current") -> ForecastEngine:
+        """The engine of `version` ("current" follows CURRENT), loaded once and cached."""
+        if version == "current":
+            version = self.current_version()
+            if version is None:
+                raise NoCurrentModelError(
+                    "no model version is current yet: run `forecast fit` (or `make run`)")
+        engine = self._engines.get(version)
+        if engine is not None:
+            return engine
+        with self._lock:
+            if version not in self._engines:
+                log.info("loading model version %s", version)
+                self._engines[version] = ForecastEngine.from_version(
+                    self.registry, version, self.codebook)
+                while len(self._engines) > _ENGINES_KEPT:
+                    self._engines.popitem(last=False)
+            return self._engines[version]
+
+
+@dataclass
+class PlotCache:
+    """Plots of immutable versions never change: render once, keep the PNG on disk."""
+
+    registry: Registry
+    folder: Path
+
+    def get(self, mv: ModelVersion, name: str) -> bytes:
+        path = self.folder / mv.version / f"{name}.png"
+        if path.exists():
+            return path.read_bytes()
+        png = plots.render(self.registry.load_posterior(mv.version), name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{threading.get_ident()}.tmp")
+        tmp.write_bytes(png)
+        tmp.replace(path)
+        return png
+
+
+@dataclass
+class Services:
+    settings: Settings
+    database: Database
+    codebook: Codebook
+    registry: Registry
+    models: ModelHolder
+    plots: PlotCache
+    # called with an ImportSummary after episodes change (refit scheduling hooks in here)
+    on_episodes_changed: Callable | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Services:
+        codebook = load_codebook(settings.codebook_path)
+        registry = Registry(settings.registry_path)
+        return cls(settings=settings, database=open_database(settings), codebook=codebook,
+                   registry=registry, models=ModelHolder(registry, codebook),
+                   plots=PlotCache(registry, settings.instance_path / "plots"))
+
+
+def services() -> Services:
+    return current_app.extensions["forecasting"]
