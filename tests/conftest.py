@@ -23,3 +23,5 @@ def codebook():
 
 
 from fixtures_store import *  # noqa: E402,F401,F403
+from fixtures_registry import *  # noqa: E402,F401,F403
+from fixtures_api import *  # noqa: E402,F401,F403

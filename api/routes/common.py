@@ -25,12 +25,9 @@ def versioned(payload: dict, version: str) -> Response:
     """JSON that depends only on the model version (and the request): ETag and revalidation."""
     tag = hashlib.sha256(f"{version}|{request.full_path}|{request.get_data()!r}".encode()
                          ).hexdigest()[:24]
-    etag = f'"{version}-{tag}"'
-    if etag in request.if_none_match:
-        response = Response(status=304)
-    else:
-        response = jsonify(payload)
-    response.headers["ETag"] = etag
+    response = jsonify(payload)
+    response.set_etag(f"{version}-{tag}")
+    response.make_conditional(request)  # 304 when If-None-Match matches
     # no-cache = store, but revalidate: a promoted version must show up at once
     response.headers["Cache-Control"] = "no-cache"
     response.headers["X-Model-Version"] = version

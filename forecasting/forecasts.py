@@ -1,0 +1,415 @@
+"""Posterior draws -> forecasts: level probabilities, P(any restriction), grids, comparisons.
+
+Pure numpy (no PyMC, no Flask). The model's cumulative-logit maths, per draw:
+
+    eta = pt_eff[partner, type] + trigger_eff[trigger]
+          + beta_severity * (severity - severity_center)
+          + beta_alignment * (alignment - alignment_center)
+    P(level <= k) = sigmoid(cutpoints[k] - eta),  k = 0..2
+    P(level = k) by differences;  P(any restriction) = 1 - P(level = 0)
+
+A `ForecastEngine` copies the draws of one model version into numpy arrays once (chain x draw
+stacked into one sample axis, which is the last, contiguous axis, so that the per-cell sorts for
+quantiles run over contiguous memory) and answers every query from them. Draws are kept as
+float32: sorting for quantiles is the main cost and runs ~1.7x faster, and float32's 7 digits are
+far finer than the 4 decimals served.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import xarray as xr
+
+from forecasting.codebook import Codebook, UnknownCodeError
+
+LEVELS = ("0", "1", "2", "3")
+DECIMALS = 4
+# Summary statistics of every quantity: the mean, then these quantiles.
+# Symmetric, so that P(any) = 1 - P(level 0) gets its quantiles from level 0's reversed.
+QUANTILES = np.array([0.05, 0.25, 0.5, 0.75, 0.95])
+DTYPE = np.float32
+SORTS = ("risk", "partner", "intel_type")
+QUERY_KEYS = {"partner", "intel_type", "trigger_type", "severity", "alignment"}
+
+
+class NotInModelError(LookupError):
+    """A code the codebook knows but the fitted model version does not (added after the fit)."""
+
+    def __init__(self, field: str, value: str, version: str | None):
+        self.field, self.value, self.version = field, value, version
+        super().__init__(
+            f"{field}: {value!r} is in the codebook but not in model version {version}, which "
+            f"predates it; refit the model to forecast for it")
+
+
+class ScenarioError(ValueError):
+    """A scenario value out of range or of the wrong type; `field` names it."""
+
+    def __init__(self, field: str, message: str):
+        self.field = field
+        super().__init__(f"{field}: {message}")
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """What happened: the trigger and how grave it was.
+
+    Defaults describe the commonest question: a serious (2) disclosure incident while the US is
+    seen as ambivalent (1) toward the adversary.
+    """
+
+    trigger_type: str = "disclosure_incident"
+    severity: int = 2
+    alignment: int = 1
+
+    @classmethod
+    def from_mapping(cls, values: Mapping | Scenario | None) -> Scenario:
+        if values is None:
+            return cls()
+        if isinstance(values, Scenario):
+            return values
+        unknown = set(values) - {"trigger_type", "severity", "alignment"}
+        if unknown:
+            raise ScenarioError(sorted(unknown)[0], "not a scenario field; use trigger_type, "
+                                "severity, alignment")
+        return cls(**values)
+
+    def as_dict(self) -> dict:
+        return {"trigger_type": self.trigger_type, "severity": self.severity,
+                "alignment": self.alignment}
+
+
+def _check_ordinal(field: str, value, allowed: Iterable[int]) -> int:
+    allowed = sorted(allowed)
+    # bool is an int subclass, and 2.0 or "2" would hide a caller's parsing bug
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise ScenarioError(field, f"must be an integer {allowed[0]}-{allowed[-1]}, got {value!r}")
+    if int(value) not in allowed:
+        raise ScenarioError(field, f"must be {allowed[0]}-{allowed[-1]}, got {value!r}")
+    return int(value)
+
+
+def level_probabilities(eta: np.ndarray, cutpoints: np.ndarray) -> np.ndarray:
+    """P(level = k) for k = 0..3, on a new axis -2: eta (..., S), cutpoints (3, S)."""
+    # sigmoid(c - eta) = 1 / (1 + exp(eta) exp(-c)): one exp per cell and draw instead of three
+    # (exp(-c) is per draw only). An overflow to inf gives the right limit, P(level <= k) = 0.
+    with np.errstate(over="ignore"):
+        cdf = np.exp(eta)[..., None, :] * np.exp(-cutpoints)  # (..., 3, S)
+    cdf += 1.0
+    np.reciprocal(cdf, out=cdf)  # P(level <= k), in place: the grid's arrays are large
+    probs = np.empty(eta.shape[:-1] + (4, eta.shape[-1]), dtype=cdf.dtype)
+    probs[..., 0, :] = cdf[..., 0, :]
+    np.subtract(cdf[..., 1:, :], cdf[..., :-1, :], out=probs[..., 1:3, :])
+    np.subtract(1.0, cdf[..., 2, :], out=probs[..., 3, :])
+    return probs
+
+
+def summarise(x: np.ndarray, *, overwrite: bool = False) -> np.ndarray:
+    """Mean and QUANTILES over the last (sample) axis: (..., S) -> (..., 6) float64.
+
+    Same values as np.quantile's default (linear) method, from one sort per row;
+    `overwrite=True` sorts `x` in place (saves a copy of a large array).
+    """
+    mean = x.mean(axis=-1, dtype=np.float64)
+    s = x if overwrite else x.copy()
+    s.sort(axis=-1)
+    pos = QUANTILES * (s.shape[-1] - 1)
+    lo = np.floor(pos).astype(int)
+    hi = np.minimum(lo + 1, s.shape[-1] - 1)
+    frac = pos - lo
+    out = np.empty(x.shape[:-1] + (6,))
+    out[..., 0] = mean
+    out[..., 1:] = s[..., lo] * (1 - frac) + s[..., hi] * frac
+    return out
+
+
+def summarise_levels(probs: np.ndarray, *, overwrite: bool = False) -> np.ndarray:
+    """(..., 4, S) level probabilities -> (..., 5, 6): P(any restriction), then levels 0..3.
+
+    Sorting 1 - p reverses p's order, so any's quantiles are 1 - level 0's, reversed: one sort
+    fewer per cell (exact, QUANTILES being symmetric).
+    """
+    levels = summarise(probs, overwrite=overwrite)
+    any_row = 1.0 - levels[..., :1, :]
+    any_row[..., 1:] = any_row[..., :0:-1].copy()
+    return np.concatenate([any_row, levels], axis=-2)
+
+
+def _rounded(stats: np.ndarray) -> np.ndarray:
+    return np.round(stats, DECIMALS)
+
+
+def _stats_dict(row: list[float]) -> dict:
+    """One row of `summarise`, rounded and as Python floats, under the contract's keys."""
+    mean, q05, q25, q50, q75, q95 = row
+    return {"mean": mean, "median": q50, "ci50": [q25, q75], "ci90": [q05, q95]}
+
+
+class ForecastEngine:
+    """Forecasts from one model version's posterior draws (immutable, so thread-safe).
+
+    Answers are cached (`cache=True`): a version's answers never change and there are finitely
+    many (partners x types x triggers x 4 x 4; all of them take ~10 MB), so the cache needs no
+    eviction. A computed grid also answers every single query of its scenario; `warm_up` computes
+    grids ahead of the first request. dict get/set are atomic: safe across request threads.
+    """
+
+    def __init__(self, posterior: xr.DataTree | xr.Dataset, metadata: Mapping,
+                 codebook: Codebook, *, cache: bool = True):
+        ds, attrs = _posterior_dataset(posterior)
+        self.codebook = codebook
+        self.model_info = {
+            "version": metadata.get("version"),
+            "fitted_at": metadata.get("fitted_at"),
+            "episodes": metadata.get("episodes"),
+            "verdict": metadata.get("verdict"),
+        }
+        self._vocabularies = {"partner": codebook.partners, "intel_type": codebook.intel_types,
+                              "trigger_type": codebook.trigger_types}
+        self.partners = [str(p) for p in ds["partner"].values]
+        self.intel_types = [str(t) for t in ds["intel_type"].values]
+        self.trigger_types = [str(t) for t in ds["trigger_type"].values]
+        self._partner_index = {p: i for i, p in enumerate(self.partners)}
+        self._type_index = {t: i for i, t in enumerate(self.intel_types)}
+        self._trigger_index = {t: i for i, t in enumerate(self.trigger_types)}
+        self._pt_eff = _draws(ds["pt_eff"], ("partner", "intel_type"))  # (P, T, S)
+        self._trigger_eff = _draws(ds["trigger_eff"], ("trigger_type",))  # (TT, S)
+        self._cutpoints = _draws(ds["cutpoints"], ("cutpoint",))  # (3, S)
+        beta_severity = _draws(ds["beta_severity"], ())
+        beta_alignment = _draws(ds["beta_alignment"], ())
+        severity_center = _center(attrs, metadata, "severity_center")
+        alignment_center = _center(attrs, metadata, "alignment_center")
+        # the scenario's contribution per draw, for every trigger x severity x alignment:
+        # (TT, 4, 4, S), so that a query only adds the cell's effect
+        sev = np.arange(len(codebook.severity))[:, None, None] - severity_center
+        ali = np.arange(len(codebook.alignment))[None, :, None] - alignment_center
+        self._scenario_eta = (self._trigger_eff[:, None, None, :]
+                              + beta_severity * sev + beta_alignment * ali).astype(DTYPE)
+        self.n_draws = self._cutpoints.shape[-1]
+        self._cache_enabled = cache
+        self._answers: dict[tuple, np.ndarray] = {}
+
+    @classmethod
+    def from_version(cls, registry, version: str, codebook: Codebook) -> ForecastEngine:
+        """Load `version` ("current" allowed) from a forecasting.registry.Registry."""
+        mv = registry.get(version)
+        tree = registry.load_posterior(mv.version, groups=["posterior"])
+        return cls(tree, mv.metadata, codebook)
+
+    def all_scenarios(self) -> list[Scenario]:
+        """Every scenario this version can answer (trigger types x severities x alignments)."""
+        return [Scenario(t, s, a) for t in self.codebook.trigger_type_codes
+                if t in self._trigger_index
+                for s in self.codebook.severity for a in self.codebook.alignment]
+
+    def warm_up(self, scenarios: Iterable[Scenario | Mapping] | None = None) -> None:
+        """Compute the grids of `scenarios` (default: the default scenario) before they are
+        asked for, e.g. in a server's loader before it swaps in a new version. All 96 take a
+        few seconds."""
+        for scenario in [Scenario()] if scenarios is None else scenarios:
+            self._grid_stats(self._scenario_key(Scenario.from_mapping(scenario)))
+
+    @property
+    def version(self) -> str | None:
+        return self.model_info["version"]
+
+    @property
+    def missing_partners(self) -> list[str]:
+        """Codebook partners this version cannot forecast for (added after it was fitted)."""
+        return [p for p in self.codebook.partner_codes if p not in self._partner_index]
+
+    # -- validation ------------------------------------------------------------------------
+
+    def _index(self, field: str, value, index: dict[str, int]) -> int:
+        vocabulary = self._vocabularies[field]
+        if not isinstance(value, str) or value not in vocabulary:
+            raise UnknownCodeError(field, value, tuple(vocabulary))
+        try:
+            return index[value]
+        except KeyError:
+            raise NotInModelError(field, value, self.version) from None
+
+    def _scenario_key(self, scenario: Scenario) -> tuple[int, int, int]:
+        """Indices into the scenario table: (trigger type, severity, alignment)."""
+        return (self._index("trigger_type", scenario.trigger_type, self._trigger_index),
+                _check_ordinal("severity", scenario.severity, self.codebook.severity),
+                _check_ordinal("alignment", scenario.alignment, self.codebook.alignment))
+
+    # -- queries ---------------------------------------------------------------------------
+
+    def forecast(self, partner: str, intel_type: str, trigger_type: str = Scenario.trigger_type,
+                 severity: int = Scenario.severity, alignment: int = Scenario.alignment) -> dict:
+        """One cell under one scenario, in CONTRACT.md's forecast shape."""
+        scenario = Scenario(trigger_type, severity, alignment)
+        key = self._cell_key(partner, intel_type, scenario)
+        stats = self._cached(key)
+        if stats is None:
+            p, t, scenario_key = key
+            stats = self._summaries(self._pt_eff[p, t] + self._scenario_eta[scenario_key])
+            self._remember(key, stats)
+        return self._shape(partner, intel_type, scenario, stats)
+
+    def batch(self, queries: list[Mapping]) -> list[dict]:
+        """Many cells at once; every query is validated before any is computed."""
+        resolved = []
+        for i, query in enumerate(queries):
+            try:
+                resolved.append(self._resolve_query(query))
+            except UnknownCodeError as exc:
+                field = f"queries[{i}].{exc.field}"
+                raise UnknownCodeError(field, exc.value, exc.allowed) from None
+            except ScenarioError as exc:
+                message = str(exc).split(": ", 1)[1]
+                raise ScenarioError(f"queries[{i}].{exc.field}", message) from None
+        stats = {key: self._cached(key) for _, _, _, key in resolved}
+        todo = [key for key, value in stats.items() if value is None]
+        if todo:
+            p, t, tt, s, a = (np.array(x) for x in zip(
+                *[(p, t, *scenario_key) for p, t, scenario_key in todo], strict=True))
+            computed = self._summaries(self._pt_eff[p, t] + self._scenario_eta[tt, s, a])
+            for key, value in zip(todo, computed, strict=True):
+                stats[key] = value
+                self._remember(key, value)
+        return [self._shape(partner, intel_type, scenario, stats[key])
+                for partner, intel_type, scenario, key in resolved]
+
+    def grid(self, scenario: Mapping | Scenario | None = None, sort: str = "risk") -> list[dict]:
+        """Every codebook partner x intel type the model knows, under one scenario.
+
+        sort: "risk" (P(any restriction) mean, highest first), "partner" or "intel_type"
+        (alphabetical by code, then the other). Partners added to the codebook after the fit
+        are left out (see `missing_partners`).
+        """
+        if sort not in SORTS:
+            raise ValueError(f"Requested sort '{sort}' but it must be one of {list(SORTS)}")
+        scenario = Scenario.from_mapping(scenario)
+        stats = self._grid_stats(self._scenario_key(scenario))  # (P, T, 5, 6), model order
+        cells = [(p, t, stats[self._partner_index[p], self._type_index[t]])
+                 for p in self.codebook.partner_codes if p in self._partner_index
+                 for t in self.codebook.intel_type_codes if t in self._type_index]
+        if sort == "risk":
+            cells.sort(key=lambda c: (-c[2][0, 0], c[0], c[1]))
+        elif sort == "partner":
+            cells.sort(key=lambda c: (c[0], c[1]))
+        else:
+            cells.sort(key=lambda c: (c[1], c[0]))
+        return [self._shape(p, t, scenario, s) for p, t, s in cells]
+
+    def compare(self, partners: str | Iterable[str], intel_types: str | Iterable[str],
+                scenario_a: Mapping | Scenario | None,
+                scenario_b: Mapping | Scenario | None) -> list[dict]:
+        """Both scenarios for every partner x type, and P(any restriction) under b minus under a.
+
+        The difference is taken draw by draw, so its interval accounts for the correlation of
+        the two forecasts (they share every parameter but the scenario's).
+        """
+        partners = [partners] if isinstance(partners, str) else list(partners)
+        intel_types = [intel_types] if isinstance(intel_types, str) else list(intel_types)
+        a, b = Scenario.from_mapping(scenario_a), Scenario.from_mapping(scenario_b)
+        eta_a, eta_b = (self._scenario_eta[self._scenario_key(x)] for x in (a, b))
+        cells = [(p, t, self._index("partner", p, self._partner_index),
+                  self._index("intel_type", t, self._type_index))
+                 for p, t in itertools.product(partners, intel_types)]
+        if not cells:
+            return []
+        p_idx, t_idx = np.array([c[2] for c in cells]), np.array([c[3] for c in cells])
+        cell_eta = self._pt_eff[p_idx, t_idx]  # (N, S)
+        probs_a = level_probabilities(cell_eta + eta_a, self._cutpoints)
+        probs_b = level_probabilities(cell_eta + eta_b, self._cutpoints)
+        # P(any) = 1 - P(level 0), so the difference in any is a's level 0 minus b's
+        diff = probs_a[:, 0] - probs_b[:, 0]  # (N, S)
+        stats_a, stats_b = _rounded(summarise_levels(probs_a)), _rounded(summarise_levels(probs_b))
+        stats_d = _rounded(summarise(diff)).tolist()
+        p_positive = np.round((diff > 0).mean(axis=-1), DECIMALS).tolist()
+        return [
+            {
+                "partner": p, "intel_type": t,
+                "a": self._shape(p, t, a, stats_a[i]),
+                "b": self._shape(p, t, b, stats_b[i]),
+                "difference": {**_stats_dict(stats_d[i]), "prob_positive": p_positive[i]},
+            }
+            for i, (p, t, _, _) in enumerate(cells)
+        ]
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _summaries(self, eta: np.ndarray) -> np.ndarray:
+        """Linear predictors (..., S) -> rounded summaries (..., 5, 6)."""
+        probs = level_probabilities(eta, self._cutpoints)
+        return _rounded(summarise_levels(probs, overwrite=True))
+
+    def _cached(self, key: tuple) -> np.ndarray | None:
+        p, t, scenario_key = key
+        grid = self._answers.get(("grid", scenario_key))
+        return grid[p, t] if grid is not None else self._answers.get(key)
+
+    def _remember(self, key: tuple, stats: np.ndarray) -> None:
+        if self._cache_enabled:
+            self._answers[key] = stats
+
+    def _grid_stats(self, scenario_key: tuple[int, int, int]) -> np.ndarray:
+        """Summaries of every cell of the model under one scenario: (P, T, 5, 6)."""
+        stats = self._answers.get(("grid", scenario_key))
+        if stats is None:
+            stats = self._summaries(self._pt_eff + self._scenario_eta[scenario_key])
+            self._remember(("grid", scenario_key), stats)
+        return stats
+
+    def _cell_key(self, partner, intel_type, scenario: Scenario) -> tuple:
+        return (self._index("partner", partner, self._partner_index),
+                self._index("intel_type", intel_type, self._type_index),
+                self._scenario_key(scenario))
+
+    def _resolve_query(self, query: Mapping):
+        unknown = set(query) - QUERY_KEYS
+        if unknown:
+            raise ScenarioError(sorted(unknown)[0], f"not a query field; use {sorted(QUERY_KEYS)}")
+        for key in ("partner", "intel_type"):
+            if key not in query:
+                raise ScenarioError(key, "is required")
+        scenario = Scenario.from_mapping(
+            {k: query[k] for k in ("trigger_type", "severity", "alignment") if k in query})
+        key = self._cell_key(query["partner"], query["intel_type"], scenario)
+        return query["partner"], query["intel_type"], scenario, key
+
+    def _shape(self, partner: str, intel_type: str, scenario: Scenario,
+               stats: np.ndarray) -> dict:
+        """stats: (5, 6) rounded = (any, level 0..3) x (mean, quantiles)."""
+        # one conversion of the whole block: per-value float() calls cost more than the maths
+        stats = stats.tolist()
+        return {
+            "partner": partner,
+            "intel_type": intel_type,
+            # validated by now; int() turns numpy integers into JSON-able ones
+            "scenario": {"trigger_type": scenario.trigger_type, "severity": int(scenario.severity),
+                         "alignment": int(scenario.alignment)},
+            "any_restriction": _stats_dict(stats[0]),
+            "levels": {level: _stats_dict(stats[k + 1]) for k, level in enumerate(LEVELS)},
+            "model": dict(self.model_info),
+        }
+
+
+def _posterior_dataset(posterior: xr.DataTree | xr.Dataset) -> tuple[xr.Dataset, dict]:
+    if isinstance(posterior, xr.DataTree):
+        if "posterior" not in posterior.children:
+            raise ValueError("the model tree has no 'posterior' group")
+        return posterior["posterior"].to_dataset(), {**posterior.attrs}
+    return posterior, {**posterior.attrs}
+
+
+def _draws(da: xr.DataArray, dims: tuple[str, ...]) -> np.ndarray:
+    """dims + (sample,) array, chain and draw stacked, contiguous along the samples."""
+    values = da.transpose(*dims, "chain", "draw").values
+    return np.ascontiguousarray(values.reshape(values.shape[: len(dims)] + (-1,)), dtype=DTYPE)
+
+
+def _center(attrs: Mapping, metadata: Mapping, name: str) -> float:
+    # the model centres covariates; a forecast that guessed the centre would be silently shifted
+    for source in (attrs, metadata, metadata.get("model_config", {})):
+        if name in source:
+            return float(source[name])
+    raise ValueError(f"the posterior's root attrs lack {name!r}, which the forecasts need")

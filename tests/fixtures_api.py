@@ -1,0 +1,96 @@
+"""An app per test: temporary instance, seeded database, tiny pre-fitted models, tokens.
+
+The instance is built once per session (migrations and NetCDF writes are slow) and
+copied for each test, so that every test starts from the same fresh state.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from fixtures_registry import fabricate_posterior, fake_metadata
+from helpers import episode_row
+
+from api import create_app
+from forecasting.bootstrap import initialise
+from forecasting.episodes import validate_episodes
+from forecasting.registry import Registry
+from forecasting.settings import load_settings
+
+TYPES = ["sigint", "humint", "geoint", "sources", "methods", "cyber", "ct", "military"]
+ROLES = ("reader", "coder", "modeler", "admin")
+
+
+def auth(token: str) -> dict:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture(scope="session")
+def api_template(tmp_path_factory, codebook, fake_posterior):
+    """Built once: a seeded database, one token per role, three saved model versions."""
+    folder = tmp_path_factory.mktemp("api-template") / "instance"
+    settings = load_settings({"FORECAST_INSTANCE": str(folder)})
+    database = initialise(settings)
+    rows = [episode_row(intel_type=t, level=int(t == "sources")) for t in TYPES]
+    database.episodes.import_episodes(validate_episodes(list(enumerate(rows, 2)), codebook),
+                                      actor="fixture", codebook_version=codebook.version)
+    tokens = {role: database.tokens.create(f"{role}-token", role) for role in ROLES}
+    database.dispose()
+    registry = Registry(settings.registry_path)
+    versions = {
+        "served": registry.save(fake_posterior, fake_metadata()).version,
+        "second": registry.save(fabricate_posterior(codebook, seed=7, with_diagnostic_groups=False),
+                                fake_metadata(data_hash="data-0002", episodes=500)).version,
+        "failed": registry.save(fabricate_posterior(codebook, seed=9, with_diagnostic_groups=False),
+                                fake_metadata("fail", data_hash="data-0003")).version,
+    }
+    return folder, tokens, versions
+
+
+@pytest.fixture
+def api_settings(api_template, tmp_path):
+    folder, _, _ = api_template
+    shutil.copytree(folder, tmp_path / "instance")
+    return load_settings({"FORECAST_INSTANCE": str(tmp_path / "instance")})
+
+
+@pytest.fixture
+def tokens(api_template):
+    """One token per role: {"reader": ..., "coder": ..., "modeler": ..., "admin": ...}."""
+    return api_template[1]
+
+
+def _version(api_settings, api_template, name):
+    return Registry(api_settings.registry_path).get(api_template[2][name])
+
+
+@pytest.fixture
+def served_model(api_settings, api_template):
+    """A passing version, made current."""
+    registry = Registry(api_settings.registry_path)
+    return registry.promote(api_template[2]["served"])
+
+
+@pytest.fixture
+def second_model(api_settings, api_template):
+    """Another passing version (other data, 500 episodes), stored but not current."""
+    return _version(api_settings, api_template, "second")
+
+
+@pytest.fixture
+def failed_model(api_settings, api_template):
+    """A version whose gate failed."""
+    return _version(api_settings, api_template, "failed")
+
+
+@pytest.fixture
+def app(api_settings):
+    app = create_app({"SETTINGS": api_settings, "TESTING": True})
+    yield app
+    app.extensions["forecasting"].database.dispose()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()

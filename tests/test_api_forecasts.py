@@ -1,0 +1,165 @@
+import threading
+
+import pytest
+from fixtures_api import auth
+
+from forecasting.registry import Registry
+
+CONTRACT_KEYS = {"partner", "intel_type", "scenario", "any_restriction", "levels", "model"}
+SUMMARY_KEYS = {"mean", "median", "ci50", "ci90"}
+
+
+def test_one_forecast_has_the_contract_shape_and_its_model_stamp(client, served_model):
+    r = client.get("/v1/forecasts?partner=ISR&intel_type=humint&trigger_type=disclosure_incident"
+                   "&severity=3&alignment=2")
+    assert r.status_code == 200
+    body = r.get_json()
+    assert set(body) == CONTRACT_KEYS
+    assert body["scenario"] == {"trigger_type": "disclosure_incident", "severity": 3,
+                                "alignment": 2}
+    assert set(body["any_restriction"]) == SUMMARY_KEYS
+    assert set(body["levels"]) == {"0", "1", "2", "3"}
+    lo, hi = body["any_restriction"]["ci90"]
+    assert 0 <= lo <= body["any_restriction"]["median"] <= hi <= 1
+    assert body["model"]["version"] == served_model.version
+    assert body["model"]["verdict"] == "pass" and body["model"]["episodes"] == 412
+    assert r.headers["X-Model-Version"] == served_model.version
+
+
+def test_scenario_defaults_are_stated_in_the_answer(client, served_model):
+    body = client.get("/v1/forecasts?partner=GBR&intel_type=sigint").get_json()
+    assert body["scenario"] == {"trigger_type": "disclosure_incident", "severity": 2,
+                                "alignment": 1}
+
+
+@pytest.mark.parametrize(("query", "status", "needle"), [
+    ("partner=XXX&intel_type=humint", 404, "partner: unknown code 'XXX'"),
+    ("partner=ISR&intel_type=gossip", 404, "intel_type: unknown code 'gossip'"),
+    ("partner=ISR&intel_type=humint&trigger_type=coup", 404, "trigger_type: unknown code"),
+    ("partner=ISR&intel_type=humint&severity=7", 400, "severity"),
+    ("partner=ISR&intel_type=humint&severity=high", 400, "severity"),
+    ("partner=ISR", 400, "intel_type"),
+    ("partner=ISR&intel_type=humint&colour=red", 400, "colour"),
+])
+def test_bad_queries_get_a_problem_naming_the_field(client, served_model, query, status, needle):
+    r = client.get(f"/v1/forecasts?{query}")
+    assert r.status_code == status
+    assert r.mimetype == "application/problem+json"
+    assert needle in r.get_data(as_text=True)
+
+
+def test_without_a_current_model_forecasts_are_503_and_not_ready(client):
+    assert client.get("/v1/forecasts?partner=ISR&intel_type=humint").status_code == 503
+    assert client.get("/ready").status_code == 503
+    assert client.get("/health").status_code == 200
+
+
+def test_ready_names_the_loaded_version(client, served_model):
+    assert client.get("/ready").get_json() == {"status": "ready", "model": served_model.version}
+
+
+def test_etag_revalidation_answers_304_until_the_version_changes(client, served_model,
+                                                                  second_model):
+    url = "/v1/forecasts?partner=ISR&intel_type=humint"
+    first = client.get(url)
+    etag = first.headers["ETag"]
+    assert first.headers["Cache-Control"] == "no-cache"
+    assert client.get(url, headers={"If-None-Match": etag}).status_code == 304
+    Registry(client.application.extensions["forecasting"].settings.registry_path).promote(
+        second_model.version)
+    again = client.get(url, headers={"If-None-Match": etag})
+    assert again.status_code == 200
+    assert again.get_json()["model"]["version"] == second_model.version
+
+
+def test_batch_answers_every_query_in_order(client, served_model):
+    queries = [{"partner": "ISR", "intel_type": "humint", "severity": 3},
+               {"partner": "GBR", "intel_type": "sigint"}]
+    r = client.post("/v1/forecasts/batch", json={"queries": queries})
+    assert r.status_code == 200
+    body = r.get_json()
+    assert body["count"] == 2
+    assert [(f["partner"], f["intel_type"]) for f in body["forecasts"]] == [
+        ("ISR", "humint"), ("GBR", "sigint")]
+    single = client.get("/v1/forecasts?partner=ISR&intel_type=humint&severity=3").get_json()
+    assert body["forecasts"][0]["any_restriction"] == single["any_restriction"]
+
+
+def test_batch_rejects_a_bad_query_naming_its_index(client, served_model):
+    r = client.post("/v1/forecasts/batch", json={"queries": [
+        {"partner": "ISR", "intel_type": "humint"}, {"partner": "ZZZ", "intel_type": "cyber"}]})
+    assert r.status_code == 404
+    assert "queries[1].partner" in r.get_json()["detail"]
+    assert client.post("/v1/forecasts/batch", json={"queries": []}).status_code == 400
+
+
+def test_grid_covers_every_partner_and_type_sorted_by_risk(client, served_model, codebook):
+    body = client.get("/v1/forecasts/grid?severity=3").get_json()
+    cells = {(f["partner"], f["intel_type"]) for f in body["forecasts"]}
+    assert len(cells) == len(codebook.partners) * len(codebook.intel_types)
+    means = [f["any_restriction"]["mean"] for f in body["forecasts"]]
+    assert means == sorted(means, reverse=True)
+    top = client.get("/v1/forecasts/grid?severity=3&limit=5&sort=risk").get_json()
+    assert top["forecasts"] == body["forecasts"][:5]
+
+
+def test_compare_gives_the_difference_with_its_own_interval(client, served_model):
+    body = client.get("/v1/forecasts/compare?partner=ISR&intel_type=humint,sigint"
+                      "&severity_a=0&severity_b=3").get_json()
+    assert [c["intel_type"] for c in body["comparisons"]] == ["humint", "sigint"]
+    c = body["comparisons"][0]
+    assert c["a"]["scenario"]["severity"] == 0 and c["b"]["scenario"]["severity"] == 3
+    d = c["difference"]
+    assert d["ci90"][0] <= d["median"] <= d["ci90"][1]
+    assert 0 <= d["prob_positive"] <= 1
+    assert d["mean"] == pytest.approx(c["b"]["any_restriction"]["mean"]
+                                      - c["a"]["any_restriction"]["mean"], abs=2e-4)
+
+
+def test_a_promoted_version_is_served_without_restart_or_failed_requests(
+        app, served_model, second_model):
+    registry = Registry(app.extensions["forecasting"].settings.registry_path)
+    seen, failures = set(), []
+    stop = threading.Event()
+
+    def hammer():
+        client = app.test_client()
+        while not stop.is_set():
+            r = client.get("/v1/forecasts?partner=ISR&intel_type=humint")
+            if r.status_code != 200:
+                failures.append(r.status_code)
+            else:
+                seen.add(r.get_json()["model"]["version"])
+
+    threads = [threading.Thread(target=hammer) for _ in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        for version in (second_model.version, served_model.version, second_model.version):
+            registry.promote(version)
+            threading.Event().wait(0.3)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert failures == []
+    assert seen == {served_model.version, second_model.version}
+
+
+def test_promotion_over_http_needs_a_modeler_and_refuses_failed_versions(
+        client, tokens, served_model, second_model, failed_model):
+    url = f"/v1/models/{second_model.version}/promote"
+    assert client.post(url).status_code == 401
+    assert client.post(url, headers=auth(tokens["coder"])).status_code == 403
+    r = client.post(url, headers=auth(tokens["modeler"]))
+    assert r.status_code == 200 and r.get_json()["current"] is True
+    assert client.get("/v1/models/current").get_json()["version"] == second_model.version
+    refused = client.post(f"/v1/models/{failed_model.version}/promote",
+                          headers=auth(tokens["admin"]))
+    assert refused.status_code == 409
+    rollback = client.post(f"/v1/models/{served_model.version}/promote",
+                           headers=auth(tokens["modeler"]))
+    assert rollback.status_code == 200
+    actions = [e["action"] for e in client.application.extensions["forecasting"]
+               .database.audit_entries()]
+    assert actions.count("model:promote") == 2
