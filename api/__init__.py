@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from flask import redirect
-from flask_openapi3 import Info, OpenAPI
+from flask_openapi3 import Info
 
 from forecasting.settings import Settings, load_settings
 
 from .auth import check_read_access
+from .openapi import ForecastAPI
 from .problems import register_error_handlers, validation_error_response
 from .services import Services
 
@@ -19,11 +20,11 @@ BEARER = {"bearer": {"type": "http", "scheme": "bearer",
                      "description": "Create one with `forecast token create NAME --role ROLE`"}}
 
 
-def create_app(config: dict | None = None) -> OpenAPI:
+def create_app(config: dict | None = None) -> ForecastAPI:
     """Build the app. `config` may hold SETTINGS (a forecasting Settings) and Flask keys."""
     config = dict(config or {})
     settings: Settings = config.pop("SETTINGS", None) or load_settings()
-    app = OpenAPI(
+    app = ForecastAPI(
         __name__,
         info=Info(title="Intelligence-sharing restriction forecasts", version="1",
                   description="Posterior forecasts of partners restricting intelligence shared "
@@ -39,6 +40,7 @@ def create_app(config: dict | None = None) -> OpenAPI:
     app.config.from_mapping(DEFAULTS)
     app.config.update(config)
     app.extensions["forecasting"] = config.get("SERVICES") or Services.from_settings(settings)
+    app.codebook = app.extensions["forecasting"].codebook
 
     register_error_handlers(app)
     app.before_request(check_read_access)

@@ -87,7 +87,7 @@ def _blank_to_none(value: Any) -> Any:
     return None if isinstance(value, str) and not value.strip() else value
 
 
-Ordinal = Annotated[int, BeforeValidator(_ordinal_int), Field(ge=0, le=3)]
+Ordinal = Annotated[int, Field(ge=0, le=3), BeforeValidator(_ordinal_int)]
 Code = Annotated[str, Field(min_length=1, max_length=64)]
 
 

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import json
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
-
-import datetime as dt
 
 from .codebook import Codebook
 from .episodes import (

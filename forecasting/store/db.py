@@ -14,6 +14,7 @@ from sqlalchemy import create_engine, event, insert, select
 from sqlalchemy.engine import Engine, make_url
 
 from .episodes import EpisodeStore
+from .priors import PriorStore
 from .schema import audit_log
 from .tokens import TokenStore
 
@@ -73,6 +74,7 @@ class Database:
         self.engine = engine
         self.episodes = EpisodeStore(engine)
         self.tokens = TokenStore(engine)
+        self.priors = PriorStore(engine)
 
     def audit(self, action: str, actor: str, detail: dict) -> int:
         """Record a write that is not an episode import (promotion, priors, refits)."""

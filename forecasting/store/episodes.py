@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -192,17 +192,23 @@ class EpisodeStore:
         return found
 
     def _insert_new(self, conn, rows, actor, codebook_version, audit_id, now, progress) -> None:
+        """Plain executemany (no RETURNING, which drivers run row by row), then read the ids."""
         chunk = 5000
         for start in range(0, len(rows), chunk):
-            part = [dict(r, codebook_version=codebook_version, revision=1, created_at=now,
-                         updated_at=now) for r in rows[start:start + chunk]]
-            ids = conn.execute(insert(episodes).returning(episodes.c.id, sort_by_parameter_order=True),
-                               part).scalars().all()
+            part = rows[start:start + chunk]
+            floor = conn.execute(select(func.coalesce(func.max(episodes.c.id), 0))).scalar_one()
+            conn.execute(insert(episodes), [
+                dict(r, codebook_version=codebook_version, revision=1, created_at=now,
+                     updated_at=now) for r in part])
+            # ids above the floor are ours, or another writer's: match them by natural key
+            id_of = {(r.trigger_id, r.partner, r.intel_type): r.id for r in conn.execute(
+                select(episodes.c.id, episodes.c.trigger_id, episodes.c.partner,
+                       episodes.c.intel_type).where(episodes.c.id > floor))}
             conn.execute(insert(episode_revisions), [
-                {"episode_id": i, "revision": 1, "values": _jsonable(r), "changed_fields": {},
-                 "changed_by": actor, "changed_at": now, "codebook_version": codebook_version,
-                 "import_id": audit_id}
-                for i, r in zip(ids, rows[start:start + chunk], strict=True)
+                {"episode_id": id_of[tuple(r[k] for k in NATURAL_KEY)], "revision": 1,
+                 "values": _jsonable(r), "changed_fields": {}, "changed_by": actor,
+                 "changed_at": now, "codebook_version": codebook_version, "import_id": audit_id}
+                for r in part
             ])
             if progress:
                 progress(len(part))

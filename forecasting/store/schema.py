@@ -94,3 +94,15 @@ tokens = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("revoked_at", DateTime(timezone=True), nullable=True),
 )
+
+# Every prior set ever submitted; the newest is the one the next fit uses.
+prior_sets = Table(
+    "prior_sets",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("content_hash", String(64), nullable=False),
+    Column("priors", JSON, nullable=False),
+    Column("note", Text, nullable=False, default=""),
+    Column("created_by", String(120), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
