@@ -11,6 +11,7 @@ from werkzeug.exceptions import HTTPException
 from forecasting.codebook import UnknownCodeError
 from forecasting.episodes import EpisodeValidationError
 from forecasting.forecasts import NotInModelError, ScenarioError
+from forecasting.priors import PriorConfigError
 from forecasting.registry import (
     GateFailedError,
     IntegrityError,
@@ -70,6 +71,7 @@ _MAPPED = [
     (EpisodeValidationError, 400, "Invalid episodes"),
     (ScenarioError, 400, "Invalid scenario"),
     (TokenError, 400, "Invalid token request"),
+    (PriorConfigError, 400, "Invalid priors"),
     (UnknownEpisodeError, 404, "Unknown episode"),
     (UnknownVersionError, 404, "Unknown model version"),
     (NotInModelError, 404, "Not in this model version"),

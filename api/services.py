@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from forecasting import plots
 from forecasting.bootstrap import open_database
 from forecasting.codebook import Codebook, load_codebook
 from forecasting.forecasts import ForecastEngine
+from forecasting.refits import RefitService, make_huey
 from forecasting.registry import CURRENT_FILE, ModelVersion, NoCurrentModelError, Registry
 from forecasting.settings import Settings
 from forecasting.store import Database
@@ -96,16 +96,22 @@ class Services:
     registry: Registry
     models: ModelHolder
     plots: PlotCache
-    # called with an ImportSummary after episodes change (refit scheduling hooks in here)
-    on_episodes_changed: Callable | None = None
+    refits: RefitService | None = None
+
+    def on_episodes_changed(self, actor: str) -> dict | None:
+        """Episodes were added or revised: schedule a (coalesced) refit."""
+        return self.refits.request("episodes", actor) if self.refits else None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Services:
         codebook = load_codebook(settings.codebook_path)
         registry = Registry(settings.registry_path)
-        return cls(settings=settings, database=open_database(settings), codebook=codebook,
+        database = open_database(settings)
+        return cls(settings=settings, database=database, codebook=codebook,
                    registry=registry, models=ModelHolder(registry, codebook),
-                   plots=PlotCache(registry, settings.instance_path / "plots"))
+                   plots=PlotCache(registry, settings.instance_path / "plots"),
+                   refits=RefitService(settings=settings, database=database, registry=registry,
+                                       codebook=codebook, huey=make_huey(settings)))
 
 
 def services() -> Services:

@@ -10,6 +10,7 @@ import datetime as dt
 import getpass
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from .store import EpisodeFilter
 from .store.db import SchemaOutOfDateError
 from .store.tokens import ROLES, TokenError
 
-out = Console(soft_wrap=True)
+out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True)
 
 
@@ -263,16 +264,285 @@ def token_list(ctx: CliContext, as_json: bool) -> None:
     out.print(table)
 
 
+def _registry(ctx: CliContext):
+    from .registry import Registry
+
+    return Registry(ctx.settings.registry_path)
+
+
+def _print_fit(outcome) -> None:
+    mv = outcome.version
+    colour = "green" if mv.passed else "red"
+    out.print(f"model version {mv.version}: [{colour}]{mv.verdict}[/] on {mv.episodes} episodes"
+              + (" (identical fit already stored)" if outcome.reused else ""))
+    _print_diagnostics(mv)
+    if outcome.promoted:
+        out.print(f"promoted {mv.version}: it is now the current model")
+    elif not mv.passed:
+        out.print("[red]not promoted[/]: the previous current version (if any) keeps serving")
+
+
+def _print_diagnostics(mv) -> None:
+    d = mv.metadata.get("diagnostics", {})
+    loo = d.get("loo") or {}
+    table = Table("check", "value", title=f"diagnostics of {mv.version}", title_justify="left")
+    rows = [
+        ("chains x draws", f"{d.get('chains')} x {d.get('draws')}"),
+        ("max R-hat (rank-normalised)", d.get("max_rhat")),
+        ("min bulk ESS", d.get("min_ess_bulk")),
+        ("min tail ESS", d.get("min_ess_tail")),
+        ("max relative MCSE", d.get("max_mcse_relative")),
+        ("divergences", d.get("divergences")),
+        ("tree-depth saturation", d.get("treedepth_fraction")),
+        ("min E-BFMI", d.get("min_ebfmi")),
+        ("PSIS-LOO elpd (se)", f"{loo.get('elpd', float('nan')):.1f} ({loo.get('se', float('nan')):.1f})"
+         if loo else None),
+        ("max Pareto k", loo.get("max_pareto_k")),
+        ("Pareto k counts", loo.get("pareto_k_counts")),
+        ("posterior predictive flags", len((d.get("ppc") or {}).get("flags", []))),
+        ("parameterisation", d.get("parameterization")),
+        ("sampling seconds", (d.get("timings") or {}).get("sampling")),
+    ]
+    for name, value in rows:
+        shown = f"{value:.4g}" if isinstance(value, float) else str(value)
+        table.add_row(name, shown)
+    out.print(table)
+    verdict = mv.verdict
+    out.print(f"verdict: [{'green' if verdict == 'pass' else 'red'}]{verdict}[/]")
+    for reason in mv.reasons:
+        out.print(f"  - {reason}")
+
+
 @main.command()
+@click.option("--no-promote", is_flag=True, help="Store the version but do not make it current.")
 @pass_context
-def run(ctx: CliContext) -> None:
-    """Initialise, import the seed episodes if the database is empty, and report."""
+def fit(ctx: CliContext, no_promote: bool) -> None:
+    """Fit the model to every stored episode, gate it, and promote it if it passes."""
+    from .pipeline import fit_and_register
+
+    database = ctx.database()
+    if database.episodes.count() == 0:
+        _fail("the database holds no episodes; `forecast import FILE` first")
+    s = ctx.settings.sampler
+    err.print(f"fitting with {s.sampler}: {s.chains} chains x {s.draws} draws "
+              f"(+{s.tune} tuning) ...")
+    outcome = fit_and_register(ctx.settings, database, _registry(ctx), ctx.codebook,
+                               promote=not no_promote, progress=err.is_terminal)
+    _print_fit(outcome)
+    if not outcome.version.passed:
+        sys.exit(3)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True)
+@pass_context
+def models(ctx: CliContext, as_json: bool) -> None:
+    """List model versions, newest first, with their verdicts."""
+    registry = _registry(ctx)
+    current = registry.current_or_none()
+    rows = [{"version": mv.version, "fitted_at": mv.fitted_at, "episodes": mv.episodes,
+             "verdict": mv.verdict, "reasons": mv.reasons,
+             "current": current is not None and mv.version == current.version}
+            for mv in registry.versions()]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    table = Table("", "version", "fitted_at", "episodes", "verdict", "reasons")
+    for r in rows:
+        table.add_row("*" if r["current"] else "", r["version"], r["fitted_at"],
+                      str(r["episodes"]), r["verdict"], "; ".join(r["reasons"]))
+    out.print(table)
+
+
+@main.command()
+@click.argument("version")
+@pass_context
+def promote(ctx: CliContext, version: str) -> None:
+    """Make a passing VERSION current (also how to roll back)."""
+    from .registry import RegistryError
+
+    try:
+        mv = _registry(ctx).promote(version)
+    except (RegistryError, LookupError) as exc:
+        _fail(str(exc))
+    ctx.database().audit("model:promote", f"cli:{getpass.getuser()}", {"version": mv.version})
+    out.print(f"{mv.version} is now the current model")
+
+
+@main.command()
+@click.argument("version", default="current")
+@click.option("--json", "as_json", is_flag=True)
+@pass_context
+def diagnose(ctx: CliContext, version: str, as_json: bool) -> None:
+    """Show the diagnostics and verdict of VERSION (default: the current one)."""
+    from .registry import RegistryError
+
+    try:
+        mv = _registry(ctx).get(version)
+    except (RegistryError, LookupError) as exc:
+        _fail(str(exc))
+    if as_json:
+        click.echo(json.dumps({"version": mv.version, "verdict": mv.verdict,
+                               "reasons": mv.reasons,
+                               "diagnostics": mv.metadata.get("diagnostics", {})}, indent=2))
+        return
+    _print_diagnostics(mv)
+
+
+@main.command()
+@click.argument("partner")
+@click.argument("intel_type")
+@click.option("--trigger-type", default="disclosure_incident", show_default=True)
+@click.option("--severity", type=click.IntRange(0, 3), default=2, show_default=True)
+@click.option("--alignment", type=click.IntRange(0, 3), default=1, show_default=True)
+@click.option("--version", default="current", show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@pass_context
+def query(ctx: CliContext, partner, intel_type, trigger_type, severity, alignment, version,
+          as_json) -> None:
+    """Forecast for PARTNER restricting INTEL_TYPE under a scenario."""
+    from .forecasts import ForecastEngine, NotInModelError, ScenarioError
+    from .registry import RegistryError
+
+    try:
+        engine = ForecastEngine.from_version(_registry(ctx), version, ctx.codebook)
+        forecast = engine.forecast(partner, intel_type, trigger_type, severity, alignment)
+    except (RegistryError, LookupError, ValueError, NotInModelError, ScenarioError) as exc:
+        _fail(str(exc))
+    if as_json:
+        click.echo(json.dumps(forecast, indent=2))
+        return
+    scenario = forecast["scenario"]
+    out.print(f"[bold]{partner} restricting {intel_type}[/] after a {scenario['trigger_type']} "
+              f"(severity {severity}, alignment {alignment})")
+    table = Table("outcome", "mean", "median", "50% interval", "90% interval")
+    names = {k: v["name"] for k, v in ctx.codebook.levels.items()}
+    for label, stats in [("any restriction", forecast["any_restriction"])] + [
+            (f"level {k} ({names[int(k)]})", v) for k, v in forecast["levels"].items()]:
+        table.add_row(label, f"{stats['mean']:.3f}", f"{stats['median']:.3f}",
+                      "[{:.3f}, {:.3f}]".format(*stats["ci50"]),
+                      "[{:.3f}, {:.3f}]".format(*stats["ci90"]))
+    out.print(table)
+    m = forecast["model"]
+    out.print(f"model {m['version']} fitted {m['fitted_at']} on {m['episodes']} episodes, "
+              f"verdict {m['verdict']}")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, type=int, show_default=True)
+@click.option("--workers", default=2, type=int, show_default=True)
+@pass_context
+def serve(ctx: CliContext, host: str, port: int, workers: int) -> None:
+    """Serve the API with gunicorn (no refit worker)."""
+    from api.serving import serve_api
+
+    ctx.database()  # refuse to start on an uninitialised database
+    serve_api(ctx.settings, host, port, workers)
+
+
+def _prepare(ctx: CliContext) -> None:
+    """Initialise, seed an empty database, fit and promote if no version is current."""
+    from .pipeline import fit_and_register
+
     database = bootstrap.initialise(ctx.settings)
     summary = bootstrap.seed_if_empty(database, ctx.settings)
     if summary is not None:
         out.print(f"imported {summary.inserted} seed episodes from "
                   f"{ctx.settings.seed_episodes_path}")
     _print_stats(database)
+    registry = _registry(ctx)
+    if registry.current_or_none() is None:
+        s = ctx.settings.sampler
+        out.print(f"no current model: fitting ({s.sampler}, {s.chains} chains x {s.draws} "
+                  "draws); this takes a minute or two the first time ...")
+        outcome = fit_and_register(ctx.settings, database, registry, ctx.codebook,
+                                   progress=err.is_terminal)
+        _print_fit(outcome)
+        if not outcome.promoted:
+            _fail("the fit failed its diagnostics gate, so there is no model to serve; "
+                  "see the reasons above")
+    else:
+        out.print(f"current model: {registry.current().version}")
+
+
+@main.command()
+@click.option("--threads", default=1, type=int, show_default=True,
+              help="Consumer threads; refits still run one at a time.")
+@pass_context
+def worker(ctx: CliContext, threads: int) -> None:
+    """Run the refit worker: fits queued refits, gates them, promotes the ones that pass."""
+    from .refits import RefitService
+
+    service = RefitService.from_settings(ctx.settings, ctx.database())
+    requeued = service.sweep()  # jobs of a worker that died are picked up again
+    where = ctx.settings.queue_url or ctx.settings.instance_path / "queue.sqlite3"
+    err.print(f"refit worker on {where}" + (f"; requeued {requeued}" if requeued else ""))
+    service.consumer(workers=threads).run()
+
+
+@main.command()
+@click.option("--limit", default=20, type=int, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@pass_context
+def refits(ctx: CliContext, limit: int, as_json: bool) -> None:
+    """Show whether the current model is stale, and the queued, running and past refits."""
+    from .refits import model_status
+
+    database = ctx.database()
+    status = model_status(database, _registry(ctx))
+    history = database.refits.list(limit=limit)
+    if as_json:
+        click.echo(json.dumps({**status, "history": history}, indent=2))
+        return
+    state = (f"[red]stale[/] since {status['stale_since']} ({'; '.join(status['stale_reasons'])})"
+             if status["stale"] else "[green]up to date[/]")
+    out.print(f"current model: {status['current_version']} - {state}")
+    table = Table("id", "status", "reason", "by", "requested", "duration s", "version",
+                  "verdict", "promoted", "episodes", "detail")
+    for job in history:
+        detail = job["detail"].get("reasons") or job["detail"].get("error") or \
+            job["detail"].get("note") or ""
+        table.add_row(str(job["id"]), job["status"], job["reason"], job["requested_by"],
+                      job["requested_at"][:19], f"{job['duration_s']:.0f}"
+                      if job["duration_s"] is not None else "", job["version"] or "",
+                      job["verdict"] or "", "" if job["promoted"] is None else str(job["promoted"]),
+                      "" if job["episodes"] is None else str(job["episodes"]), str(detail))
+    out.print(table)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, type=int, show_default=True)
+@click.option("--workers", default=2, type=int, show_default=True, help="Web workers.")
+@pass_context
+def run(ctx: CliContext, host: str, port: int, workers: int) -> None:
+    """Initialise, import the seed data if empty, fit if no model is current, then serve
+    the API and one refit worker until Ctrl-C."""
+    import subprocess
+
+    from api.serving import serve_api
+
+    _prepare(ctx)
+    refit_worker = subprocess.Popen([sys.executable, "-m", "forecasting.cli", "worker"])
+    parent = os.getpid()
+
+    def stop_worker():
+        if os.getpid() != parent:  # a forked web worker unwinding: not ours to stop
+            return
+        refit_worker.terminate()
+        try:
+            refit_worker.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            refit_worker.kill()
+        err.print("stopped the API and the refit worker")
+
+    try:
+        serve_api(ctx.settings, host, port, workers)
+    except BaseException:
+        stop_worker()
+        raise
+    stop_worker()
 
 
 if __name__ == "__main__":

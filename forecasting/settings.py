@@ -50,6 +50,7 @@ class Settings:
     gate: GateThresholds = field(default_factory=GateThresholds)
     queue_url: str = ""
     refit_delay_seconds: float = 30.0
+    refit_schedule: str = "0 3 * * *"  # cron (UTC) of the periodic refit; "" disables it
     open_reads: bool = True
 
     @property
@@ -99,6 +100,14 @@ def _env_int(env, name, default):
         raise ValueError(f"{name}={value!r} is not a whole number") from None
 
 
+def _cron(value: str) -> str:
+    value = " ".join(value.split())
+    if value and len(value.split()) != 5:
+        raise ValueError(f"FORECAST_REFIT_SCHEDULE={value!r} must be a cron line of 5 fields "
+                         "(minute hour day month weekday), or empty to disable")
+    return value
+
+
 def load_settings(env: dict[str, str] | None = None) -> Settings:
     """Build settings from environment variables (FORECAST_*), with documented defaults."""
     env = dict(os.environ if env is None else env)
@@ -120,5 +129,6 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         sampler=sampler,
         queue_url=env.get("FORECAST_QUEUE_URL", ""),
         refit_delay_seconds=_env_float(env, "FORECAST_REFIT_DELAY", 30.0),
+        refit_schedule=_cron(env.get("FORECAST_REFIT_SCHEDULE", "0 3 * * *")),
         open_reads=env.get("FORECAST_OPEN_READS", "1") not in ("0", "false", "no"),
     )

@@ -45,8 +45,8 @@ def _write(rows: list[dict]) -> dict:
         episodes, actor=current_identity().name, codebook_version=s.codebook.version,
         source="api")
     result = summary.as_dict()
-    if summary.changed and s.on_episodes_changed is not None:
-        result["refit"] = s.on_episodes_changed(summary)
+    if summary.changed:
+        result["refit"] = s.on_episodes_changed(current_identity().name)
     return result
 
 

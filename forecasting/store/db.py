@@ -15,6 +15,7 @@ from sqlalchemy.engine import Engine, make_url
 
 from .episodes import EpisodeStore
 from .priors import PriorStore
+from .refits import RefitJobStore
 from .schema import audit_log
 from .tokens import TokenStore
 
@@ -75,6 +76,7 @@ class Database:
         self.episodes = EpisodeStore(engine)
         self.tokens = TokenStore(engine)
         self.priors = PriorStore(engine)
+        self.refits = RefitJobStore(engine)
 
     def audit(self, action: str, actor: str, detail: dict) -> int:
         """Record a write that is not an episode import (promotion, priors, refits)."""

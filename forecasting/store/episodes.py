@@ -293,6 +293,12 @@ class EpisodeStore:
         return {"episodes": row[0], "partners": row[1], "triggers": row[2],
                 "intel_types": row[3], "restricted": restricted}
 
+    def latest_revision_id(self) -> int:
+        """Grows with every insert or revision: what a fit saw, for staleness checks."""
+        with self.engine.connect() as conn:
+            return conn.execute(select(func.coalesce(func.max(episode_revisions.c.id), 0))
+                                ).scalar_one()
+
     def fingerprint(self) -> str:
         """Changes whenever any episode is added or revised (for staleness checks)."""
         with self.engine.connect() as conn:

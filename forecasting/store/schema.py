@@ -106,3 +106,29 @@ prior_sets = Table(
     Column("created_by", String(120), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
+
+# Refit jobs: the durable record of every refit (queued, running, and their outcome).
+# The task queue only delivers job ids; this table is what survives crashes.
+refit_jobs = Table(
+    "refit_jobs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("status", String(16), nullable=False),  # queued running succeeded failed skipped error
+    Column("reason", String(32), nullable=False),  # episodes priors manual periodic
+    Column("requested_by", String(120), nullable=False),
+    Column("requested_at", DateTime(timezone=True), nullable=False),
+    Column("not_before", DateTime(timezone=True), nullable=False),
+    Column("coalesced", Integer, nullable=False, default=0),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("worker", String(120), nullable=True),
+    Column("started_at", DateTime(timezone=True), nullable=True),
+    Column("heartbeat_at", DateTime(timezone=True), nullable=True),
+    Column("finished_at", DateTime(timezone=True), nullable=True),
+    Column("version", String(64), nullable=True),
+    Column("verdict", String(8), nullable=True),
+    Column("promoted", Integer, nullable=True),
+    Column("episodes", Integer, nullable=True),
+    Column("data_hash", String(128), nullable=True),
+    Column("detail", JSON, nullable=True),  # gate reasons, error text, timings
+    Index("ix_refit_jobs_status", "status"),
+)

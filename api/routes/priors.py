@@ -1,0 +1,89 @@
+"""Priors: read the active set, submit a new one (versioned, audited), dry-run a check."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import jsonify
+from flask_openapi3 import APIBlueprint, Tag
+from pydantic import BaseModel, Field
+
+from forecasting.pipeline import active_priors
+from forecasting.priors import PriorConfigError, PriorSet
+
+from ..auth import current_identity, require
+from ..problems import Problem
+from ..services import services
+from .common import problems
+
+bp = APIBlueprint("priors", __name__, url_prefix="/v1/priors", abp_tags=[Tag(name="priors")])
+CHECK_DRAWS = 1000
+
+
+class PriorsBody(BaseModel):
+    priors: dict[str, dict[str, Any]] = Field(
+        description="Every model parameter -> {dist, kwargs[, centered]} (pymc-extras Prior shape)")
+    note: str = Field("", max_length=2000, description="Why the change (kept in the audit log)")
+
+
+class PriorsDoc(BaseModel):
+    source: str
+    content_hash: str
+    priors: dict[str, dict[str, Any]]
+    history: list[dict[str, Any]] = []
+    refit: dict[str, Any] | None = None
+
+
+class CheckDoc(BaseModel):
+    content_hash: str
+    prior_predictive: dict[str, Any]
+
+
+def _validated(body: PriorsBody) -> PriorSet:
+    try:
+        return PriorSet.from_dict(body.priors)
+    except PriorConfigError as exc:
+        field = str(exc).split(":", 1)[0]
+        raise Problem(400, "Invalid priors", str(exc),
+                      [{"field": f"priors.{field}", "message": str(exc)}]) from None
+
+
+def _doc() -> dict:
+    s = services()
+    priors, source = active_priors(s.database, s.settings)
+    return {"source": source, "content_hash": priors.content_hash, "priors": priors.to_dict(),
+            "history": [{k: v for k, v in r.items() if k != "priors"}
+                        for r in s.database.priors.history(limit=20)]}
+
+
+@bp.get("", responses={200: PriorsDoc})
+def get_priors():
+    """The prior set the next fit will use (the newest submitted, else priors/default.toml)."""
+    return jsonify(_doc())
+
+
+@bp.put("", responses={200: PriorsDoc, **problems(400, 401, 403, 413)})
+@require("priors:write")
+def put_priors(body: PriorsBody):
+    """Submit a whole new prior set: validated, versioned, audited; used from the next fit."""
+    s = services()
+    priors = _validated(body)
+    identity = current_identity()
+    before = s.database.priors.latest()
+    record = s.database.priors.save(priors.to_dict(), priors.content_hash, identity.name,
+                                    body.note)
+    doc = _doc()
+    if before is None or record["id"] != before["id"]:
+        doc["refit"] = s.refits.request("priors", identity.name) if s.refits else None
+    return jsonify(doc)
+
+
+@bp.post("/check", responses={200: CheckDoc, **problems(400, 413)})
+def check_priors(body: PriorsBody):
+    """Dry run: what these priors imply before any data (prior predictive); nothing is saved."""
+    from forecasting.fitting import prior_predictive
+
+    priors = _validated(body)
+    summary = prior_predictive(services().codebook, priors, draws=CHECK_DRAWS)
+    summary.pop("samples", None)  # raw draws are for plots, not for the wire
+    return jsonify(content_hash=priors.content_hash, prior_predictive=summary)

@@ -1,0 +1,213 @@
+"""Episodes -> aggregated cells, coords and index arrays (pure numpy/pandas, no PyMC).
+
+Episodes with identical predictors (partner, intel_type, trigger_type, severity, alignment)
+are collapsed into one cell with a count per restriction level, so that the cost of a fit
+grows with the number of distinct cells, not with the number of episodes. Coords always
+come from the codebook (the whole vocabulary, not just what the data contain), so that a
+partner with no episodes still gets a forecast from the hyperpriors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .codebook import Codebook, UnknownCodeError
+
+PREDICTORS = ("partner", "intel_type", "trigger_type", "severity", "alignment")
+LEVELS = (0, 1, 2, 3)
+CUTPOINT_LABELS = ("0|1", "1|2", "2|3")
+ORDINAL_VALUES = (0, 1, 2, 3)
+
+
+class CellsError(ValueError):
+    """Episodes that cannot be aggregated (missing columns, values out of range)."""
+
+
+@dataclass(frozen=True, eq=False)
+class Cells:
+    """The aggregated data a model is built from: one row per distinct predictor set."""
+
+    partner_idx: np.ndarray
+    type_idx: np.ndarray
+    bloc_idx: np.ndarray
+    trigger_idx: np.ndarray
+    severity: np.ndarray
+    alignment: np.ndarray
+    counts: np.ndarray  # (n_cells, 4): episodes per level
+    coords: dict[str, list]
+    partner_bloc: np.ndarray  # bloc index of every partner of the vocabulary
+    n_episodes: int
+    fingerprint: str
+    codebook_version: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_cells(self) -> int:
+        return int(self.counts.shape[0])
+
+    @property
+    def n_per_cell(self) -> np.ndarray:
+        return self.counts.sum(axis=1)
+
+    def level_shares(self) -> np.ndarray:
+        total = self.counts.sum(axis=0)
+        return total / max(total.sum(), 1)
+
+    def to_frame(self) -> pd.DataFrame:
+        """Readable table: codes instead of indices, one column per level."""
+        frame = pd.DataFrame({
+            "partner": np.asarray(self.coords["partner"], dtype=object)[self.partner_idx],
+            "intel_type": np.asarray(self.coords["intel_type"], dtype=object)[self.type_idx],
+            "trigger_type": np.asarray(self.coords["trigger_type"], dtype=object)[self.trigger_idx],
+            "severity": self.severity,
+            "alignment": self.alignment,
+        })
+        for k in LEVELS:
+            frame[k] = self.counts[:, k]
+        return frame
+
+    def episodes_per_group(self) -> dict[str, np.ndarray]:
+        """Episodes observed per level of every effect (0 for unseen groups)."""
+        n = self.n_per_cell
+        n_p, n_t = len(self.coords["partner"]), len(self.coords["intel_type"])
+        n_b, n_tt = len(self.coords["bloc"]), len(self.coords["trigger_type"])
+        return {
+            "bloc": np.bincount(self.bloc_idx, weights=n, minlength=n_b),
+            "partner": np.bincount(self.partner_idx, weights=n, minlength=n_p),
+            "intel_type": np.bincount(self.type_idx, weights=n, minlength=n_t),
+            "bloc_type": np.bincount(self.bloc_idx * n_t + self.type_idx, weights=n,
+                                     minlength=n_b * n_t),
+            "partner_type": np.bincount(self.partner_idx * n_t + self.type_idx, weights=n,
+                                        minlength=n_p * n_t),
+            "trigger_type": np.bincount(self.trigger_idx, weights=n, minlength=n_tt),
+        }
+
+
+def coords_from_codebook(codebook: Codebook) -> dict[str, list]:
+    return {
+        "bloc": list(codebook.bloc_codes),
+        "partner": list(codebook.partner_codes),
+        "intel_type": list(codebook.intel_type_codes),
+        "trigger_type": list(codebook.trigger_type_codes),
+        "cutpoint": list(CUTPOINT_LABELS),
+        "level": list(LEVELS),
+    }
+
+
+def partner_bloc_index(codebook: Codebook) -> np.ndarray:
+    blocs = list(codebook.bloc_codes)
+    return np.array([blocs.index(codebook.bloc_of(p)) for p in codebook.partner_codes],
+                    dtype=np.int64)
+
+
+def episodes_frame(episodes: pd.DataFrame | Iterable) -> pd.DataFrame:
+    """A DataFrame from a DataFrame, or from episodes (pydantic models, dataclasses, dicts)."""
+    if isinstance(episodes, pd.DataFrame):
+        return episodes
+    rows = []
+    for e in episodes:
+        if isinstance(e, dict):
+            rows.append(e)
+        elif hasattr(e, "model_dump"):
+            rows.append(e.model_dump())
+        else:
+            rows.append(vars(e))
+    return pd.DataFrame(rows, columns=None if rows else [*PREDICTORS, "level"])
+
+
+def _codes_to_index(values: pd.Series, field_name: str, allowed: list) -> np.ndarray:
+    lookup = {code: i for i, code in enumerate(allowed)}
+    idx = values.map(lookup)
+    if idx.isna().any():
+        bad = values[idx.isna()].iloc[0]
+        raise UnknownCodeError(field_name, bad, allowed)
+    return idx.to_numpy(dtype=np.int64)
+
+
+def _ordinal(values: pd.Series, field_name: str) -> np.ndarray:
+    try:
+        out = pd.to_numeric(values, errors="raise")
+    except (ValueError, TypeError) as exc:
+        raise CellsError(f"{field_name}: expected whole numbers 0-3 ({exc})") from None
+    out = out.to_numpy()
+    bad = ~np.isin(out, ORDINAL_VALUES)
+    if bad.any():
+        raise CellsError(f"{field_name}: value {out[bad][0]!r} is not one of {list(ORDINAL_VALUES)}")
+    return out.astype(np.int64)
+
+
+def aggregate(episodes: pd.DataFrame | Iterable, codebook: Codebook) -> Cells:
+    """Collapse episodes with identical predictors into counts per level.
+
+    Raises UnknownCodeError for a partner, type or trigger type not in the codebook and
+    CellsError for missing columns or ordinal values outside 0-3.
+    """
+    frame = episodes_frame(episodes)
+    missing = [c for c in (*PREDICTORS, "level") if c not in frame.columns]
+    if missing:
+        raise CellsError(f"episodes lack columns {missing}; needed: {[*PREDICTORS, 'level']}")
+    coords = coords_from_codebook(codebook)
+    p_idx = _codes_to_index(frame["partner"], "partner", coords["partner"])
+    t_idx = _codes_to_index(frame["intel_type"], "intel_type", coords["intel_type"])
+    tt_idx = _codes_to_index(frame["trigger_type"], "trigger_type", coords["trigger_type"])
+    sev = _ordinal(frame["severity"], "severity")
+    ali = _ordinal(frame["alignment"], "alignment")
+    level = _ordinal(frame["level"], "level")
+
+    # one integer key per predictor set: fast for 200,000 rows, and sorts deterministically
+    n_t, n_tt = len(coords["intel_type"]), len(coords["trigger_type"])
+    key = (((p_idx * n_t + t_idx) * n_tt + tt_idx) * 4 + sev) * 4 + ali
+    unique, inverse = np.unique(key, return_inverse=True)
+    counts = np.zeros((len(unique), len(LEVELS)), dtype=np.int64)
+    np.add.at(counts, (inverse, level), 1)
+
+    ali_u = unique % 4
+    rest = unique // 4
+    sev_u = rest % 4
+    rest //= 4
+    tt_u = rest % n_tt
+    rest //= n_tt
+    t_u = rest % n_t
+    p_u = rest // n_t
+    partner_bloc = partner_bloc_index(codebook)
+
+    table = np.column_stack([p_u, t_u, tt_u, sev_u, ali_u, counts]).astype(np.int64)
+    digest = hashlib.sha256()
+    digest.update(repr((coords["partner"], coords["intel_type"], coords["trigger_type"])).encode())
+    digest.update(np.ascontiguousarray(table).tobytes())
+    return Cells(
+        partner_idx=p_u,
+        type_idx=t_u,
+        bloc_idx=partner_bloc[p_u],
+        trigger_idx=tt_u,
+        severity=sev_u,
+        alignment=ali_u,
+        counts=counts,
+        coords=coords,
+        partner_bloc=partner_bloc,
+        n_episodes=int(len(frame)),
+        fingerprint=digest.hexdigest(),
+        codebook_version=codebook.version,
+    )
+
+
+def empty_cells(codebook: Codebook) -> Cells:
+    """Cells with no episodes: one placeholder cell with zero counts (prior-only models)."""
+    frame = pd.DataFrame({
+        "partner": [codebook.partner_codes[0]], "intel_type": [codebook.intel_type_codes[0]],
+        "trigger_type": [codebook.trigger_type_codes[0]], "severity": [0], "alignment": [0],
+        "level": [0],
+    })
+    full = aggregate(frame, codebook)
+    digest = hashlib.sha256(b"no episodes").hexdigest()
+    return Cells(
+        partner_idx=full.partner_idx, type_idx=full.type_idx, bloc_idx=full.bloc_idx,
+        trigger_idx=full.trigger_idx, severity=full.severity, alignment=full.alignment,
+        counts=np.zeros_like(full.counts), coords=full.coords, partner_bloc=full.partner_bloc,
+        n_episodes=0, fingerprint=digest, codebook_version=codebook.version)

@@ -1,0 +1,187 @@
+import pytest
+from fixtures_api import auth
+from fixtures_registry import fabricate_posterior, fake_metadata
+from helpers import episode_row
+from huey import MemoryHuey
+from huey.exceptions import RetryTask
+
+from forecasting.bootstrap import initialise
+from forecasting.codebook import load_codebook
+from forecasting.episodes import validate_episodes
+from forecasting.pipeline import FitOutcome
+from forecasting.refits import RefitService, make_huey, model_status
+from forecasting.registry import Registry
+
+
+class FakeFitter:
+    """Stands in for a real fit: stores a fabricated version, promotes it if it passes."""
+
+    def __init__(self, verdict="pass", error=None):
+        self.verdict, self.error, self.calls = verdict, error, 0
+
+    def __call__(self, settings, database, registry, codebook):
+        self.calls += 1
+        if self.error:
+            raise self.error
+        meta = fake_metadata(self.verdict, data_hash=f"data-{self.calls}-{self.verdict}",
+                             episodes=database.episodes.count(),
+                             store_revision=database.episodes.latest_revision_id(),
+                             prior_set_id=None)
+        posterior = fabricate_posterior(codebook, seed=self.calls, with_diagnostic_groups=False)
+        version = registry.save(posterior, meta)
+        if version.passed:
+            registry.promote(version.version)
+        return FitOutcome(version=version, promoted=version.passed, reused=False, result=None)
+
+
+@pytest.fixture
+def service(api_settings, served_model):
+    database = initialise(api_settings)
+    svc = RefitService(settings=api_settings, database=database,
+                       registry=Registry(api_settings.registry_path),
+                       codebook=load_codebook(api_settings.codebook_path),
+                       huey=MemoryHuey("test-refits"), fit=FakeFitter())
+    yield svc
+    database.dispose()
+
+
+def _add_episode(database, codebook, **fields):
+    rows = [episode_row(partner="GBR", intel_type="ct", **fields)]
+    database.episodes.import_episodes(validate_episodes(list(enumerate(rows, 2)), codebook),
+                                      actor="coder", codebook_version=codebook.version)
+
+
+def test_a_burst_of_changes_queues_one_refit(service):
+    first = service.request("episodes", "coder")
+    for _ in range(49):
+        service.request("episodes", "coder")
+    queued = service.database.refits.list(status="queued")
+    assert len(queued) == 1 and queued[0]["id"] == first["id"]
+    assert queued[0]["coalesced"] == 49
+    assert service.huey.pending_count() + service.huey.scheduled_count() == 1
+
+
+def test_a_passing_refit_is_promoted_and_recorded(service, codebook):
+    before = service.registry.current().version
+    _add_episode(service.database, codebook)
+    assert model_status(service.database, service.registry)["stale"] is True
+    job = service.request("episodes", "coder", delay=0)
+    done = service.run(job["id"])
+    assert done["status"] == "succeeded" and done["promoted"] is True
+    assert done["episodes"] == 9 and done["duration_s"] is not None
+    assert service.registry.current().version == done["version"] != before
+    assert model_status(service.database, service.registry)["stale"] is False
+
+
+def test_a_failing_refit_never_replaces_the_current_version(service, codebook):
+    service.fit = FakeFitter("fail")
+    before = service.registry.current().version
+    _add_episode(service.database, codebook)
+    done = service.run(service.request("episodes", "coder", delay=0)["id"])
+    assert done["status"] == "failed" and done["verdict"] == "fail"
+    assert done["detail"]["reasons"] == ["max_rhat 1.05 > 1.01"]
+    assert service.registry.current().version == before
+    status = model_status(service.database, service.registry)
+    assert status["stale"] is True and status["stale_since"] is not None
+
+
+def test_nothing_to_do_is_skipped_without_fitting(service, codebook):
+    _add_episode(service.database, codebook)
+    service.run(service.request("manual", "modeler", delay=0)["id"])
+    again = service.run(service.request("manual", "modeler", delay=0)["id"])
+    assert again["status"] == "skipped" and service.fit.calls == 1
+
+
+def test_only_one_refit_runs_at_a_time(service, codebook):
+    _add_episode(service.database, codebook)
+    first = service.request("episodes", "coder", delay=0)
+    assert service.database.refits.claim(first["id"], "other-worker", 60) == "claimed"
+    second = service.request("episodes", "coder", delay=0)
+    with pytest.raises(RetryTask):
+        service.run(second["id"])
+    assert service.database.refits.get(second["id"])["status"] == "queued"
+
+
+def test_a_killed_worker_leaves_no_version_and_its_job_is_retried(service, codebook, monkeypatch):
+    _add_episode(service.database, codebook)
+    versions_before = {v.version for v in service.registry.versions()}
+    job = service.request("episodes", "coder", delay=0)
+    # a worker claimed the job, then died (kill -9): no heartbeat since, no version written
+    assert service.database.refits.claim(job["id"], "dead-worker", 60) == "claimed"
+    (service.registry.root / ".tmp-partial").mkdir()  # what a save cut short leaves
+    monkeypatch.setattr("forecasting.refits.STALE_AFTER_SECONDS", 0.0)
+    assert service.sweep() == [job["id"]]
+    assert {v.version for v in service.registry.versions()} == versions_before
+    monkeypatch.setattr("forecasting.refits.STALE_AFTER_SECONDS", 60.0)
+    done = service.run(job["id"])
+    assert done["status"] == "succeeded" and done["attempts"] == 2
+
+
+def test_a_fit_that_raises_is_retried_then_given_up(service, codebook):
+    service.fit = FakeFitter(error=RuntimeError("out of memory"))
+    _add_episode(service.database, codebook)
+    job = service.request("episodes", "coder", delay=0)
+    for _ in range(2):
+        with pytest.raises(RuntimeError):
+            service.run(job["id"])
+        assert service.database.refits.get(job["id"])["status"] == "queued"
+    final = service.run(job["id"])
+    assert final["status"] == "error" and "out of memory" in final["detail"]["error"]
+
+
+def test_unknown_reason_and_bad_queue_url_are_refused(service, api_settings):
+    with pytest.raises(ValueError, match="must be one of"):
+        service.request("whim", "x")
+    from dataclasses import replace
+
+    with pytest.raises(ValueError, match="use a redis:// URL"):
+        make_huey(replace(api_settings, queue_url="amqp://localhost"))
+
+
+def test_refit_status_and_manual_refits_over_http(client, tokens, served_model):
+    assert client.post("/v1/refits").status_code == 401
+    assert client.post("/v1/refits", headers=auth(tokens["coder"])).status_code == 403
+    r = client.post("/v1/refits", headers=auth(tokens["modeler"]))
+    assert r.status_code == 202 and r.get_json()["reason"] == "manual"
+    status = client.get("/v1/refits").get_json()
+    assert status["current_version"] == served_model.version
+    assert [j["id"] for j in status["queued"]] == [r.get_json()["id"]]
+    assert client.get(f"/v1/refits/{r.get_json()['id']}").get_json()["status"] == "queued"
+    assert client.get("/v1/refits/9999").status_code == 404
+
+
+def test_posting_episodes_marks_the_model_stale_and_queues_one_refit(client, tokens, served_model):
+    row = {**episode_row(partner="GBR", intel_type="ct"), "severity": 3, "alignment": 1,
+           "level": 3}
+    body = client.post("/v1/episodes", json=row, headers=auth(tokens["coder"])).get_json()
+    assert body["refit"]["status"] == "queued"
+    row2 = {**row, "partner": "CAN"}
+    body2 = client.post("/v1/episodes", json=row2, headers=auth(tokens["coder"])).get_json()
+    assert body2["refit"]["id"] == body["refit"]["id"]
+    status = client.get("/v1/refits").get_json()
+    assert status["stale"] is True and status["stale_since"] is not None
+    assert len(status["queued"]) == 1
+
+
+def test_redis_queue_delivers_jobs(api_settings):
+    import redis
+
+    try:
+        redis.Redis.from_url("redis://127.0.0.1:6379/15").ping()
+    except redis.exceptions.ConnectionError as exc:
+        pytest.skip(f"no Redis server at 127.0.0.1:6379 ({exc})")
+    from dataclasses import replace
+
+    huey = make_huey(replace(api_settings, queue_url="redis://127.0.0.1:6379/15"))
+    huey.flush()
+    database = initialise(api_settings)
+    svc = RefitService(settings=api_settings, database=database,
+                       registry=Registry(api_settings.registry_path),
+                       codebook=load_codebook(api_settings.codebook_path), huey=huey,
+                       fit=FakeFitter())
+    job = svc.request("manual", "modeler", delay=0)
+    assert huey.scheduled_count() + huey.pending_count() == 1
+    task = (huey.scheduled() or huey.pending())[0]
+    assert task.args == (job["id"],)
+    huey.flush()
+    database.dispose()
