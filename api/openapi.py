@@ -45,9 +45,9 @@ def add_codebook_enums(spec: dict, codebook: Codebook) -> dict:
         for name, prop in (node.get("properties") or {}).items():
             if name in enums and (target := _string_schema(prop)) is not None:
                 target["enum"] = enums[name]
-        if node.get("in") in ("query", "path") and node.get("name") in enums:
-            if (target := _string_schema(node.get("schema", {}))) is not None:
-                target["enum"] = enums[node["name"]]
+        if (node.get("in") in ("query", "path") and node.get("name") in enums
+                and (target := _string_schema(node.get("schema", {}))) is not None):
+            target["enum"] = enums[node["name"]]
 
     _walk(spec.get("components", {}), visit)
     _walk(spec.get("paths", {}), visit)

@@ -128,7 +128,7 @@ class EpisodeQuery(Strict):
     since: dt.date | None = None
     until: dt.date | None = None
     limit: Annotated[int, Field(ge=1, le=1000)] = 100
-    offset: Annotated[int, Field(ge=0)] = 0
+    offset: Annotated[int, Field(ge=0, le=2**31 - 1)] = 0
 
 
 class EpisodeKey(BaseModel):

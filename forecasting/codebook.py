@@ -107,7 +107,8 @@ def _ordinal(raw: dict, section: str) -> Mapping[int, Mapping[str, str]]:
     try:
         out = {int(k): MappingProxyType(dict(v)) for k, v in raw[section].items()}
     except (KeyError, ValueError, TypeError) as exc:
-        raise CodebookError(f"[{section}]: expected integer keys with name/definition ({exc})")
+        raise CodebookError(
+            f"[{section}]: expected integer keys with name/definition ({exc})") from exc
     if sorted(out) != list(range(len(out))):
         raise CodebookError(f"[{section}]: codes must be 0..n-1, got {sorted(out)}")
     return MappingProxyType(out)

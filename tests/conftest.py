@@ -7,11 +7,16 @@ from pathlib import Path
 
 import pytest
 
-# Compiled models are cached across test runs (a cold compile costs ~40 s).
+# Compiled models are cached across test runs (a cold compile costs ~40 s); set before
+# anything imports pytensor.
 os.environ.setdefault(
     "PYTENSOR_FLAGS",
     f"base_compiledir={Path(__file__).resolve().parent.parent / '.cache' / 'pytensor'}",
 )
+
+from fixtures_api import *  # noqa: E402,F401,F403
+from fixtures_registry import *  # noqa: E402,F401,F403
+from fixtures_store import *  # noqa: E402,F401,F403
 
 from forecasting.codebook import load_codebook  # noqa: E402
 from forecasting.settings import DEFAULT_DATA_DIR  # noqa: E402
@@ -20,8 +25,3 @@ from forecasting.settings import DEFAULT_DATA_DIR  # noqa: E402
 @pytest.fixture(scope="session")
 def codebook():
     return load_codebook(DEFAULT_DATA_DIR / "codebook.toml")
-
-
-from fixtures_store import *  # noqa: E402,F401,F403
-from fixtures_registry import *  # noqa: E402,F401,F403
-from fixtures_api import *  # noqa: E402,F401,F403

@@ -6,10 +6,10 @@ from typing import Any
 
 from flask import jsonify
 from flask_openapi3 import APIBlueprint, Tag
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from forecasting.pipeline import active_priors
-from forecasting.priors import PriorConfigError, PriorSet
+from forecasting.priors import PARAMETERS, PriorConfigError, PriorSet
 
 from ..auth import current_identity, require
 from ..problems import Problem
@@ -20,8 +20,21 @@ bp = APIBlueprint("priors", __name__, url_prefix="/v1/priors", abp_tags=[Tag(nam
 CHECK_DRAWS = 1000
 
 
+class PriorSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    dist: str = Field(description="A PyMC distribution, e.g. HalfNormal")
+    kwargs: dict[str, float | list[float]] = Field(default_factory=dict)
+    centered: bool | None = None
+
+
+# One required entry per model parameter: the schema says which keys a prior set needs.
+PriorSetDoc = create_model(
+    "PriorSetDoc", __config__=ConfigDict(extra="forbid"),
+    **{name: (PriorSpec, ...) for name in PARAMETERS})
+
+
 class PriorsBody(BaseModel):
-    priors: dict[str, dict[str, Any]] = Field(
+    priors: PriorSetDoc = Field(
         description="Every model parameter -> {dist, kwargs[, centered]} (pymc-extras Prior shape)")
     note: str = Field("", max_length=2000, description="Why the change (kept in the audit log)")
 
@@ -41,7 +54,7 @@ class CheckDoc(BaseModel):
 
 def _validated(body: PriorsBody) -> PriorSet:
     try:
-        return PriorSet.from_dict(body.priors)
+        return PriorSet.from_dict(body.priors.model_dump(exclude_none=True))
     except PriorConfigError as exc:
         field = str(exc).split(":", 1)[0]
         raise Problem(400, "Invalid priors", str(exc),

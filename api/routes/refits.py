@@ -23,7 +23,7 @@ class RefitsQuery(BaseModel):
 
 
 class JobPath(BaseModel):
-    job_id: int = Field(ge=1)
+    job_id: int = Field(ge=1, le=2**31 - 1)
 
 
 class RefitStatus(BaseModel):
