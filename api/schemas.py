@@ -14,6 +14,18 @@ Code = Annotated[str, Field(min_length=1, max_length=64)]
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    @classmethod
+    def model_json_schema(cls, *args, **kwargs) -> dict[str, Any]:
+        # flask-openapi3 asks for the query model's schema on every request; building it
+        # costs milliseconds, so build it once per model and hand out copies.
+        key = (cls, args, tuple(sorted(kwargs.items())))
+        if key not in _SCHEMAS:
+            _SCHEMAS[key] = super().model_json_schema(*args, **kwargs)
+        return dict(_SCHEMAS[key])  # top-level copy: the spec builder pops "$defs"
+
+
+_SCHEMAS: dict[tuple, dict[str, Any]] = {}
+
 
 # --- forecasts ----------------------------------------------------------------------------
 class ScenarioQuery(Strict):
