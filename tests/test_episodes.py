@@ -29,7 +29,7 @@ def test_optional_fields_may_be_blank(codebook):
         ("intel_type", "gossip", r"intel_type: unknown code 'gossip'"),
         ("trigger_type", "coup", r"trigger_type: unknown code 'coup'"),
         ("confidence", "certain", r"confidence: unknown code 'certain'"),
-        ("level", "4", r"level: must be a whole number 0-3 \(got '4'\)"),
+        ("level", "4", r"level: must be a whole number 0-3 \(got 4\)"),
         ("level", "-1", r"level: must be a whole number 0-3"),
         ("level", "two", r"level: must be a whole number 0-3, got 'two'"),
         ("level", "1.5", r"level: must be a whole number 0-3, got '1.5'"),

@@ -1,0 +1,136 @@
+"""End to end: from new coded episodes accepted by the API to their effect being served.
+
+    .venv/bin/python bench/bench_refit.py [--instance DIR] [--episodes 20] [--delay 5]
+
+Copies the instance (which must have a current model, as `make run` leaves it) to a
+temporary folder, starts `forecast serve` and `forecast worker` on it with the given settling
+delay, posts a batch of new episodes with a coder token, then polls a forecast until its
+model version changes. Prints the time to the new version, the refit's own duration and
+verdict, and forecast latency p50/p99 while idle and while the refit runs, side by side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_api import free_port, wait_ready  # noqa: E402
+
+QUERY = "/v1/forecasts?partner=ISR&intel_type=humint&severity=3"
+
+
+def get(port, path, headers=None):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn.request("GET", path, headers=headers or {})
+    response = conn.getresponse()
+    return response.status, json.loads(response.read() or b"null")
+
+
+def post(port, path, body, token):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn.request("POST", path, body=json.dumps(body),
+                 headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"})
+    response = conn.getresponse()
+    return response.status, json.loads(response.read())
+
+
+def latencies(port, stop: threading.Event, out: list):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    while not stop.is_set():
+        start = time.perf_counter()
+        conn.request("GET", QUERY)
+        conn.getresponse().read()
+        out.append((time.perf_counter() - start) * 1000)
+        time.sleep(0.01)
+
+
+def new_episodes(n: int) -> list[dict]:
+    types = ["sigint", "humint", "geoint", "sources", "methods", "cyber", "ct", "military"]
+    partners = ["ISR", "GBR", "CAN", "AUS", "DEU", "FRA", "NLD", "JPN"]
+    return [{"trigger_id": "bench-2026-disclosure", "trigger_type": "disclosure_incident",
+             "trigger_date": "2026-11-01", "severity": 3, "alignment": 2,
+             "partner": partners[i // len(types) % len(partners)], "intel_type": types[i % len(types)],
+             "level": 2 if i % 3 == 0 else 0, "sources": "Benchmark source, 2026-11-01",
+             "coder": "bench", "confidence": "medium"} for i in range(n)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--instance", default="instance")
+    parser.add_argument("--episodes", type=int, default=20)
+    parser.add_argument("--delay", type=float, default=5)
+    parser.add_argument("--timeout", type=float, default=600)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="bench-refit-"))
+    shutil.copytree(Path(args.instance).resolve(), work / "instance",
+                    ignore=shutil.ignore_patterns("queue.sqlite3*", "plots"))
+    env = dict(os.environ, FORECAST_INSTANCE=str(work / "instance"),
+               FORECAST_REFIT_DELAY=str(args.delay), FORECAST_REFIT_SCHEDULE="")
+    forecast = str(Path(sys.executable).parent / "forecast")
+    token = subprocess.run([forecast, "token", "create", f"bench-{os.getpid()}", "--role", "coder"],
+                           env=env, capture_output=True, text=True, check=True).stdout.split()[-1]
+    port = free_port()
+    procs = [subprocess.Popen([forecast, "serve", "--port", str(port)], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
+             subprocess.Popen([forecast, "worker"], env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)]
+    try:
+        wait_ready(port)
+        before = get(port, QUERY)[1]["model"]["version"]
+        idle, stop = [], threading.Event()
+        t = threading.Thread(target=latencies, args=(port, stop, idle))
+        t.start()
+        time.sleep(5)
+        stop.set()
+        t.join()
+
+        busy, stop = [], threading.Event()
+        t = threading.Thread(target=latencies, args=(port, stop, busy))
+        t.start()
+        status, body = post(port, "/v1/episodes", {"episodes": new_episodes(args.episodes)}, token)
+        accepted = time.perf_counter()
+        assert status == 201, body
+        version = before
+        while version == before and time.perf_counter() - accepted < args.timeout:
+            time.sleep(0.5)
+            version = get(port, QUERY)[1]["model"]["version"]
+        elapsed = time.perf_counter() - accepted
+        stop.set()
+        t.join()
+        job = get(port, f"/v1/refits/{body['refit']['id']}")[1]
+        model = get(port, QUERY)[1]["model"]
+        print(f"episodes posted: {args.episodes}; settling delay {args.delay:g} s")
+        if version == before:
+            print(f"no new version within {args.timeout:g} s; refit job: {job['status']} "
+                  f"{job.get('detail')}")
+        else:
+            print(f"accepted -> served: {elapsed:.1f} s (new version {version}, "
+                  f"{model['episodes']} episodes, verdict {model['verdict']})")
+            print(f"refit job {job['id']}: {job['status']}, fit {job['duration_s']:.1f} s")
+        for name, values in (("idle", idle), ("during refit", busy)):
+            v = np.asarray(values)
+            print(f"forecast latency {name:<13} n={len(v):5d}  p50 {np.percentile(v, 50):6.2f} ms"
+                  f"  p99 {np.percentile(v, 99):7.2f} ms")
+        print(f"p99 during refit / idle: {np.percentile(busy, 99) / np.percentile(idle, 99):.1f}x")
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(timeout=60)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
