@@ -483,13 +483,19 @@ def worker(ctx: CliContext, threads: int) -> None:
 
 @main.command()
 @click.option("--limit", default=20, type=int, show_default=True)
+@click.option("--now", "request_now", is_flag=True,
+              help="Queue a refit now (coalesces with one already queued).")
 @click.option("--json", "as_json", is_flag=True)
 @pass_context
-def refits(ctx: CliContext, limit: int, as_json: bool) -> None:
+def refits(ctx: CliContext, limit: int, request_now: bool, as_json: bool) -> None:
     """Show whether the current model is stale, and the queued, running and past refits."""
-    from .refits import model_status
+    from .refits import RefitService, model_status
 
     database = ctx.database()
+    if request_now:
+        job = RefitService.from_settings(ctx.settings, database).request(
+            "manual", f"cli:{getpass.getuser()}", delay=0)
+        err.print(f"refit {job['id']} queued")
     status = model_status(database, _registry(ctx))
     history = database.refits.list(limit=limit)
     if as_json:

@@ -29,8 +29,6 @@ from .store import Database
 
 log = logging.getLogger(__name__)
 REASONS = ("episodes", "priors", "manual", "periodic")
-HEARTBEAT_SECONDS = 10.0
-STALE_AFTER_SECONDS = 60.0  # a running job silent this long belongs to a dead worker
 BUSY_RETRY_SECONDS = 15.0
 
 
@@ -145,7 +143,7 @@ class RefitService:
         from huey.exceptions import RetryTask
 
         jobs = self.database.refits
-        claim = jobs.claim(job_id, self.worker_name, STALE_AFTER_SECONDS)
+        claim = jobs.claim(job_id, self.worker_name, self.stale_after)
         if claim == "gone":
             return jobs.get(job_id)
         if claim == "busy":  # one refit at a time: come back later
@@ -179,8 +177,13 @@ class RefitService:
             stop.set()
             beat.join(timeout=5)
 
+    @property
+    def stale_after(self) -> float:
+        """A running job silent this long belongs to a dead worker."""
+        return self.settings.refit_stale_after_seconds
+
     def _beat(self, job_id: int, stop: threading.Event) -> None:
-        while not stop.wait(HEARTBEAT_SECONDS):
+        while not stop.wait(self.stale_after / 6):
             try:
                 self.database.refits.heartbeat(job_id)
             except Exception:  # a missed beat is not worth killing the fit for
@@ -189,7 +192,7 @@ class RefitService:
     def sweep(self) -> list[int]:
         """Queue again the jobs of dead workers, and re-deliver queued jobs the queue lost."""
         requeued = []
-        for job_id in self.database.refits.orphans(STALE_AFTER_SECONDS):
+        for job_id in self.database.refits.orphans(self.stale_after):
             self.database.refits.requeue(job_id, {"note": "worker stopped; queued again"})
             requeued.append(job_id)
         for job_id in self.database.refits.queued_ids():

@@ -51,6 +51,7 @@ class Settings:
     queue_url: str = ""
     refit_delay_seconds: float = 30.0
     refit_schedule: str = "0 3 * * *"  # cron (UTC) of the periodic refit; "" disables it
+    refit_stale_after_seconds: float = 60.0  # a running refit silent this long is requeued
     open_reads: bool = True
 
     @property
@@ -130,5 +131,6 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         queue_url=env.get("FORECAST_QUEUE_URL", ""),
         refit_delay_seconds=_env_float(env, "FORECAST_REFIT_DELAY", 30.0),
         refit_schedule=_cron(env.get("FORECAST_REFIT_SCHEDULE", "0 3 * * *")),
+        refit_stale_after_seconds=_env_float(env, "FORECAST_REFIT_STALE_AFTER", 60.0),
         open_reads=env.get("FORECAST_OPEN_READS", "1") not in ("0", "false", "no"),
     )

@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import pytest
 from fixtures_api import auth
 from fixtures_registry import fabricate_posterior, fake_metadata
@@ -102,17 +104,18 @@ def test_only_one_refit_runs_at_a_time(service, codebook):
     assert service.database.refits.get(second["id"])["status"] == "queued"
 
 
-def test_a_killed_worker_leaves_no_version_and_its_job_is_retried(service, codebook, monkeypatch):
+def test_a_killed_worker_leaves_no_version_and_its_job_is_retried(service, codebook):
     _add_episode(service.database, codebook)
     versions_before = {v.version for v in service.registry.versions()}
     job = service.request("episodes", "coder", delay=0)
     # a worker claimed the job, then died (kill -9): no heartbeat since, no version written
     assert service.database.refits.claim(job["id"], "dead-worker", 60) == "claimed"
     (service.registry.root / ".tmp-partial").mkdir()  # what a save cut short leaves
-    monkeypatch.setattr("forecasting.refits.STALE_AFTER_SECONDS", 0.0)
+    assert service.sweep() == [], "a fresh heartbeat is a live worker"
+    service.settings = replace(service.settings, refit_stale_after_seconds=0.0)
     assert service.sweep() == [job["id"]]
     assert {v.version for v in service.registry.versions()} == versions_before
-    monkeypatch.setattr("forecasting.refits.STALE_AFTER_SECONDS", 60.0)
+    service.settings = replace(service.settings, refit_stale_after_seconds=60.0)
     done = service.run(job["id"])
     assert done["status"] == "succeeded" and done["attempts"] == 2
 
@@ -132,8 +135,6 @@ def test_a_fit_that_raises_is_retried_then_given_up(service, codebook):
 def test_unknown_reason_and_bad_queue_url_are_refused(service, api_settings):
     with pytest.raises(ValueError, match="must be one of"):
         service.request("whim", "x")
-    from dataclasses import replace
-
     with pytest.raises(ValueError, match="use a redis:// URL"):
         make_huey(replace(api_settings, queue_url="amqp://localhost"))
 
@@ -170,7 +171,6 @@ def test_redis_queue_delivers_jobs(api_settings):
         redis.Redis.from_url("redis://127.0.0.1:6379/15").ping()
     except redis.exceptions.ConnectionError as exc:
         pytest.skip(f"no Redis server at 127.0.0.1:6379 ({exc})")
-    from dataclasses import replace
 
     huey = make_huey(replace(api_settings, queue_url="redis://127.0.0.1:6379/15"))
     huey.flush()
