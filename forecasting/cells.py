@@ -138,7 +138,7 @@ def _ordinal(values: pd.Series, field_name: str) -> np.ndarray:
     out = out.to_numpy()
     bad = ~np.isin(out, ORDINAL_VALUES)
     if bad.any():
-        raise CellsError(f"{field_name}: value {out[bad][0]!r} is not one of {list(ORDINAL_VALUES)}")
+        raise CellsError(f"{field_name}: value {out[bad][0].item()!r} is not one of {list(ORDINAL_VALUES)}")
     return out.astype(np.int64)
 
 

@@ -11,6 +11,7 @@ import os
 # numpyro runs one chain per XLA device; this must be set before jax is first imported.
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
 
+import contextlib  # noqa: E402
 import hashlib  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
@@ -25,7 +26,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pymc as pm  # noqa: E402
 import xarray as xr  # noqa: E402
-from scipy.special import expit  # noqa: E402
+from scipy.special import expit, log_expit, logsumexp  # noqa: E402
 
 from .cells import Cells, aggregate, empty_cells  # noqa: E402
 from .codebook import Codebook  # noqa: E402
@@ -109,6 +110,15 @@ def _sample_pm(model, settings: SamplerSettings, progress: bool, timings: dict):
     return dt
 
 
+@contextlib.contextmanager
+def _quiet_custom_random():
+    """The likelihood's random draws are numpy code by design (forecasting.model)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*object mode to run CustomDist",
+                                category=UserWarning)
+        yield
+
+
 def fit(model: pm.Model, sampler_settings: SamplerSettings, progress: bool = False,
         prior_draws: int = PRIOR_PREDICTIVE_DRAWS, extras: bool = True) -> xr.DataTree:
     """Sample `model` and return the full tree.
@@ -135,12 +145,14 @@ def fit(model: pm.Model, sampler_settings: SamplerSettings, progress: bool = Fal
         pm.stats.compute_log_prior(dt, model=model, progressbar=False)
         timings["log_prior"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        prior = pm.sample_prior_predictive(draws=prior_draws, model=model,
+        with _quiet_custom_random():
+            prior = pm.sample_prior_predictive(draws=prior_draws, model=model,
                                            random_seed=settings.seed + 1)
         dt["prior"] = prior["prior"]
         dt["prior_predictive"] = prior["prior_predictive"]
-        pm.sample_posterior_predictive(dt, model=model, extend_inferencedata=True,
-                                       random_seed=settings.seed + 2, progressbar=False)
+        with _quiet_custom_random():
+            pm.sample_posterior_predictive(dt, model=model, extend_inferencedata=True,
+                                           random_seed=settings.seed + 2, progressbar=False)
         timings["predictive"] = time.perf_counter() - t0
     timings["fit_total"] = time.perf_counter() - t_start
     config = getattr(model, "forecast_config", {})
@@ -156,6 +168,21 @@ def fit(model: pm.Model, sampler_settings: SamplerSettings, progress: bool = Fal
 
 
 # -- diagnostics ---------------------------------------------------------------------------
+
+
+def _posterior_sd(posterior: xr.DataTree) -> pd.Series:
+    """Posterior sd of every scalar entry, labelled as az.summary labels them."""
+    out = {}
+    for name, da in posterior.data_vars.items():
+        sd = da.std(("chain", "draw"))
+        if sd.ndim == 0:
+            out[name] = float(sd)
+            continue
+        for idx, value in zip(np.ndindex(sd.shape), sd.values.ravel(), strict=True):
+            labels = ", ".join(str(sd.coords[d].values[i]) for d, i in zip(sd.dims, idx,
+                                                                          strict=True))
+            out[f"{name}[{labels}]"] = float(value)
+    return pd.Series(out)
 
 
 def _float(x) -> float | None:
@@ -188,6 +215,78 @@ def _level_shares(counts: np.ndarray, groups: np.ndarray, n_groups: int) -> np.n
     totals = np.einsum("...cl,cg->...gl", counts, onehot)
     with np.errstate(invalid="ignore", divide="ignore"):
         return totals / totals.sum(axis=-1, keepdims=True)
+
+
+def _loo(tree: xr.DataTree):
+    with warnings.catch_warnings():
+        # high Pareto k is reported through the counts, not as a warning
+        warnings.simplefilter("ignore", UserWarning)
+        return az.loo(tree, pointwise=True)
+
+
+def _loo_summary(loo, weights: np.ndarray | None) -> dict[str, Any]:
+    k = np.asarray(loo.pareto_k).ravel()
+    w = np.ones_like(k) if weights is None else np.asarray(weights, dtype=float)
+    if weights is None:
+        elpd, se, p_loo = float(loo.elpd), float(loo.se), float(loo.p)
+    else:
+        elpd_i = np.asarray(loo.elpd_i).ravel()
+        n = w.sum()
+        elpd = float(np.sum(w * elpd_i))
+        se = float(np.sqrt(n * np.sum(w * (elpd_i - elpd / n) ** 2) / n))
+        p_loo = float(loo.p)  # filled in by the caller, who knows the pointwise lpd
+    bands = {"good (<=0.5)": k <= 0.5, "ok (0.5-0.7]": (k > 0.5) & (k <= 0.7),
+             "bad (0.7-1]": (k > 0.7) & (k <= 1), "very bad (>1)": k > 1}
+    return {"elpd": elpd, "se": se, "p_loo": p_loo, "n_points": int(w.sum()),
+            "max_pareto_k": float(np.nanmax(k)),
+            "pareto_k_counts": {b: int(w[m].sum()) for b, m in bands.items()}}
+
+
+def episode_log_likelihood(dt: xr.DataTree) -> tuple[np.ndarray, np.ndarray]:
+    """log P(level) of every observed (cell, level) pair per draw, and its episode count.
+
+    Episodes of one cell with the same level are exchangeable, so one column stands for
+    all of them: leaving one of them out is what per-episode LOO does.
+    """
+    post, const = dt.posterior, dt.constant_data
+    counts = dt.observed_data[OBSERVED].values
+    cell, level = np.nonzero(counts)
+    p_idx, t_idx = const["partner_idx"].values[cell], const["type_idx"].values[cell]
+    eta = (post["pt_eff"].values[..., p_idx, t_idx]
+           + post["trigger_eff"].values[..., const["trigger_idx"].values[cell]]
+           + post["beta_severity"].values[..., None]
+           * (const["severity"].values[cell] - SEVERITY_CENTER)
+           + post["beta_alignment"].values[..., None]
+           * (const["alignment"].values[cell] - ALIGNMENT_CENTER))
+    c = post["cutpoints"].values  # chain, draw, cutpoint
+    upper = np.where(level < 3, np.take(c, np.minimum(level, 2), axis=-1) - eta, np.inf)
+    lower = np.where(level > 0, np.take(c, np.maximum(level - 1, 0), axis=-1) - eta, -np.inf)
+    # log(F(upper) - F(lower)) = log F(upper) + log1p(-exp(logF(lower) - logF(upper)))
+    log_up, log_lo = log_expit(upper), log_expit(lower)
+    with np.errstate(divide="ignore"):
+        ll = log_up + np.log1p(-np.exp(np.minimum(log_lo - log_up, -1e-12)))
+    return ll, counts[cell, level]
+
+
+def episode_loo(dt: xr.DataTree) -> dict[str, Any]:
+    """PSIS-LOO leaving out one episode at a time (the gate's LOO).
+
+    The stored log_likelihood is per cell, and leaving out a whole cell of exchangeable
+    episodes is a leave-many-out that PSIS handles badly (high Pareto k for cells holding
+    several restrictions); forecasts are per episode, so this is the LOO that matters.
+    """
+    ll, weights = episode_log_likelihood(dt)
+    tree = xr.DataTree.from_dict({
+        "posterior": dt.posterior[["beta_severity"]].to_dataset(),
+        "log_likelihood": xr.Dataset({"restriction": (("chain", "draw", "pair"), ll)}),
+    })
+    loo = _loo(tree)
+    summary = _loo_summary(loo, weights)
+    flat = ll.reshape(-1, ll.shape[-1])
+    lpd_i = logsumexp(flat, axis=0) - np.log(flat.shape[0])
+    summary["p_loo"] = float(np.sum(weights * (lpd_i - np.asarray(loo.elpd_i).ravel())))
+    summary["unit"] = "episode"
+    return summary
 
 
 def posterior_predictive_check(dt: xr.DataTree, prob: float = 0.9) -> dict[str, Any]:
@@ -228,9 +327,9 @@ def posterior_predictive_check(dt: xr.DataTree, prob: float = 0.9) -> dict[str, 
 def diagnose(dt: xr.DataTree, worst: int = 5) -> dict[str, Any]:
     """Convergence, efficiency, PSIS-LOO and predictive checks of a fit (JSON-serialisable)."""
     t0 = time.perf_counter()
-    summary = az.summary(dt, kind="all", round_to="none")
+    summary = az.summary(dt, kind="diagnostics", round_to="none")
     summary = summary[np.isfinite(summary["r_hat"].astype(float))]  # constant entries (none so far)
-    sd = summary["sd"].astype(float).replace(0, np.nan)
+    sd = _posterior_sd(dt.posterior).reindex(summary.index).replace(0, np.nan)
     rel_mcse = summary["mcse_mean"].astype(float) / sd
     stats = dt.sample_stats
     diag: dict[str, Any] = {
@@ -251,20 +350,10 @@ def diagnose(dt: xr.DataTree, worst: int = 5) -> dict[str, Any]:
         "ebfmi": _ebfmi(stats["energy"].values) if "energy" in stats else [],
     }
     diag["min_ebfmi"] = min(diag["ebfmi"]) if diag["ebfmi"] else None
+    if OBSERVED in dt.get("observed_data", xr.Dataset()) and "constant_data" in dt.children:
+        diag["loo"] = episode_loo(dt)
     if "log_likelihood" in dt.children:
-        with warnings.catch_warnings():
-            # high Pareto k is reported through the counts below, not as a warning
-            warnings.simplefilter("ignore", UserWarning)
-            loo = az.loo(dt, pointwise=True)
-        k = np.asarray(loo.pareto_k).ravel()
-        diag["loo"] = {
-            "elpd": float(loo.elpd), "se": float(loo.se), "p_loo": float(loo.p),
-            "n_points": int(k.size), "max_pareto_k": float(np.nanmax(k)),
-            "pareto_k_counts": {"good (<=0.5)": int((k <= 0.5).sum()),
-                                "ok (0.5-0.7]": int(((k > 0.5) & (k <= 0.7)).sum()),
-                                "bad (0.7-1]": int(((k > 0.7) & (k <= 1)).sum()),
-                                "very bad (>1)": int((k > 1).sum())},
-        }
+        diag["loo_cells"] = _loo_summary(_loo(dt), None)
     diag["ppc"] = posterior_predictive_check(dt)
     timings = json.loads(dt.attrs.get("timings", "{}"))
     timings["diagnostics"] = time.perf_counter() - t0
