@@ -91,3 +91,44 @@ def test_token_create_prints_the_token_alone_on_the_last_line(forecast):
     assert forecast("token", "revoke", "ci-bot").exit_code == 0
     bad = forecast("token", "create", "x", "--role", "god")
     assert bad.exit_code == 2 and "'god' is not one of" in bad.output
+
+
+@pytest.fixture
+def forecast_with_models(api_settings, api_template):
+    """`forecast` against an instance holding three model versions (one failed), none current."""
+    runner = CliRunner()
+    env = {"FORECAST_INSTANCE": str(api_settings.instance_path)}
+
+    def invoke(*args):
+        return runner.invoke(main, [str(a) for a in args], env=env, catch_exceptions=False)
+
+    return invoke, api_template[2]
+
+
+def test_query_needs_a_current_model_then_answers_in_the_contract_shape(forecast_with_models):
+    forecast, versions = forecast_with_models
+    missing = forecast("query", "ISR", "humint")
+    assert missing.exit_code == 1 and "no current model" in missing.output
+    assert forecast("promote", versions["served"]).exit_code == 0
+    body = json.loads(forecast("query", "ISR", "humint", "--severity", 3, "--json").output)
+    assert set(body) == {"partner", "intel_type", "scenario", "any_restriction", "levels", "model"}
+    assert body["scenario"]["severity"] == 3 and body["model"]["version"] == versions["served"]
+    table = forecast("query", "ISR", "humint").output
+    assert "any restriction" in table and "90% interval" in table
+    unknown = forecast("query", "XXX", "humint")
+    assert unknown.exit_code == 1 and "partner: unknown code 'XXX'" in unknown.output
+
+
+def test_models_promote_and_diagnose(forecast_with_models):
+    forecast, versions = forecast_with_models
+    refused = forecast("promote", versions["failed"])
+    assert refused.exit_code == 1 and "failed its diagnostics gate" in refused.output
+    assert forecast("promote", versions["second"]).exit_code == 0
+    listed = json.loads(forecast("models", "--json").output)
+    assert {m["version"]: m["current"] for m in listed}[versions["second"]] is True
+    assert {m["version"]: m["verdict"] for m in listed}[versions["failed"]] == "fail"
+    diagnosed = forecast("diagnose", versions["failed"])
+    assert "verdict: fail" in diagnosed.output and "max_rhat 1.05 > 1.01" in diagnosed.output
+    as_json = json.loads(forecast("diagnose", "--json").output)
+    assert as_json["version"] == versions["second"] and as_json["verdict"] == "pass"
+    assert forecast("diagnose", "nope").exit_code == 1
