@@ -466,6 +466,88 @@ def _prepare(ctx: CliContext) -> None:
         out.print(f"current model: {registry.current().version}")
 
 
+@main.group()
+def priors() -> None:
+    """Show, check (prior predictive) and set the priors the next fit will use."""
+
+
+@priors.command(name="show")
+@click.option("--json", "as_json", is_flag=True)
+@pass_context
+def priors_show(ctx: CliContext, as_json: bool) -> None:
+    """The active prior set: the newest submitted, else priors/default.toml."""
+    from .pipeline import active_priors
+
+    active, source = active_priors(ctx.database(), ctx.settings)
+    if as_json:
+        click.echo(json.dumps({"source": source, "content_hash": active.content_hash,
+                               "priors": active.to_dict()}, indent=2))
+        return
+    out.print(f"priors from {source} (hash {active.content_hash[:12]})")
+    table = Table("parameter", "distribution", "arguments", "centred")
+    for name, spec in active.to_dict().items():
+        table.add_row(name, spec["dist"], json.dumps(spec.get("kwargs", {})),
+                      str(spec.get("centered", "from the data")))
+    out.print(table)
+
+
+def _priors_from(ctx: CliContext, file: Path | None):
+    from .pipeline import active_priors
+    from .priors import PriorConfigError, load_priors
+
+    try:
+        return load_priors(file) if file else active_priors(ctx.database(), ctx.settings)[0]
+    except (PriorConfigError, OSError) as exc:
+        _fail(f"{file}: {exc}" if file else str(exc))
+
+
+@priors.command(name="check")
+@click.argument("file", required=False, type=click.Path(exists=True, dir_okay=False,
+                                                         path_type=Path))
+@click.option("--png", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also draw the prior predictive to this PNG file.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_context
+def priors_check(ctx: CliContext, file: Path | None, png: Path | None, as_json: bool) -> None:
+    """Prior predictive of FILE (a priors TOML; default: the active set); nothing is saved."""
+    from .fitting import plot_prior_predictive, prior_predictive
+
+    summary = prior_predictive(ctx.codebook, _priors_from(ctx, file))
+    if png:
+        plot_prior_predictive(summary, png)
+        err.print(f"wrote {png}")
+    summary.pop("samples")
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+        return
+    table = Table("before any data", "mean", "5%", "25%", "50%", "75%", "95%")
+    names = {k: v["name"] for k, v in ctx.codebook.levels.items()}
+    for label, d in [("P(any restriction)", summary["any_restriction"])] + [
+            (f"P(level {k}: {names[int(k)]})", v) for k, v in summary["levels"].items()]:
+        table.add_row(label, f"{d['mean']:.3f}", *(f"{v:.3f}" for v in d["quantiles"].values()))
+    out.print(table)
+
+
+@priors.command(name="set")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--note", default="", help="Why (kept in the audit log).")
+@pass_context
+def priors_set(ctx: CliContext, file: Path, note: str) -> None:
+    """Make FILE (a priors TOML) the active prior set; the model goes stale and refits."""
+    from .refits import RefitService
+
+    new = _priors_from(ctx, file)
+    database = ctx.database()
+    actor = f"cli:{getpass.getuser()}"
+    before = database.priors.latest()
+    record = database.priors.save(new.to_dict(), new.content_hash, actor, note)
+    if before is not None and before["id"] == record["id"]:
+        out.print("these priors are already active; nothing changed")
+        return
+    job = RefitService.from_settings(ctx.settings, database).request("priors", actor)
+    out.print(f"prior set #{record['id']} is active; refit {job['id']} queued")
+
+
 @main.command()
 @click.option("--threads", default=1, type=int, show_default=True,
               help="Consumer threads; refits still run one at a time.")

@@ -132,3 +132,26 @@ def test_models_promote_and_diagnose(forecast_with_models):
     as_json = json.loads(forecast("diagnose", "--json").output)
     assert as_json["version"] == versions["second"] and as_json["verdict"] == "pass"
     assert forecast("diagnose", "nope").exit_code == 1
+
+
+def test_priors_show_check_and_set(forecast, tmp_path):
+    shown = json.loads(forecast("priors", "show", "--json").output)
+    assert shown["source"].endswith("default.toml")
+    checked = forecast("priors", "check", "--png", tmp_path / "pp.png")
+    assert checked.exit_code == 0 and "P(any restriction)" in checked.output
+    assert (tmp_path / "pp.png").read_bytes().startswith(b"\x89PNG")
+    bad = tmp_path / "bad.toml"
+    bad.write_text('sigma_bloc = {dist = "HalfNormal", kwargs = {sigma = -1.0}}\n')
+    refused = forecast("priors", "set", bad)
+    assert refused.exit_code == 1 and "sigma_bloc" in refused.output
+    from forecasting.settings import DEFAULT_PRIORS_DIR
+
+    text = (DEFAULT_PRIORS_DIR / "default.toml").read_text().replace(
+        'sigma_pt = {dist = "HalfNormal", kwargs = {sigma = 0.3}}',
+        'sigma_pt = {dist = "HalfNormal", kwargs = {sigma = 0.2}}')
+    good = tmp_path / "good.toml"
+    good.write_text(text)
+    applied = forecast("priors", "set", good, "--note", "tighter")
+    assert applied.exit_code == 0 and "prior set #1 is active; refit 1 queued" in applied.output
+    assert json.loads(forecast("priors", "show", "--json").output)["source"] == "prior set #1"
+    assert "already active" in forecast("priors", "set", good).output
