@@ -299,14 +299,6 @@ class EpisodeStore:
             return conn.execute(select(func.coalesce(func.max(episode_revisions.c.id), 0))
                                 ).scalar_one()
 
-    def fingerprint(self) -> str:
-        """Changes whenever any episode is added or revised (for staleness checks)."""
-        with self.engine.connect() as conn:
-            count, latest = conn.execute(
-                select(func.count(), func.max(episode_revisions.c.id))
-            ).one()
-        return f"{count}:{latest or 0}"
-
     @staticmethod
     def _record(row) -> dict[str, Any]:
         mapping = dict(row._mapping)
