@@ -45,9 +45,9 @@ def create_app(config: dict | None = None) -> ForecastAPI:
     register_error_handlers(app)
     app.before_request(check_read_access)
 
-    from .routes import episodes, forecasts, health, models, priors, refits
+    from .routes import episodes, evaluation, forecasts, health, models, priors, refits
 
-    for module in (health, forecasts, models, episodes, priors, refits):
+    for module in (health, forecasts, models, evaluation, episodes, priors, refits):
         app.register_api(module.bp)
 
     @app.get("/docs", doc_ui=False)

@@ -1,0 +1,31 @@
+"""A few cheap convergence numbers for evaluation fits (not the serving gate).
+
+Backtest and SBC fits are many and small; they record R-hat, bulk ESS and divergences of the
+low-dimensional parameters so that a report can show whether any fold or simulation was
+unhealthy, without the full diagnostics (LOO, predictive checks) of a served fit.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import arviz as az
+import xarray as xr
+
+WATCHED = ("cutpoints", "beta_severity", "beta_alignment", "sigma_bloc", "sigma_partner",
+           "sigma_type", "sigma_bloc_type", "sigma_pt", "sigma_trigger")
+
+
+def quick_diagnostics(dt: xr.DataTree) -> dict:
+    posterior = dt["posterior"].to_dataset()
+    names = [n for n in WATCHED if n in posterior]
+    out = {"max_rhat": None, "min_ess_bulk": None, "divergences": None}
+    if names and posterior.sizes.get("chain", 1) > 1:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            summary = az.summary(dt, var_names=names, kind="diagnostics", round_to="none")
+        out["max_rhat"] = float(summary["r_hat"].max())
+        out["min_ess_bulk"] = float(summary["ess_bulk"].min())
+    if "sample_stats" in dt.children and "diverging" in dt["sample_stats"]:
+        out["divergences"] = int(dt["sample_stats"]["diverging"].sum())
+    return out

@@ -1,0 +1,104 @@
+"""Baselines and folds: probability vectors, add-one smoothing, no leakage from the future."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from forecasting.evaluation.backtest import FoldSpec, make_folds, run_backtest, summarise_backtest
+from forecasting.evaluation.baselines import BASELINES, climatology, no_pooling
+from forecasting.simulate import seed_like
+
+
+@pytest.fixture(scope="module")
+def episodes(codebook):
+    frame, params = seed_like(codebook, n=600, seed=3)
+    return frame, params
+
+
+def test_every_baseline_returns_probability_vectors_for_unseen_codes(episodes):
+    frame = episodes[0]
+    train, test = frame.iloc[:300], frame.iloc[300:].copy()
+    test.loc[test.index[0], "partner"] = "NEW"  # a partner the training data never saw
+    for name, fit_predict in BASELINES.items():
+        probs = fit_predict(train, test)
+        assert probs.shape == (len(test), 4), name
+        assert np.allclose(probs.sum(axis=1), 1), name
+        assert (probs > 0).all(), name
+
+
+def test_climatology_is_add_one_smoothed_level_frequency():
+    train = pd.DataFrame({"level": [0, 0, 0, 1]})
+    probs = climatology(train, pd.DataFrame({"level": [0, 3]}))
+    assert probs[0].tolist() == pytest.approx([4 / 8, 2 / 8, 1 / 8, 1 / 8])
+
+
+def test_per_partner_rate_uses_add_one_smoothing_and_uniform_for_unseen():
+    train = pd.DataFrame({"partner": ["ISR", "ISR", "GBR"], "level": [3, 3, 0]})
+    test = pd.DataFrame({"partner": ["ISR", "FRA"], "level": [0, 0]})
+    probs = BASELINES["partner"](train, test)
+    assert probs[0].tolist() == pytest.approx([1 / 6, 1 / 6, 1 / 6, 3 / 6])
+    assert probs[1].tolist() == pytest.approx([0.25] * 4)
+
+
+def test_no_pooling_model_learns_a_strong_severity_effect(codebook):
+    rng = np.random.default_rng(0)
+    n = 600
+    sev = rng.integers(0, 4, n)
+    level = np.where(rng.uniform(size=n) < np.where(sev == 3, 0.7, 0.05), 2, 0)
+    frame = pd.DataFrame({"partner": "GBR", "intel_type": "sigint",
+                          "trigger_type": "disclosure_incident", "severity": sev,
+                          "alignment": 1, "level": level})
+    probs = no_pooling(frame, frame)
+    assert probs[sev == 3, 0].mean() < probs[sev == 0, 0].mean() - 0.3
+
+
+def test_folds_train_only_on_the_past_and_test_each_horizon_once(episodes):
+    frame = episodes[0]
+    spec = FoldSpec(step_months=60, horizon_months=60, min_train=150)
+    folds = make_folds(frame, spec)
+    dates = pd.to_datetime(frame["trigger_date"])
+    assert len(folds) >= 3
+    tested = np.concatenate([f.test for f in folds])
+    assert len(tested) == len(set(tested))  # step == horizon: every episode at most once
+    for fold in folds:
+        assert len(fold.train) >= 150
+        assert dates.iloc[fold.train].max() < fold.origin <= dates.iloc[fold.test].min()
+        assert dates.iloc[fold.test].max() < fold.end
+
+
+def test_too_few_episodes_give_no_folds_and_a_clear_error(episodes):
+    frame = episodes[0].iloc[:50]
+    assert make_folds(frame, FoldSpec(min_train=100)) == []
+    with pytest.raises(ValueError, match="lower min_train"):
+        run_backtest(frame, BASELINES, FoldSpec(min_train=100))
+
+
+def test_backtest_scores_every_forecaster_on_the_same_episodes_and_an_oracle_wins(
+        episodes, codebook):
+    frame, params = episodes
+    from forecasting.cells import aggregate
+    from forecasting.simulate import level_probabilities
+
+    def oracle(train, test):  # the true probabilities that generated the data
+        cells = aggregate(test, codebook)
+        c = cells.coords
+        idx = {k: pd.Index(c[k]).get_indexer(test[k]) for k in ("partner", "intel_type",
+                                                                 "trigger_type")}
+        return level_probabilities(params, idx["partner"], idx["intel_type"],
+                                   idx["trigger_type"], test["severity"].to_numpy(),
+                                   test["alignment"].to_numpy())
+
+    table = run_backtest(frame, {"oracle": oracle, **BASELINES},
+                         FoldSpec(step_months=72, horizon_months=72, min_train=150))
+    for name in ("oracle", *BASELINES):
+        assert table[f"{name}_brier"].notna().all()
+    report = summarise_backtest(table, model="oracle", n_boot=500)
+    assert set(report["comparisons"]) == set(BASELINES)
+    assert report["n_episodes"] == len(table)
+    clim = report["comparisons"]["climatology"]
+    assert clim["log"]["mean"] < 0 and clim["brier"]["mean"] < 0
+    for comparison in report["comparisons"].values():
+        for c in comparison.values():
+            assert c["lo"] <= c["mean"] <= c["hi"]
