@@ -277,7 +277,7 @@ def episode_loo(dt: xr.DataTree) -> dict[str, Any]:
     """
     ll, weights = episode_log_likelihood(dt)
     tree = xr.DataTree.from_dict({
-        "posterior": dt.posterior[["beta_severity"]].to_dataset(),
+        "posterior": dt.posterior.to_dataset()[["beta_severity"]],
         "log_likelihood": xr.Dataset({"restriction": (("chain", "draw", "pair"), ll)}),
     })
     loo = _loo(tree)

@@ -15,6 +15,7 @@ os.environ.setdefault(
 )
 
 from fixtures_api import *  # noqa: E402,F401,F403
+from fixtures_model import *  # noqa: E402,F401,F403
 from fixtures_registry import *  # noqa: E402,F401,F403
 from fixtures_store import *  # noqa: E402,F401,F403
 

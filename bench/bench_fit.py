@@ -1,0 +1,130 @@
+"""Fit benchmark: simulated episode sets of 2,000 / 20,000 / 200,000 rows, per sampler.
+
+For each (size, sampler) a fresh subprocess (so that peak memory and compile caches are
+per run) simulates the episodes, aggregates them, builds the model, samples it (4 chains
+x 1,000 tune x 1,000 draws by default) and reports compile time, sampling time, min bulk
+and tail ESS over all parameters, min bulk ESS per second of sampling, divergences, peak
+memory and the parameterisation chosen. Prints a table (and JSON with --json).
+
+    PYTENSOR_FLAGS=base_compiledir=.cache/pytensor .venv/bin/python bench/bench_fit.py
+    .venv/bin/python bench/bench_fit.py --sizes 2000 --samplers nutpie numpyro --draws 500
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SIZES = (2_000, 20_000, 200_000)
+SAMPLERS = ("nutpie", "numpyro", "pymc")
+
+
+def run_one(size: int, sampler: str, draws: int, tune: int, seed: int) -> dict:
+    os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
+    sys.path.insert(0, str(ROOT))
+    import arviz as az
+
+    from forecasting.cells import aggregate
+    from forecasting.codebook import load_codebook
+    from forecasting.fitting import fit
+    from forecasting.model import build_model
+    from forecasting.priors import load_priors
+    from forecasting.settings import SamplerSettings
+    from forecasting.simulate import simulate_episodes
+
+    codebook = load_codebook(ROOT / "data" / "codebook.toml")
+    priors = load_priors(ROOT / "priors" / "default.toml")
+    t0 = time.perf_counter()
+    episodes, _ = simulate_episodes(codebook, size, seed=seed)
+    cells = aggregate(episodes, codebook)
+    model = build_model(cells, priors)
+    t_prep = time.perf_counter() - t0
+    settings = SamplerSettings(sampler=sampler, chains=4, draws=draws, tune=tune, seed=seed)
+    t0 = time.perf_counter()
+    dt = fit(model, settings, extras=False)
+    wall = time.perf_counter() - t0
+    timings = json.loads(dt.attrs["timings"])
+    summary = az.summary(dt, kind="diagnostics", round_to="none")
+    stats = dt.sample_stats
+    rss_kb = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                 resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+    min_bulk = float(summary["ess_bulk"].min())
+    return {
+        "episodes": size,
+        "cells": cells.n_cells,
+        "sampler": sampler,
+        "prep_s": t_prep,
+        "compile_s": timings["compile"],
+        "sampling_s": timings["sampling"],
+        "fit_wall_s": wall,
+        "min_ess_bulk": min_bulk,
+        "min_ess_tail": float(summary["ess_tail"].min()),
+        "ess_bulk_per_s": min_bulk / timings["sampling"],
+        "ess_bulk_per_wall_s": min_bulk / wall,
+        "max_rhat": float(summary["r_hat"].max()),
+        "divergences": int(stats["diverging"].sum()),
+        "peak_rss_mb": rss_kb / 1024,
+        "parameterization": model.forecast_config["parameterization"],
+        "worst_ess_bulk": {k: round(float(v), 1)
+                           for k, v in summary["ess_bulk"].nsmallest(3).items()},
+        "worst_rhat": {k: round(float(v), 4) for k, v in summary["r_hat"].nlargest(3).items()},
+    }
+
+
+def table(rows: list[dict]) -> str:
+    head = ("episodes", "cells", "sampler", "compile_s", "sampling_s", "fit_wall_s",
+            "min_ess_bulk", "min_ess_tail", "ess_bulk_per_s", "max_rhat", "divergences",
+            "peak_rss_mb")
+    lines = ["| " + " | ".join(head) + " | centred effects |", "|" + "---|" * (len(head) + 1)]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"| {r['episodes']} | | {r['sampler']} | error: {r['error'][:80]} |")
+            continue
+        cells = [f"{r[h]:.1f}" if isinstance(r[h], float) else str(r[h]) for h in head]
+        centred = ",".join(k for k, v in r["parameterization"].items() if v == "centered")
+        lines.append("| " + " | ".join(cells) + f" | {centred or '-'} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
+    parser.add_argument("--samplers", nargs="+", default=list(SAMPLERS), choices=SAMPLERS)
+    parser.add_argument("--draws", type=int, default=1000)
+    parser.add_argument("--tune", type=int, default=1000)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--json", action="store_true", help="print the rows as JSON too")
+    parser.add_argument("--one", nargs=2, metavar=("SIZE", "SAMPLER"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.one:
+        row = run_one(int(args.one[0]), args.one[1], args.draws, args.tune, args.seed)
+        print("RESULT " + json.dumps(row))
+        return 0
+    rows = []
+    for size in args.sizes:
+        for sampler in args.samplers:
+            cmd = [sys.executable, __file__, "--one", str(size), sampler, "--draws",
+                   str(args.draws), "--tune", str(args.tune), "--seed", str(args.seed)]
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            found = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+            if found:
+                rows.append(json.loads(found[-1][7:]))
+            else:
+                rows.append({"episodes": size, "sampler": sampler,
+                             "error": (proc.stderr.strip().splitlines() or ["no output"])[-1]})
+            print(json.dumps(rows[-1]), flush=True)
+    print(table(rows))
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,240 @@
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from forecasting.fitting import (
+    diagnose,
+    episode_log_likelihood,
+    fit,
+    fit_and_diagnose,
+    gate,
+    plot_prior_predictive,
+    prior_predictive,
+)
+from forecasting.model import build_model
+from forecasting.settings import GateThresholds, SamplerSettings
+
+GROUPS = ("posterior", "sample_stats", "observed_data", "constant_data", "log_likelihood",
+          "log_prior", "prior", "prior_predictive", "posterior_predictive")
+HEALTHY = {"max_rhat": 1.003, "min_ess_bulk": 900.0, "min_ess_tail": 800.0, "divergences": 0,
+           "min_ebfmi": 0.8, "treedepth_fraction": 0.0, "loo": {"max_pareto_k": 0.4}}
+
+
+def test_a_fit_has_every_group_and_the_forecast_contract(small_fit):
+    dt = small_fit.idata
+    assert set(GROUPS) <= set(dt.children)
+    post = dt.posterior
+    assert post["pt_eff"].dims == ("chain", "draw", "partner", "intel_type")
+    assert post["cutpoints"].dims == ("chain", "draw", "cutpoint")
+    assert post["trigger_eff"].dims == ("chain", "draw", "trigger_type")
+    for name in ("beta_severity", "beta_alignment"):
+        assert post[name].dims == ("chain", "draw")
+    assert dt.attrs["severity_center"] == 1.5 and dt.attrs["alignment_center"] == 1.5
+    assert post.sizes["chain"] == 4
+    assert (post["cutpoints"].diff("cutpoint") > 0).all()
+
+
+def test_pt_eff_is_the_sum_of_its_parts(small_fit):
+    post = small_fit.idata.posterior
+    bloc_of_partner = small_fit.idata.constant_data["partner_bloc"].values
+    manual = (post["partner_eff"] + post["type_eff"]
+              + post["bloc_type_eff"].isel(bloc=("partner", bloc_of_partner)).drop_vars("bloc")
+              + post["pt_dev"])
+    assert np.allclose(manual.transpose(*post["pt_eff"].dims), post["pt_eff"])
+
+
+def test_the_diagnostics_are_json_and_cover_every_check(small_fit):
+    diag = json.loads(json.dumps(small_fit.diagnostics))
+    for key in ("max_rhat", "min_ess_bulk", "min_ess_tail", "max_mcse_relative", "worst",
+                "divergences", "treedepth_fraction", "ebfmi", "loo", "ppc", "timings",
+                "parameterization"):
+        assert key in diag, key
+    assert len(diag["ebfmi"]) == 4
+    assert sum(diag["loo"]["pareto_k_counts"].values()) == diag["loo"]["n_points"]
+    assert diag["parameterization"] == small_fit.model_config["parameterization"]
+
+
+def test_the_predictive_check_compares_level_shares_per_bloc_and_type(small_fit, codebook):
+    ppc = small_fit.diagnostics["ppc"]
+    assert set(ppc["intel_type"]) == set(codebook.intel_type_codes)
+    assert set(ppc["bloc"]) <= set(codebook.bloc_codes)
+    shares = [row["observed"] for row in ppc["bloc"]["five_eyes"].values()]
+    assert sum(shares) == pytest.approx(1.0)
+    row = ppc["bloc"]["five_eyes"]["0"]
+    assert row["lower"] <= row["mean"] <= row["upper"]
+
+
+def test_an_unseen_partner_gets_a_wider_interval_than_a_well_observed_one(small_fit,
+                                                                          seed_like_data):
+    episodes = seed_like_data[0]
+    post = small_fit.idata.posterior["partner_eff"]
+    width = post.quantile(0.95, ("chain", "draw")) - post.quantile(0.05, ("chain", "draw"))
+    busiest = episodes.partner.value_counts().index[0]
+    unseen = [p for p in post.coords["partner"].values if p not in set(episodes.partner)]
+    assert len(unseen) == 2
+    for partner in unseen:
+        assert width.sel(partner=partner) > 1.2 * width.sel(partner=busiest)
+
+
+def test_the_fit_result_carries_what_the_registry_needs(small_fit, default_priors):
+    meta = small_fit.metadata()
+    for key in ("episodes", "data_hash", "priors_hash", "model_config", "sampler", "verdict"):
+        assert key in meta
+    assert meta["priors_hash"] == default_priors.content_hash
+    assert meta["episodes"] == 800
+    assert "parameterization" in meta["model_config"]
+    json.dumps(meta)
+
+
+def test_the_gate_fails_a_fit_with_too_few_draws(seed_like_data, codebook, default_priors,
+                                                 small_sampler):
+    broken = replace(small_sampler, chains=2, draws=25, tune=25)
+    result = fit_and_diagnose(seed_like_data[0], codebook, default_priors, broken,
+                              GateThresholds())
+    assert not result.passed and result.verdict.verdict == "fail"
+    assert any(r.startswith("min_ess_bulk:") and "needed >= 400" in r
+               for r in result.verdict.reasons)
+
+
+def test_a_refit_on_new_data_reuses_the_compiled_model(small_fit, codebook, default_priors,
+                                                      small_sampler):
+    from forecasting.cells import aggregate
+    from forecasting.simulate import seed_like
+
+    episodes = seed_like(codebook, n=500, seed=99)[0]
+    cells = aggregate(episodes, codebook)
+    model = build_model(cells, default_priors, small_fit.model_config["parameterization"])
+    dt = fit(model, replace(small_sampler, chains=2, draws=20, tune=20), extras=False)
+    assert json.loads(dt.attrs["timings"])["compile_cached"] is True
+    assert dt.observed_data.sizes["cell"] == cells.n_cells
+    assert int(dt.observed_data["level_counts"].sum()) == 500
+
+
+def test_a_healthy_set_of_diagnostics_passes_the_gate():
+    verdict = gate(HEALTHY, GateThresholds())
+    assert verdict.passed and verdict.verdict == "pass" and verdict.reasons == []
+
+
+@pytest.mark.parametrize("change,reason", [
+    ({"max_rhat": 1.05}, "max_rhat: 1.05 (needed <= 1.01)"),
+    ({"min_ess_bulk": 120.0}, "min_ess_bulk: 120 (needed >= 400)"),
+    ({"min_ess_tail": 90.0}, "min_ess_tail: 90 (needed >= 400)"),
+    ({"divergences": 3}, "divergences: 3 (needed <= 0)"),
+    ({"min_ebfmi": 0.2}, "min_ebfmi: 0.2 (needed >= 0.3)"),
+    ({"treedepth_fraction": 0.2}, "treedepth_fraction: 0.2 (needed <= 0.01)"),
+    ({"loo": {"max_pareto_k": 0.9}}, "max_pareto_k: 0.9 (needed <= 0.7)"),
+    ({"loo": {}}, "max_pareto_k: not available"),
+])
+def test_each_failed_check_is_a_reason_naming_value_and_threshold(change, reason):
+    verdict = gate(HEALTHY | change, GateThresholds())
+    assert not verdict.passed
+    assert verdict.reasons == [reason] or verdict.reasons[0].startswith(reason)
+
+
+def test_an_unknown_sampler_is_an_error(seed_like_cells, default_priors):
+    model = build_model(seed_like_cells, default_priors)
+    with pytest.raises(ValueError, match="Requested sampler 'stan'"):
+        fit(model, SamplerSettings(sampler="stan"))
+
+
+def test_the_prior_predictive_describes_p_any_restriction_before_data(codebook, default_priors,
+                                                                      tmp_path):
+    summary = prior_predictive(codebook, default_priors, draws=200, seed=1)
+    q = summary["any_restriction"]["quantiles"]
+    assert 0 < q["0.05"] < q["0.5"] < q["0.95"] < 1
+    assert set(summary["levels"]) == {"0", "1", "2", "3"}
+    means = [summary["levels"][k]["mean"] for k in "0123"]
+    assert sum(means) == pytest.approx(1.0)
+    assert summary["any_restriction"]["mean"] == pytest.approx(1 - means[0])
+    json.dumps(summary)
+    png = plot_prior_predictive(summary, tmp_path / "prior.png")
+    assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_the_prior_predictive_on_data_cells_uses_their_scenarios(seed_like_cells,
+                                                                 default_priors):
+    summary = prior_predictive(seed_like_cells, default_priors, draws=100, seed=1)
+    assert summary["scenarios"] == "data cells"
+
+
+def test_diagnose_works_on_a_tree_without_extras(small_fit):
+    tree = small_fit.idata.copy()
+    for group in ("log_likelihood", "posterior_predictive", "observed_data"):
+        del tree[group]
+    diag = diagnose(tree)
+    assert "loo" not in diag and "loo_cells" not in diag and diag["ppc"] == {}
+    verdict = gate(diag, GateThresholds())
+    assert "max_pareto_k: not available (needed <= 0.7)" in verdict.reasons
+
+
+def test_episode_log_likelihood_matches_pymc_for_single_episode_cells(small_fit):
+    dt = small_fit.idata
+    ll, weights = episode_log_likelihood(dt)
+    counts = dt.observed_data["level_counts"].values
+    cell, _ = np.nonzero(counts)
+    single = counts.sum(axis=1)[cell] == 1
+    pymc_ll = dt.log_likelihood["level_counts"].values[..., cell[single]]
+    assert np.allclose(ll[..., single], pymc_ll, atol=1e-8)
+    assert weights.sum() == small_fit.n_episodes
+
+
+def test_the_gate_uses_per_episode_loo_and_reports_per_cell_loo_too(small_fit):
+    diag = small_fit.diagnostics
+    assert diag["loo"]["unit"] == "episode"
+    assert diag["loo"]["n_points"] == small_fit.n_episodes
+    assert diag["loo_cells"]["n_points"] == small_fit.idata.observed_data.sizes["cell"]
+    assert sum(diag["loo"]["pareto_k_counts"].values()) == small_fit.n_episodes
+
+
+@pytest.mark.slow
+def test_a_served_fit_of_seed_like_data_passes_the_gate(seed_like_data, codebook,
+                                                        default_priors):
+    result = fit_and_diagnose(seed_like_data[0], codebook, default_priors, SamplerSettings(),
+                              GateThresholds())
+    assert result.passed, result.verdict.reasons
+
+
+@pytest.mark.slow
+def test_a_pathological_prior_fails_the_gate(seed_like_data, codebook, default_priors):
+    # all effects centred with very wide scales: a funnel the sampler cannot explore
+    wide = {name: {"dist": "HalfNormal", "kwargs": {"sigma": 10.0}}
+            for name in ("sigma_bloc", "sigma_partner", "sigma_type", "sigma_bloc_type",
+                         "sigma_pt", "sigma_trigger")}
+    priors = default_priors.replace(**wide)
+    result = fit_and_diagnose(seed_like_data[0], codebook, priors,
+                              SamplerSettings(draws=300, tune=300), GateThresholds(),
+                              parameterization="centered")
+    assert not result.passed
+
+
+@pytest.mark.slow
+def test_cell_probability_intervals_cover_the_truth_about_90_percent(codebook, default_priors):
+    from scipy.special import expit
+
+    from forecasting.simulate import simulate_episodes
+
+    episodes, truth = simulate_episodes(codebook, 3000, seed=21)
+    result = fit_and_diagnose(episodes, codebook, default_priors, SamplerSettings(),
+                              GateThresholds())
+    post = result.idata.posterior
+    # P(any restriction) of every partner x type at severity 1.5, alignment 1.5, mean trigger
+    p_any = 1 - expit(post["cutpoints"].sel(cutpoint="0|1") - post["pt_eff"])
+    lo = p_any.quantile(0.05, ("chain", "draw")).values
+    hi = p_any.quantile(0.95, ("chain", "draw")).values
+    true = 1 - expit(truth["cutpoints"][0] - truth["pt_eff"])
+    coverage = np.mean((true >= lo) & (true <= hi))
+    assert 0.8 <= coverage <= 0.99, coverage
+
+
+def test_a_fitted_tree_round_trips_through_netcdf(small_fit, tmp_path):
+    import xarray as xr
+
+    tree = small_fit.idata.copy()
+    del tree["posterior_predictive"]  # big, and regenerated on demand
+    tree.to_netcdf(tmp_path / "fit.nc", engine="h5netcdf")
+    back = xr.open_datatree(tmp_path / "fit.nc", engine="h5netcdf").load()
+    assert back.attrs["severity_center"] == 1.5
+    assert np.allclose(back.posterior["pt_eff"], tree.posterior["pt_eff"])
+    assert json.loads(back.attrs["parameterization"]) == small_fit.model_config["parameterization"]

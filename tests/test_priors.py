@@ -1,0 +1,115 @@
+import json
+
+import pytest
+
+from forecasting.priors import PARAMETERS, PriorConfigError, PriorSet, load_priors, parse_priors
+from forecasting.settings import DEFAULT_PRIORS_DIR
+
+DEFAULT = DEFAULT_PRIORS_DIR / "default.toml"
+
+
+def _default_dict():
+    return load_priors(DEFAULT).to_dict()
+
+
+def test_the_default_file_has_a_prior_for_every_parameter_of_the_model():
+    priors = load_priors(DEFAULT)
+    assert set(priors) == set(PARAMETERS)
+
+
+def test_every_default_prior_has_a_comment_saying_why():
+    lines = DEFAULT.read_text().splitlines()
+    for i, line in enumerate(lines):
+        if line.split("=")[0].strip() in PARAMETERS:
+            assert lines[i - 1].startswith("#"), f"{line.split('=')[0].strip()} has no comment"
+
+
+def test_priors_round_trip_through_to_dict_and_from_dict():
+    priors = load_priors(DEFAULT)
+    again = PriorSet.from_dict(json.loads(json.dumps(priors.to_dict())))
+    assert again == priors
+    assert again.content_hash == priors.content_hash
+
+
+def test_the_content_hash_changes_when_a_prior_changes_and_not_with_key_order():
+    priors = load_priors(DEFAULT)
+    reordered = PriorSet.from_dict(dict(reversed(list(priors.to_dict().items()))))
+    assert reordered.content_hash == priors.content_hash
+    changed = priors.replace(sigma_pt={"dist": "HalfNormal", "kwargs": {"sigma": 0.4}})
+    assert changed.content_hash != priors.content_hash
+
+
+def test_specs_handed_out_are_copies():
+    priors = load_priors(DEFAULT)
+    priors["sigma_pt"]["kwargs"]["sigma"] = 99.0
+    assert priors["sigma_pt"]["kwargs"]["sigma"] != 99.0
+
+
+def _with(name, spec):
+    return _default_dict() | {name: spec}
+
+
+@pytest.mark.parametrize("name,spec,message", [
+    ("sigma_pt", {"dist": "HalfNormall", "kwargs": {"sigma": 0.3}},
+     r"sigma_pt: unknown distribution 'HalfNormall'"),
+    ("sigma_pt", {"dist": "HalfNormal", "kwargs": {"sd": 0.3}},
+     r"sigma_pt: \['sd'\] not parameters of HalfNormal; use \['sigma', 'tau'\]"),
+    ("sigma_pt", {"dist": "HalfNormal", "kwargs": {}},
+     r"sigma_pt: missing scale; HalfNormal needs one of \['sigma', 'tau'\]"),
+    ("sigma_pt", {"dist": "HalfNormal", "kwargs": {"sigma": -0.3}},
+     r"sigma_pt.kwargs.sigma: scale must be positive, got -0.3"),
+    ("sigma_pt", {"dist": "HalfNormal", "kwargs": {"sigma": 0}},
+     r"sigma_pt.kwargs.sigma: scale must be positive, got 0"),
+    ("beta_severity", {"dist": "Normal", "kwargs": {"mu": 0, "sigma": "wide"}},
+     r"beta_severity.kwargs.sigma: expected finite numbers"),
+    ("sigma_pt", {"dist": "Normal", "kwargs": {"mu": 0, "sigma": 1}},
+     r"sigma_pt: a group scale needs a positive distribution"),
+    ("cutpoints", {"dist": "Normal", "kwargs": {"mu": [0, 1], "sigma": 1}},
+     r"cutpoints.kwargs.mu: expected a number or 3 numbers"),
+    ("cutpoints", {"dist": "Normal", "kwargs": {"mu": [1, 0, 2], "sigma": 1}},
+     r"cutpoints.kwargs.mu: must be increasing"),
+    ("sigma_pt", {"dist": "HalfNormal", "kwargs": {"sigma": 0.3}, "transform": "log"},
+     r"sigma_pt: unknown keys \['transform'\]"),
+    ("sigma_pt", {"kwargs": {"sigma": 0.3}}, r"sigma_pt: missing 'dist'"),
+    ("beta_severity", {"dist": "Normal", "kwargs": {"mu": 0, "sigma": 1}, "centered": True},
+     r"beta_severity.centered: only group scales"),
+    ("sigma_pt", {"dist": "HalfNormal", "kwargs": {"sigma": 0.3}, "centered": "yes"},
+     r"sigma_pt.centered: expected true or false"),
+    ("sigma_unicorn", {"dist": "HalfNormal", "kwargs": {"sigma": 0.3}},
+     r"sigma_unicorn: the model has no parameter 'sigma_unicorn'"),
+])
+def test_invalid_priors_are_rejected_naming_the_key(name, spec, message):
+    with pytest.raises(PriorConfigError, match=message):
+        PriorSet.from_dict(_with(name, spec))
+
+
+def test_a_missing_prior_is_an_error_naming_the_key():
+    data = _default_dict()
+    del data["sigma_trigger"]
+    with pytest.raises(PriorConfigError, match=r"sigma_trigger: missing prior"):
+        PriorSet.from_dict(data)
+
+
+def test_invalid_toml_is_a_prior_config_error():
+    with pytest.raises(PriorConfigError, match="not valid TOML"):
+        parse_priors("sigma_pt = {dist = ")
+
+
+def test_centered_flags_become_parameterization_overrides():
+    priors = PriorSet.from_dict(_with("sigma_pt", {"dist": "HalfNormal",
+                                                   "kwargs": {"sigma": 0.3}, "centered": True}))
+    assert priors.centered_overrides() == {"partner_type": "centered"}
+
+
+def test_make_rv_creates_the_variable_inside_a_model():
+    import pymc as pm
+
+    from forecasting.priors import make_rv
+
+    priors = load_priors(DEFAULT)
+    with pm.Model(coords={"cutpoint": ["0|1", "1|2", "2|3"]}) as model:
+        make_rv("sigma_pt", priors["sigma_pt"])
+        make_rv("cutpoints", priors["cutpoints"], dims="cutpoint",
+                transform=pm.distributions.transforms.ordered)
+    assert {v.name for v in model.free_RVs} == {"sigma_pt", "cutpoints"}
+    assert model.named_vars_to_dims["cutpoints"] == ("cutpoint",)
