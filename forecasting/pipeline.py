@@ -9,13 +9,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .codebook import Codebook
-from .fitting import FitResult, fit_and_diagnose
 from .priors import PriorSet, load_priors
 from .registry import ModelVersion, Registry, VersionExistsError, content_id
 from .settings import Settings
 from .store import Database
+
+if TYPE_CHECKING:  # fitting imports PyMC and JAX: web processes only need active_priors
+    from .fitting import FitResult
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +44,8 @@ def fit_and_register(settings: Settings, database: Database, registry: Registry,
                      before_promote: Callable[[ModelVersion], None] | None = None
                      ) -> FitOutcome:
     """Fit, gate, store as an immutable version; make it current only if it passed."""
+    from .fitting import fit_and_diagnose
+
     # read what the fit will see first: changes made during the fit then count as new
     seen_revision = database.episodes.latest_revision_id()
     latest_priors = database.priors.latest()
