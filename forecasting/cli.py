@@ -390,6 +390,17 @@ def diagnose(ctx: CliContext, version: str, as_json: bool) -> None:
 
 
 # ---- paste into forecasting/cli.py (after `diagnose`) ---------------------------------------
+def _print_report(report: dict, tables, as_json: bool) -> None:
+    """An evaluation report as JSON, or as tables and where it was stored."""
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    for table in tables(report):
+        out.print(table)
+    err.print(f"stored in {report['stored_in']}" if report.get("stored_in")
+              else "no model version: results not stored")
+
+
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--version", default="current", show_default=True,
@@ -419,13 +430,7 @@ def backtest(ctx: CliContext, as_json: bool, version: str, step_months: int,
         _fail(str(exc))
     finally:
         database.dispose()
-    if as_json:
-        click.echo(json.dumps(report, indent=2))
-        return
-    for table in cli_format.backtest_tables(report):
-        out.print(table)
-    err.print(f"stored in {report['stored_in']}" if report.get("stored_in")
-              else "no model version: results not stored")
+    _print_report(report, cli_format.backtest_tables, as_json)
 
 
 @main.command()
@@ -451,13 +456,7 @@ def sbc(ctx: CliContext, n_sims: int, n_episodes: int, n_jobs: int | None, versi
                             n_sims=n_sims, n_episodes=n_episodes, n_jobs=n_jobs, seed=seed)
     except (ValueError, LookupError, RuntimeError) as exc:
         _fail(str(exc))
-    if as_json:
-        click.echo(json.dumps(report, indent=2))
-        return
-    for table in cli_format.sbc_tables(report):
-        out.print(table)
-    err.print(f"stored in {report['stored_in']}" if report.get("stored_in")
-              else "no model version: results not stored")
+    _print_report(report, cli_format.sbc_tables, as_json)
 
 
 @main.command()

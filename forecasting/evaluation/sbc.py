@@ -14,7 +14,6 @@ uses one fixed parameterization rather than the data-driven one.
 
 from __future__ import annotations
 
-import io
 import logging
 import time
 from dataclasses import asdict
@@ -35,6 +34,7 @@ from ..simulate import (
 )
 from ..simulate import level_probabilities as true_level_probabilities
 from ._diagnostics import quick_diagnostics
+from .calibration import _png
 
 log = logging.getLogger(__name__)
 
@@ -298,10 +298,4 @@ def plot_sbc(report: dict, cols: int = 4) -> bytes:
         ax.axis("off")
     fig.suptitle(f"SBC ranks ({report['n_ok']} simulations, {n_draws} draws); "
                  "grey: 99% band if uniform", fontsize=8)
-    buf = io.BytesIO()
-    try:
-        fig.tight_layout()
-        fig.savefig(buf, format="png", dpi=80)
-    finally:
-        plt.close(fig)
-    return buf.getvalue()
+    return _png(plt, fig)
