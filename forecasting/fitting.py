@@ -30,7 +30,12 @@ from scipy.special import expit, log_expit, logsumexp  # noqa: E402
 
 from .cells import Cells, aggregate, empty_cells  # noqa: E402
 from .codebook import Codebook  # noqa: E402
-from .model import ALIGNMENT_CENTER, SEVERITY_CENTER, build_model  # noqa: E402
+from .model import (  # noqa: E402
+    ALIGNMENT_CENTER,
+    SEVERITY_CENTER,
+    build_model,
+    log_multinomial_coef,
+)
 from .priors import PriorSet  # noqa: E402
 from .settings import GateThresholds, SamplerSettings  # noqa: E402
 
@@ -76,7 +81,11 @@ def _sample_nutpie(model, settings: SamplerSettings, progress: bool, timings: di
         _COMPILED[key] = compiled
         timings["compile_cached"] = False
     else:
-        compiled = compiled.with_data(**_data_values(model))
+        # data the likelihood does not read (the counts, kept for observed_data) are not
+        # part of the compiled model
+        known = {var.name for var in compiled.shared_var_keys}
+        compiled = compiled.with_data(**{k: v for k, v in _data_values(model).items()
+                                         if k in known})
         timings["compile_cached"] = True
     timings["compile"] = time.perf_counter() - t0
     t0 = time.perf_counter()
@@ -111,12 +120,26 @@ def _sample_pm(model, settings: SamplerSettings, progress: bool, timings: dict):
 
 
 @contextlib.contextmanager
-def _quiet_custom_random():
-    """The likelihood's random draws are numpy code by design (forecasting.model)."""
+def _quiet_prior_sampling():
+    """The likelihood is a Potential over observed pairs (forecasting.model): prior draws
+    rightly ignore it, and PyMC says so on every call."""
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r".*object mode to run CustomDist",
-                                category=UserWarning)
+        warnings.filterwarnings("ignore", message=r".*Potential", category=UserWarning)
         yield
+
+
+def _add_observed_data(dt: xr.DataTree, model: pm.Model) -> None:
+    """The observed level counts per cell (group observed_data), which diagnostics, plots
+    and the per-episode LOO read; the likelihood itself is a Potential, not an observed
+    variable, so the samplers do not add them."""
+    if "counts" not in model.named_vars:
+        return
+    if "observed_data" in dt.children and OBSERVED in dt["observed_data"]:
+        return
+    dt["observed_data"] = xr.Dataset(
+        {OBSERVED: (("cell", "level"), np.asarray(model["counts"].get_value()))},
+        coords={"cell": np.asarray(model.coords["cell"]),
+                "level": np.asarray(model.coords["level"])})
 
 
 def fit(model: pm.Model, sampler_settings: SamplerSettings, progress: bool = False,
@@ -137,23 +160,24 @@ def fit(model: pm.Model, sampler_settings: SamplerSettings, progress: bool = Fal
         dt = _sample_nutpie(model, settings, progress, timings)
     else:
         dt = _sample_pm(model, settings, progress, timings)
+    _add_observed_data(dt, model)
     if extras:
+        # log likelihood and posterior predictive in numpy from the draws (no PyMC function
+        # to compile: they took 6 s and 10 s of every refit on the seed data)
         t0 = time.perf_counter()
-        pm.compute_log_likelihood(dt, model=model, progressbar=False)
+        add_log_likelihood(dt)
         timings["log_likelihood"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         pm.stats.compute_log_prior(dt, model=model, progressbar=False)
         timings["log_prior"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        with _quiet_custom_random():
-            prior = pm.sample_prior_predictive(draws=prior_draws, model=model,
-                                           random_seed=settings.seed + 1)
-        dt["prior"] = prior["prior"]
-        dt["prior_predictive"] = prior["prior_predictive"]
-        with _quiet_custom_random():
-            pm.sample_posterior_predictive(dt, model=model, extend_inferencedata=True,
-                                           random_seed=settings.seed + 2, progressbar=False)
-        timings["predictive"] = time.perf_counter() - t0
+        dt["prior"] = _prior_draws(model, prior_draws, settings.seed + 1)
+        dt["prior_predictive"] = replicate_counts(dt["prior"].to_dataset(), dt,
+                                                  seed=settings.seed + 1)
+        timings["prior_predictive"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        add_posterior_predictive(dt, seed=settings.seed + 2)
+        timings["posterior_predictive"] = time.perf_counter() - t0
     timings["fit_total"] = time.perf_counter() - t_start
     config = getattr(model, "forecast_config", {})
     dt.attrs.update({
@@ -165,6 +189,86 @@ def fit(model: pm.Model, sampler_settings: SamplerSettings, progress: bool = Fal
         "timings": json.dumps(timings, sort_keys=True),
     })
     return dt
+
+
+_PRIORS: dict[tuple, xr.Dataset] = {}  # per-process cache: (structure, draws, seed) -> prior
+
+
+def _prior_draws(model: pm.Model, draws: int, seed: int) -> xr.Dataset:
+    """Prior draws of every parameter (group `prior`); they do not depend on the data.
+
+    The observed counts are not drawn here (their random function runs in numba's object
+    mode and took most of 9 s): `replicate_counts` derives the prior predictive from these
+    draws. Cached per model structure, so that a refit in the same process pays nothing.
+    """
+    key = (_structure_key(model), draws, seed)
+    if key not in _PRIORS:
+        names = [v.name for v in model.free_RVs + model.deterministics]
+        with _quiet_prior_sampling():
+            prior = pm.sample_prior_predictive(draws=draws, model=model, var_names=names,
+                                               random_seed=seed)
+        _PRIORS[key] = prior["prior"].to_dataset()
+    return _PRIORS[key]
+
+
+def cell_level_probabilities(dt: xr.DataTree, params: xr.Dataset | None = None) -> np.ndarray:
+    """P(level = k) per draw and cell, (chain, draw, cell, level), as the model defines it.
+
+    From the posterior draws, or from `params` (e.g. prior draws) with the same names.
+    """
+    post = dt.posterior if params is None else params
+    const = dt.constant_data
+    eta = (post["pt_eff"].values[..., const["partner_idx"].values, const["type_idx"].values]
+           + post["trigger_eff"].values[..., const["trigger_idx"].values]
+           + post["beta_severity"].values[..., None]
+           * (const["severity"].values - SEVERITY_CENTER)
+           + post["beta_alignment"].values[..., None]
+           * (const["alignment"].values - ALIGNMENT_CENTER))
+    c = post["cutpoints"].values[..., None, :]  # chain, draw, 1, cutpoint
+    cdf = expit(c - eta[..., None])
+    probs = np.concatenate([cdf[..., :1], np.diff(cdf, axis=-1),
+                            expit(eta[..., None] - c[..., 2:])], axis=-1)
+    return np.clip(probs, 1e-12, 1.0)  # as forecasting.model.sparse_loglik clips
+
+
+def _observed_counts(dt: xr.DataTree) -> xr.DataArray:
+    return dt.observed_data[OBSERVED].transpose("cell", "level")
+
+
+def add_log_likelihood(dt: xr.DataTree) -> None:
+    """The per-cell multinomial log likelihood (the model's density), as group log_likelihood.
+
+    Computed in numpy from the posterior draws: the same values pm.compute_log_likelihood
+    gives, without compiling a PyMC function on every fit.
+    """
+    counts = _observed_counts(dt)
+    log_coef = log_multinomial_coef(counts.values)
+    probs = cell_level_probabilities(dt)
+    ll = log_coef + np.einsum("...cl,cl->...c", np.log(probs), counts.values.astype(float))
+    post = dt.posterior
+    dt["log_likelihood"] = xr.Dataset(
+        {OBSERVED: (("chain", "draw", "cell"), ll)},
+        coords={"chain": post.coords["chain"].values, "draw": post.coords["draw"].values,
+                "cell": counts.coords["cell"].values})
+
+
+def replicate_counts(params: xr.Dataset, dt: xr.DataTree, seed: int = 0) -> xr.Dataset:
+    """Level counts per cell replicated from every draw of `params` (numpy multinomial)."""
+    counts = _observed_counts(dt)
+    probs = cell_level_probabilities(dt, params)
+    probs = probs / probs.sum(axis=-1, keepdims=True)
+    rng = np.random.default_rng(seed)
+    n = np.broadcast_to(counts.values.sum(axis=-1), probs.shape[:-1])
+    rep = rng.multinomial(n, probs)
+    return xr.Dataset(
+        {OBSERVED: (("chain", "draw", "cell", "level"), rep)},
+        coords={"chain": params.coords["chain"].values, "draw": params.coords["draw"].values,
+                "cell": counts.coords["cell"].values, "level": counts.coords["level"].values})
+
+
+def add_posterior_predictive(dt: xr.DataTree, seed: int = 0) -> None:
+    """Replicated level counts per cell and draw, as group posterior_predictive."""
+    dt["posterior_predictive"] = replicate_counts(dt.posterior.to_dataset(), dt, seed)
 
 
 # -- diagnostics ---------------------------------------------------------------------------

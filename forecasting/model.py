@@ -1,11 +1,23 @@
 """Cells + priors -> the PyMC model (the only module besides `fitting` that builds graphs).
 
-Cumulative-logit (ordered logistic) likelihood on aggregated cells. The linear predictor is
+Cumulative-logit (ordered logistic) likelihood on aggregated cells, evaluated only over the
+observed (cell, level) pairs (`sparse_loglik`, a Potential: count * log P(level | cell), the
+multinomial coefficients being a constant of the data). The fit adds the observed counts as
+`observed_data` and computes the per-cell log likelihood and the predictive draws in numpy
+(forecasting.fitting). The linear predictor is
 
-    eta = bloc + partner-within-bloc + type + bloc x type + partner x type + trigger type
-          + beta_severity * (severity - 1.5) + beta_alignment * (alignment - 1.5)
+    eta = bloc + partner-within-bloc + type + bloc x type + partner x type-within-bloc x type
+          + trigger type + beta_severity * (severity - 1.5) + beta_alignment * (alignment - 1.5)
 
-with every effect sum-to-zero (`pm.ZeroSumNormal`) because the cutpoints carry the intercept.
+with every effect sum-to-zero because the cutpoints carry the intercept. Partners are nested
+in their bloc: their deviations sum to zero *within each bloc* (so `bloc_eff` is the mean of
+its partners' effects), and the partner x type deviations sum to zero within each bloc x type
+and over types (so `bloc_type_eff` is the mean of its partners' interactions). With
+deviations summing to zero over all partners instead, a bloc's effect and its partners' mean
+deviation formed a ridge that only the priors resolved, which mixed worse as data grew
+(bench/bench_fit.py). The nested deviations are built from orthonormal contrasts
+(`contrast_basis`): an i.i.d. Normal on the contrasts is exactly a Normal conditioned to sum
+to zero within each group, as `pm.ZeroSumNormal` is for one group.
 Each effect is centred or non-centred as the data call for (`choose_parameterization`).
 
 Posterior contract (the forecast engine relies on exactly these names and dims):
@@ -20,6 +32,7 @@ from __future__ import annotations
 import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
+from scipy.linalg import helmert
 from scipy.special import gammaln
 
 from .cells import LEVELS, Cells
@@ -28,9 +41,10 @@ from .priors import PriorSet, make_rv
 SEVERITY_CENTER = 1.5
 ALIGNMENT_CENTER = 1.5
 MODEL_NAME = "ordinal-hierarchical"
-MODEL_REVISION = 1  # bump when the graph changes in a way that changes the posterior
+MODEL_REVISION = 2  # bump when the graph changes in a way that changes the posterior
 
-# effect -> (dims, scale parameter, name of the effect variable)
+# effect -> (dims, scale parameter, name of the effect variable). The nested effects
+# (partner, partner_type) are Deterministics built from contrasts (see NESTED).
 EFFECTS: dict[str, tuple[tuple[str, ...], str, str]] = {
     "bloc": (("bloc",), "sigma_bloc", "bloc_eff"),
     "partner": (("partner",), "sigma_partner", "partner_dev"),
@@ -39,6 +53,8 @@ EFFECTS: dict[str, tuple[tuple[str, ...], str, str]] = {
     "partner_type": (("partner", "intel_type"), "sigma_pt", "pt_dev"),
     "trigger_type": (("trigger_type",), "sigma_trigger", "trigger_eff"),
 }
+NESTED = {"partner": ("partner_contrast",),
+          "partner_type": ("partner_contrast", "type_contrast")}
 PARAMETERIZATIONS = ("centered", "noncentered")
 # Fisher information (logit^-2) a weakly observed group's data must carry before its effect
 # is centred. With 20 units the data alone pin a group effect to about +-0.22 logits, well
@@ -101,42 +117,98 @@ def resolve_parameterization(cells: Cells, priors: PriorSet,
     return chosen
 
 
-def ordered_logistic_probs(eta, cutpoints):
-    """P(level = k) for k = 0..3, with P(y <= k) = sigmoid(c_k - eta) (pm.OrderedLogistic's).
-
-    Written level by level (not as a padded cumulative difference) so that every shape is
-    static, which JAX (numpyro) needs, and the top level uses sigmoid(eta - c) rather than
-    1 - sigmoid(c - eta).
-    """
-    cdf = [pm.math.sigmoid(cutpoints[k] - eta) for k in range(3)]
-    probs = pt.stack([cdf[0], cdf[1] - cdf[0], cdf[2] - cdf[1],
-                      pm.math.sigmoid(eta - cutpoints[2])], axis=-1)
-    # clipped: far in the tails two sigmoids round to the same float and log(0) has no gradient
-    return pt.clip(probs, 1e-12, 1.0)
-
-
 def log_multinomial_coef(counts: np.ndarray) -> np.ndarray:
     """log(n! / prod k_i!) per cell: constant in the parameters, so computed once, in numpy."""
     counts = np.asarray(counts)
     return gammaln(counts.sum(axis=-1) + 1) - gammaln(counts + 1).sum(axis=-1)
 
 
-def _multinomial_logp(value, n, p, log_coef):
-    # pm.Multinomial's density, but with the data-only term precomputed: its gammaln calls
-    # were half the cost of every gradient evaluation (measured: 317 vs 171 us, 762 cells)
-    return log_coef + pt.sum(value * pt.log(p), axis=-1)
+LIKELIHOOD = "level_counts_loglik"
 
 
-def _multinomial_random(n, p, log_coef, rng=None, size=None):
-    p = np.asarray(p) / np.sum(p, axis=-1, keepdims=True)
-    n = np.asarray(n)
-    if size is not None:
-        n = np.broadcast_to(n, size)
-        p = np.broadcast_to(p, (*size, p.shape[-1]))
-    return rng.multinomial(n, p)
+def observed_pairs(cells: Cells) -> dict[str, np.ndarray]:
+    """The observed (cell, level) pairs, by kind: level 0, level 3, and the middle levels.
+
+    The likelihood only needs count * log P(level | cell) for the pairs with a count, and
+    P(level 0) and P(level 3) are one log-sigmoid each: about 80% of episodes are level 0,
+    so most cells cost one softplus instead of three sigmoids and four logs.
+    """
+    counts = np.asarray(cells.counts)
+    cell, level = np.nonzero(counts)
+    count = counts[cell, level].astype(float)
+    low, high = level == 0, level == len(LEVELS) - 1
+    mid = ~(low | high)
+    return {"level0_cell": cell[low], "level0_count": count[low],
+            "level3_cell": cell[high], "level3_count": count[high],
+            "middle_cell": cell[mid], "middle_level": level[mid], "middle_count": count[mid]}
 
 
-def _effect(effect: str, form: str, priors: PriorSet):
+def sparse_loglik(eta, cutpoints, pairs):
+    """sum over observed pairs of count * log P(level | cell), without the multinomial
+    coefficients (a constant of the data). P(y <= k) = sigmoid(c_k - eta)."""
+    top = len(LEVELS) - 2
+    low = -pt.softplus(eta[pairs["level0_cell"]] - cutpoints[0])
+    high = -pt.softplus(cutpoints[top] - eta[pairs["level3_cell"]])
+    eta_mid = eta[pairs["middle_cell"]]
+    k = pairs["middle_level"]
+    p_mid = (pm.math.sigmoid(cutpoints[k] - eta_mid)
+             - pm.math.sigmoid(cutpoints[k - 1] - eta_mid))
+    # clipped: far in the tails two sigmoids round to the same float and log(0) has no gradient
+    mid = pt.log(pt.clip(p_mid, 1e-12, 1.0))
+    return (pt.sum(pairs["level0_count"] * low) + pt.sum(pairs["level3_count"] * high)
+            + pt.sum(pairs["middle_count"] * mid))
+
+
+def contrast_basis(groups: np.ndarray, n_groups: int | None = None) -> np.ndarray:
+    """(n, n - groups present) orthonormal columns spanning "sums to zero within each group".
+
+    Each column is a Helmert contrast among the members of one group. `B @ z` with
+    z ~ Normal(0, sigma) i.i.d. is a Normal(0, sigma) vector conditioned to sum to zero
+    within every group (B has orthonormal columns, so B B^T is that projection).
+    """
+    groups = np.asarray(groups)
+    n_groups = int(groups.max()) + 1 if n_groups is None else n_groups
+    columns = []
+    for g in range(n_groups):
+        members = np.flatnonzero(groups == g)
+        if len(members) < 2:
+            continue
+        for row in helmert(len(members)):
+            col = np.zeros(len(groups))
+            col[members] = row
+            columns.append(col)
+    return np.array(columns).T.reshape(len(groups), len(columns))
+
+
+def contrast_coords(groups: np.ndarray, labels: list) -> list[str]:
+    """Labels of `contrast_basis` columns: "<group>.<k>", k = 1 .. size - 1."""
+    out = []
+    for g, label in enumerate(labels):
+        size = int(np.sum(np.asarray(groups) == g))
+        out += [f"{label}.{k}" for k in range(1, size)]
+    return out
+
+
+def _nested_effect(effect: str, form: str, priors: PriorSet, basis: dict[str, np.ndarray]):
+    """Partner deviations within bloc, partner x type deviations within bloc x type."""
+    dims, scale_name, name = EFFECTS[effect]
+    sigma = make_rv(scale_name, priors[scale_name])
+    raw_dims = NESTED[effect]
+    if form == "centered":
+        raw = pm.Normal(f"{name}_raw", 0.0, sigma, dims=raw_dims)
+        scale = 1.0
+    else:
+        raw = pm.Normal(f"{name}_z", 0.0, 1.0, dims=raw_dims)
+        scale = sigma
+    value = pt.dot(pt.constant(basis["partner"]), raw)
+    if effect == "partner_type":
+        value = pt.dot(value, pt.constant(basis["intel_type"].T))
+    return pm.Deterministic(name, scale * value, dims=dims)
+
+
+def _effect(effect: str, form: str, priors: PriorSet, basis: dict[str, np.ndarray]):
+    if effect in NESTED:
+        return _nested_effect(effect, form, priors, basis)
     dims, scale_name, name = EFFECTS[effect]
     sigma = make_rv(scale_name, priors[scale_name])
     n_axes = len(dims)
@@ -175,6 +247,11 @@ def build_model(cells: Cells, priors: PriorSet,
         expanded = _expand(cells)
         rows = expanded["row"]
     coords[obs_dim] = np.arange(len(rows))
+    n_types = len(cells.coords["intel_type"])
+    basis = {"partner": contrast_basis(cells.partner_bloc, len(cells.coords["bloc"])),
+             "intel_type": contrast_basis(np.zeros(n_types, dtype=int), 1)}
+    coords["partner_contrast"] = contrast_coords(cells.partner_bloc, list(cells.coords["bloc"]))
+    coords["type_contrast"] = [f"c{k}" for k in range(1, n_types)]
 
     with pm.Model(coords=coords) as model:
         p_idx = pm.Data("partner_idx", cells.partner_idx[rows], dims=obs_dim)
@@ -190,12 +267,12 @@ def build_model(cells: Cells, priors: PriorSet,
         beta_severity = make_rv("beta_severity", priors["beta_severity"])
         beta_alignment = make_rv("beta_alignment", priors["beta_alignment"])
 
-        bloc_eff = _effect("bloc", form["bloc"], priors)
-        partner_dev = _effect("partner", form["partner"], priors)
-        type_eff = _effect("intel_type", form["intel_type"], priors)
-        bloc_type_eff = _effect("bloc_type", form["bloc_type"], priors)
-        pt_dev = _effect("partner_type", form["partner_type"], priors)
-        trigger_eff = _effect("trigger_type", form["trigger_type"], priors)
+        bloc_eff = _effect("bloc", form["bloc"], priors, basis)
+        partner_dev = _effect("partner", form["partner"], priors, basis)
+        type_eff = _effect("intel_type", form["intel_type"], priors, basis)
+        bloc_type_eff = _effect("bloc_type", form["bloc_type"], priors, basis)
+        pt_dev = _effect("partner_type", form["partner_type"], priors, basis)
+        trigger_eff = _effect("trigger_type", form["trigger_type"], priors, basis)
 
         partner_eff = pm.Deterministic("partner_eff", bloc_eff[partner_bloc] + partner_dev,
                                        dims="partner")
@@ -204,18 +281,16 @@ def build_model(cells: Cells, priors: PriorSet,
             partner_eff[:, None] + type_eff[None, :] + bloc_type_eff[partner_bloc] + pt_dev,
             dims=("partner", "intel_type"))
 
-        eta = (pt_eff[p_idx, t_idx] + trigger_eff[tt_idx]
+        # one 1-D gather (and scatter in the gradient) rather than a 2-D advanced index
+        eta = (pt_eff.reshape((-1,))[p_idx * len(coords["intel_type"]) + t_idx]
+               + trigger_eff[tt_idx]
                + beta_severity * (severity - SEVERITY_CENTER)
                + beta_alignment * (alignment - ALIGNMENT_CENTER))
         if aggregated:
-            counts = pm.Data("counts", cells.counts, dims=("cell", "level"))
-            log_coef = pm.Data("log_multinomial_coef", log_multinomial_coef(cells.counts),
-                               dims="cell")
-            pm.CustomDist("level_counts", counts.sum(axis=-1),
-                          ordered_logistic_probs(eta, cutpoints), log_coef,
-                          logp=_multinomial_logp, random=_multinomial_random,
-                          signature="(),(k),()->(k)", observed=counts, dtype="int64",
-                          dims=("cell", "level"))
+            # the counts themselves are data for the fit's observed_data group
+            pm.Data("counts", cells.counts, dims=("cell", "level"))
+            pairs = {name: pm.Data(name, value) for name, value in observed_pairs(cells).items()}
+            pm.Potential(LIKELIHOOD, sparse_loglik(eta, cutpoints, pairs))
         else:
             pm.OrderedLogistic("restriction", eta=eta, cutpoints=cutpoints,
                                observed=expanded["level"], dims="episode")
@@ -243,6 +318,6 @@ def data_for(cells: Cells) -> dict[str, np.ndarray]:
         "severity": cells.severity.astype(float),
         "alignment": cells.alignment.astype(float),
         "counts": cells.counts,
-        "log_multinomial_coef": log_multinomial_coef(cells.counts),
         "partner_bloc": cells.partner_bloc,
+        **observed_pairs(cells),
     }

@@ -180,6 +180,76 @@ def test_episode_log_likelihood_matches_pymc_for_single_episode_cells(small_fit)
     assert weights.sum() == small_fit.n_episodes
 
 
+def test_the_log_likelihood_is_the_multinomial_of_each_cell(small_fit):
+    from scipy.special import expit
+    from scipy.stats import multinomial
+
+    dt = small_fit.idata
+    post, const = dt.posterior, dt.constant_data
+    counts = dt.observed_data["level_counts"].values
+    for chain, draw, cell in [(0, 0, 0), (1, 7, 3), (3, 20, counts.shape[0] - 1)]:
+        p, t = const["partner_idx"].values[cell], const["type_idx"].values[cell]
+        eta = (post["pt_eff"].values[chain, draw, p, t]
+               + post["trigger_eff"].values[chain, draw, const["trigger_idx"].values[cell]]
+               + post["beta_severity"].values[chain, draw] * (const["severity"].values[cell] - 1.5)
+               + post["beta_alignment"].values[chain, draw]
+               * (const["alignment"].values[cell] - 1.5))
+        cdf = np.r_[0, expit(post["cutpoints"].values[chain, draw] - eta), 1]
+        expected = multinomial(counts[cell].sum(), np.diff(cdf)).logpmf(counts[cell])
+        got = dt.log_likelihood["level_counts"].values[chain, draw, cell]
+        assert got == pytest.approx(expected, abs=1e-8)
+
+
+def test_the_model_likelihood_is_the_per_cell_multinomial_up_to_a_constant(seed_like_cells,
+                                                                           default_priors):
+    """The model's density (a Potential over the observed (cell, level) pairs) and the per-cell
+    multinomial log likelihood the fit stores differ by the multinomial coefficients only."""
+    import xarray as xr
+
+    from forecasting.fitting import add_log_likelihood
+    from forecasting.model import LIKELIHOOD, log_multinomial_coef
+
+    model = build_model(seed_like_cells, default_priors)
+    names = ["pt_eff", "trigger_eff", "beta_severity", "beta_alignment", "cutpoints"]
+    outs = model.replace_rvs_by_values([model[n] for n in [*names, LIKELIHOOD]])
+    fn = model.compile_fn(outs, inputs=model.value_vars, on_unused_input="ignore")
+    rng = np.random.default_rng(4)
+    start = model.initial_point()
+    coef = log_multinomial_coef(seed_like_cells.counts).sum()
+    const = xr.Dataset({k: ("cell", v) for k, v in (
+        ("partner_idx", seed_like_cells.partner_idx), ("type_idx", seed_like_cells.type_idx),
+        ("trigger_idx", seed_like_cells.trigger_idx),
+        ("severity", seed_like_cells.severity.astype(float)),
+        ("alignment", seed_like_cells.alignment.astype(float)))})
+    for _ in range(3):
+        point = {k: v + rng.normal(0, 0.5, np.shape(v)) for k, v in start.items()}
+        *values, potential = fn(point)
+        dims = {"pt_eff": ("partner", "intel_type"), "trigger_eff": ("trigger_type",),
+                "cutpoints": ("cutpoint",)}
+        post = xr.Dataset({n: (("chain", "draw", *dims.get(n, ())), np.asarray(v)[None, None])
+                           for n, v in zip(names, values, strict=True)},
+                          coords={"chain": [0], "draw": [0]})
+        tree = xr.DataTree.from_dict({
+            "posterior": post, "constant_data": const,
+            "observed_data": xr.Dataset(
+                {"level_counts": (("cell", "level"), seed_like_cells.counts)},
+                coords={"cell": np.arange(seed_like_cells.n_cells), "level": [0, 1, 2, 3]})})
+        add_log_likelihood(tree)
+        total = float(tree.log_likelihood["level_counts"].sum())
+        assert total == pytest.approx(float(potential) + coef, abs=1e-6)
+
+
+def test_the_numpy_predictive_replicates_every_cell(small_fit):
+    dt = small_fit.idata
+    rep = dt.posterior_predictive["level_counts"]
+    assert rep.dims == ("chain", "draw", "cell", "level")
+    obs = dt.observed_data["level_counts"]
+    assert (rep.sum("level") == obs.sum("level")).all()
+    # replicated level shares near the observed ones over all cells
+    shares = rep.sum(("cell", "draw", "chain")) / rep.sum()
+    assert np.allclose(shares, obs.sum("cell") / obs.sum(), atol=0.03)
+
+
 def test_the_gate_uses_per_episode_loo_and_reports_per_cell_loo_too(small_fit):
     diag = small_fit.diagnostics
     assert diag["loo"]["unit"] == "episode"

@@ -83,6 +83,38 @@ def test_the_effects_sum_to_zero_in_either_parameterization(seed_like_cells, def
     assert np.allclose(bloc_type.sum(axis=-1), 0) and np.allclose(bloc_type.sum(axis=-2), 0)
 
 
+@pytest.mark.parametrize("form", ["centered", "noncentered"])
+def test_partners_are_nested_in_their_bloc(seed_like_cells, default_priors, form):
+    """Partner deviations sum to zero within each bloc and partner x type deviations within
+    each bloc x type and over types: bloc_eff is the mean of its partners' effects, and the
+    bloc and its partners' mean deviation cannot trade off (the ridge of revision 1)."""
+    import pymc as pm
+
+    model = build_model(seed_like_cells, default_priors, form)
+    dev, pt_dev, partner, bloc = pm.draw(
+        [model["partner_dev"], model["pt_dev"], model["partner_eff"], model["bloc_eff"]],
+        draws=3, random_seed=2)
+    bloc_of = seed_like_cells.partner_bloc
+    for b in range(len(seed_like_cells.coords["bloc"])):
+        assert np.allclose(dev[:, bloc_of == b].sum(axis=1), 0)
+        assert np.allclose(pt_dev[:, bloc_of == b].sum(axis=1), 0)
+        assert np.allclose(partner[:, bloc_of == b].mean(axis=1), bloc[:, b])
+    assert np.allclose(pt_dev.sum(axis=-1), 0)
+    assert np.abs(dev).min() > 0 and np.abs(pt_dev).min() > 0
+
+
+def test_the_contrast_basis_is_orthonormal_and_sums_to_zero_within_groups():
+    from forecasting.model import contrast_basis
+
+    groups = np.array([0, 0, 1, 1, 1, 2, 0, 3])  # bloc 3 has a single member: no contrast
+    basis = contrast_basis(groups, 4)
+    assert basis.shape == (8, 8 - 4)
+    assert np.allclose(basis.T @ basis, np.eye(4))
+    for g in range(4):
+        assert np.allclose(basis[groups == g].sum(axis=0), 0)
+    assert np.allclose(basis[groups == 3], 0)
+
+
 def test_aggregated_and_per_episode_models_have_the_same_posterior(codebook, default_priors):
     """Their log densities differ by a constant (the multinomial coefficients), and their
     gradients are equal, at any point: so the posteriors are identical."""
