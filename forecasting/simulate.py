@@ -36,6 +36,14 @@ def _zero_sum(x: np.ndarray, axes: int = 1) -> np.ndarray:
     return x
 
 
+def _zero_sum_within(x: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """Subtract each group's mean along the first axis: the model's partner-in-bloc constraint."""
+    x = np.array(x, dtype=float)
+    for g in np.unique(groups):
+        x[groups == g] -= x[groups == g].mean(axis=0)
+    return x
+
+
 def default_params(codebook: Codebook, seed: int = 0, scales: Mapping[str, float] | None = None,
                    ) -> dict[str, Any]:
     """A set of "true" parameters: sum-to-zero effects drawn once at the given scales."""
@@ -43,13 +51,15 @@ def default_params(codebook: Codebook, seed: int = 0, scales: Mapping[str, float
     s = DEFAULT_SCALES | dict(scales or {})
     c = coords_from_codebook(codebook)
     nb, n_p, nt, ntt = (len(c[k]) for k in ("bloc", "partner", "intel_type", "trigger_type"))
+    pb = partner_bloc_index(codebook)
     return complete_params(codebook, {
         "cutpoints": np.array(DEFAULT_CUTPOINTS),
         "bloc_eff": _zero_sum(rng.normal(0, s["bloc"], nb)),
-        "partner_dev": _zero_sum(rng.normal(0, s["partner"], n_p)),
+        # partners deviate from their bloc: zero-sum within each bloc (model revision 2)
+        "partner_dev": _zero_sum_within(rng.normal(0, s["partner"], n_p), pb),
         "type_eff": _zero_sum(rng.normal(0, s["intel_type"], nt)),
         "bloc_type_eff": _zero_sum(rng.normal(0, s["bloc_type"], (nb, nt)), 2),
-        "pt_dev": _zero_sum(rng.normal(0, s["partner_type"], (n_p, nt)), 2),
+        "pt_dev": _zero_sum(_zero_sum_within(rng.normal(0, s["partner_type"], (n_p, nt)), pb)),
         "trigger_eff": _zero_sum(rng.normal(0, s["trigger_type"], ntt)),
         **DEFAULT_BETAS,
     })
@@ -75,7 +85,12 @@ def params_from_prior(codebook: Codebook, priors, seed: int = 0) -> dict[str, An
               "intel_type": draw("sigma_type"), "bloc_type": draw("sigma_bloc_type"),
               "partner_type": draw("sigma_pt"), "trigger_type": draw("sigma_trigger")}
     params = default_params(codebook, seed=seed + 1, scales=scales)
-    params["cutpoints"] = np.sort(draw("cutpoints", 3))
+    # PyMC's ordered Normal is the Normal restricted to increasing vectors: draw until
+    # increasing (sorting independent draws would be another distribution)
+    cutpoints = draw("cutpoints", 3)
+    while np.any(np.diff(cutpoints) <= 0):
+        cutpoints = draw("cutpoints", 3)
+    params["cutpoints"] = cutpoints
     params["beta_severity"] = float(draw("beta_severity"))
     params["beta_alignment"] = float(draw("beta_alignment"))
     return complete_params(codebook, params)
