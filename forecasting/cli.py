@@ -647,12 +647,19 @@ def priors_set(ctx: CliContext, file: Path, note: str) -> None:
 @pass_context
 def worker(ctx: CliContext, threads: int) -> None:
     """Run the refit worker: fits queued refits, gates them, promotes the ones that pass."""
+    from .fitting import warm_up
+    from .pipeline import active_priors
     from .refits import RefitService
 
-    service = RefitService.from_settings(ctx.settings, ctx.database())
+    database = ctx.database()
+    service = RefitService.from_settings(ctx.settings, database)
     requeued = service.sweep()  # jobs of a worker that died are picked up again
     where = ctx.settings.queue_url or ctx.settings.instance_path / "queue.sqlite3"
     err.print(f"refit worker on {where}" + (f"; requeued {requeued}" if requeued else ""))
+    # compile now, so that the first refit does not pay it (~35 s)
+    seconds = warm_up(database.episodes.frame(), ctx.codebook,
+                      active_priors(database, ctx.settings)[0], ctx.settings.sampler)
+    err.print(f"model compiled in {seconds:.0f} s; waiting for refits")
     service.consumer(workers=threads).run()
 
 

@@ -69,16 +69,37 @@ def _cores(chains: int) -> int:
     return max(1, min(chains, os.cpu_count() or 1))
 
 
+def compile_nutpie(model: pm.Model):
+    """Compile `model` for nutpie once per process and structure (later fits swap the data)."""
+    import nutpie
+
+    key = _structure_key(model)
+    if key not in _COMPILED:
+        _COMPILED[key] = nutpie.compile_pymc_model(model)
+    return _COMPILED[key]
+
+
+def warm_up(episodes: pd.DataFrame, codebook: Codebook, priors: PriorSet,
+            sampler_settings: SamplerSettings) -> float:
+    """Compile the model the next fit of these episodes will need; returns the seconds spent.
+
+    A refit worker calls this at start, so that its first refit does not pay the compile.
+    """
+    if sampler_settings.sampler != "nutpie" or len(episodes) == 0:
+        return 0.0
+    t0 = time.perf_counter()
+    compile_nutpie(build_model(aggregate(episodes, codebook), priors))
+    return time.perf_counter() - t0
+
+
 def _sample_nutpie(model, settings: SamplerSettings, progress: bool, timings: dict):
     import nutpie
     from pymc.backends.arviz import patch_nutpie_idata
 
-    key = _structure_key(model)
     t0 = time.perf_counter()
-    compiled = _COMPILED.get(key)
+    compiled = _COMPILED.get(_structure_key(model))
     if compiled is None:
-        compiled = nutpie.compile_pymc_model(model)
-        _COMPILED[key] = compiled
+        compiled = compile_nutpie(model)
         timings["compile_cached"] = False
     else:
         # data the likelihood does not read (the counts, kept for observed_data) are not
