@@ -85,9 +85,13 @@ def main() -> None:
     procs = [subprocess.Popen([forecast, "serve", "--port", str(port)], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
              subprocess.Popen([forecast, "worker"], env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)]
+                              stderr=(work / "worker.log").open("w"))]
     try:
         wait_ready(port)
+        # a worker compiles the model before taking refits; measure a warmed-up service
+        end = time.time() + 300
+        while "waiting for refits" not in (work / "worker.log").read_text() and time.time() < end:
+            time.sleep(0.5)
         before = get(port, QUERY)[1]["model"]["version"]
         idle, stop = [], threading.Event()
         t = threading.Thread(target=latencies, args=(port, stop, idle))
