@@ -65,21 +65,25 @@ def default_params(codebook: Codebook, seed: int = 0, scales: Mapping[str, float
     })
 
 
+def draw_from_spec(name: str, spec: Mapping[str, Any], rng: np.random.Generator, size=None):
+    """Draws from one prior spec ({dist, kwargs}) in numpy: Normal, HalfNormal or Exponential."""
+    kw = spec["kwargs"]
+    if spec["dist"] == "Normal":
+        return rng.normal(kw.get("mu", 0.0), kw["sigma"], size)
+    if spec["dist"] == "HalfNormal":
+        return np.abs(rng.normal(0.0, kw["sigma"], size))
+    if spec["dist"] == "Exponential":
+        return rng.exponential(1.0 / kw["lam"], size)
+    raise ValueError(f"{name}: cannot simulate from {spec['dist']}; use Normal, HalfNormal "
+                     "or Exponential, or pass params")
+
+
 def params_from_prior(codebook: Codebook, priors, seed: int = 0) -> dict[str, Any]:
     """One draw of every parameter from a PriorSet (Normal / HalfNormal / Exponential specs)."""
     rng = np.random.default_rng(seed)
 
     def draw(name, size=None):
-        spec = priors[name]
-        kw = spec["kwargs"]
-        if spec["dist"] == "Normal":
-            return rng.normal(kw.get("mu", 0.0), kw["sigma"], size)
-        if spec["dist"] == "HalfNormal":
-            return np.abs(rng.normal(0.0, kw["sigma"], size))
-        if spec["dist"] == "Exponential":
-            return rng.exponential(1.0 / kw["lam"], size)
-        raise ValueError(f"{name}: cannot simulate from {spec['dist']}; use Normal, HalfNormal "
-                         "or Exponential, or pass params")
+        return draw_from_spec(name, priors[name], rng, size)
 
     scales = {"bloc": draw("sigma_bloc"), "partner": draw("sigma_partner"),
               "intel_type": draw("sigma_type"), "bloc_type": draw("sigma_bloc_type"),

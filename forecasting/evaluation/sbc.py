@@ -30,6 +30,7 @@ from ..simulate import (
     SEVERITY_CENTER,
     complete_params,
     default_params,
+    draw_from_spec,
     simulate_episodes,
 )
 from ..simulate import level_probabilities as true_level_probabilities
@@ -70,17 +71,6 @@ SCALE_OF = {"sigma_bloc": "bloc", "sigma_partner": "partner", "sigma_type": "int
             "sigma_trigger": "trigger_type"}
 
 
-def _draw(spec: dict, rng: np.random.Generator, size=None):
-    kw = spec["kwargs"]
-    if spec["dist"] == "Normal":
-        return rng.normal(kw.get("mu", 0.0), kw["sigma"], size)
-    if spec["dist"] == "HalfNormal":
-        return np.abs(rng.normal(0.0, kw["sigma"], size))
-    if spec["dist"] == "Exponential":
-        return rng.exponential(1.0 / kw["lam"], size)
-    raise ValueError(f"SBC cannot draw from {spec['dist']}; use Normal, HalfNormal or Exponential")
-
-
 def draw_truth(codebook: Codebook, priors: PriorSet, seed: int) -> dict:
     """Every parameter drawn from the priors, scales included (SBC ranks them too).
 
@@ -88,14 +78,15 @@ def draw_truth(codebook: Codebook, priors: PriorSet, seed: int) -> dict:
     the cutpoints (see `_ordered_normal`).
     """
     rng = np.random.default_rng(seed)
-    sigmas = {name: float(_draw(priors[name], rng)) for name in SCALE_OF}
+    sigmas = {name: float(draw_from_spec(name, priors[name], rng)) for name in SCALE_OF}
     params = default_params(codebook, seed=seed + 1,
                             scales={SCALE_OF[k]: v for k, v in sigmas.items()})
     if priors["cutpoints"]["dist"] != "Normal":
         raise ValueError("SBC draws cutpoints from a Normal prior only")
     params["cutpoints"] = _ordered_normal(priors["cutpoints"], rng)
-    params["beta_severity"] = float(_draw(priors["beta_severity"], rng))
-    params["beta_alignment"] = float(_draw(priors["beta_alignment"], rng))
+    params["beta_severity"] = float(draw_from_spec("beta_severity", priors["beta_severity"], rng))
+    params["beta_alignment"] = float(draw_from_spec("beta_alignment", priors["beta_alignment"],
+                                                    rng))
     return {**complete_params(codebook, params), **sigmas}
 
 
