@@ -78,6 +78,23 @@ def draw_from_spec(name: str, spec: Mapping[str, Any], rng: np.random.Generator,
                      "or Exponential, or pass params")
 
 
+def ordered_normal(spec: dict, rng: np.random.Generator, max_tries: int = 100_000) -> np.ndarray:
+    """One draw of the cutpoints' prior: Normal(mu_k, sigma) restricted to increasing vectors.
+
+    This is the density PyMC's `ordered` transform gives a Normal; sorting independent draws
+    gives order statistics instead, a different distribution when the mus differ, which SBC
+    would flag as miscalibration of the cutpoints.
+    """
+    kw = spec["kwargs"]
+    mu = np.broadcast_to(np.asarray(kw.get("mu", 0.0), float), (3,))
+    sigma = np.broadcast_to(np.asarray(kw["sigma"], float), (3,))
+    for _ in range(max_tries):
+        x = rng.normal(mu, sigma)
+        if np.all(np.diff(x) > 0):
+            return x
+    raise RuntimeError("could not draw increasing cutpoints from their prior")
+
+
 def params_from_prior(codebook: Codebook, priors, seed: int = 0) -> dict[str, Any]:
     """One draw of every parameter from a PriorSet (Normal / HalfNormal / Exponential specs)."""
     rng = np.random.default_rng(seed)
@@ -89,12 +106,7 @@ def params_from_prior(codebook: Codebook, priors, seed: int = 0) -> dict[str, An
               "intel_type": draw("sigma_type"), "bloc_type": draw("sigma_bloc_type"),
               "partner_type": draw("sigma_pt"), "trigger_type": draw("sigma_trigger")}
     params = default_params(codebook, seed=seed + 1, scales=scales)
-    # PyMC's ordered Normal is the Normal restricted to increasing vectors: draw until
-    # increasing (sorting independent draws would be another distribution)
-    cutpoints = draw("cutpoints", 3)
-    while np.any(np.diff(cutpoints) <= 0):
-        cutpoints = draw("cutpoints", 3)
-    params["cutpoints"] = cutpoints
+    params["cutpoints"] = ordered_normal(priors["cutpoints"], rng)
     params["beta_severity"] = float(draw("beta_severity"))
     params["beta_alignment"] = float(draw("beta_alignment"))
     return complete_params(codebook, params)

@@ -34,6 +34,7 @@ from ..simulate import (
     simulate_episodes,
 )
 from ..simulate import level_probabilities as true_level_probabilities
+from ..simulate import ordered_normal as _ordered_normal
 from ._diagnostics import quick_diagnostics
 from .calibration import _png
 
@@ -49,23 +50,6 @@ ELEMENTS = {"cutpoints": [(0,), (1,), (2,)], "bloc_eff": [(0,)], "type_eff": [(0
 INTERVALS = (0.5, 0.9)
 
 
-def _ordered_normal(spec: dict, rng: np.random.Generator, max_tries: int = 100_000) -> np.ndarray:
-    """One draw of the cutpoints' prior: Normal(mu_k, sigma) restricted to increasing vectors.
-
-    This is the density PyMC's `ordered` transform gives a Normal; sorting independent draws
-    (forecasting.simulate.params_from_prior) gives order statistics instead, a different
-    distribution when the mus differ, which SBC would flag as miscalibration of the cutpoints.
-    """
-    kw = spec["kwargs"]
-    mu = np.broadcast_to(np.asarray(kw.get("mu", 0.0), float), (3,))
-    sigma = np.broadcast_to(np.asarray(kw["sigma"], float), (3,))
-    for _ in range(max_tries):
-        x = rng.normal(mu, sigma)
-        if np.all(np.diff(x) > 0):
-            return x
-    raise RuntimeError("could not draw increasing cutpoints from their prior")
-
-
 SCALE_OF = {"sigma_bloc": "bloc", "sigma_partner": "partner", "sigma_type": "intel_type",
             "sigma_bloc_type": "bloc_type", "sigma_pt": "partner_type",
             "sigma_trigger": "trigger_type"}
@@ -75,7 +59,7 @@ def draw_truth(codebook: Codebook, priors: PriorSet, seed: int) -> dict:
     """Every parameter drawn from the priors, scales included (SBC ranks them too).
 
     Like forecasting.simulate.params_from_prior, which does not return the scales and sorts
-    the cutpoints (see `_ordered_normal`).
+    the cutpoints (see `forecasting.simulate.ordered_normal`).
     """
     rng = np.random.default_rng(seed)
     sigmas = {name: float(draw_from_spec(name, priors[name], rng)) for name in SCALE_OF}
