@@ -36,6 +36,7 @@ from .model import (  # noqa: E402
     build_model,
     log_multinomial_coef,
 )
+from .ordinal_likelihood import register_jax  # noqa: E402
 from .priors import PriorSet  # noqa: E402
 from .settings import GateThresholds, SamplerSettings  # noqa: E402
 
@@ -122,6 +123,8 @@ def _sample_nutpie(model, settings: SamplerSettings, progress: bool, timings: di
 
 
 def _sample_pm(model, settings: SamplerSettings, progress: bool, timings: dict):
+    if settings.sampler == "numpyro":
+        register_jax()
     t0 = time.perf_counter()
     with model, warnings.catch_warnings():
         # jax/numpyro emit deprecation chatter of their own on some versions
@@ -249,7 +252,7 @@ def cell_level_probabilities(dt: xr.DataTree, params: xr.Dataset | None = None) 
     cdf = expit(c - eta[..., None])
     probs = np.concatenate([cdf[..., :1], np.diff(cdf, axis=-1),
                             expit(eta[..., None] - c[..., 2:])], axis=-1)
-    return np.clip(probs, 1e-12, 1.0)  # as forecasting.model.sparse_loglik clips
+    return np.clip(probs, 1e-12, 1.0)  # far in the tails np.diff can round to 0: no log(0)
 
 
 def _observed_counts(dt: xr.DataTree) -> xr.DataArray:

@@ -1,8 +1,9 @@
 """Cells + priors -> the PyMC model (the only module besides `fitting` that builds graphs).
 
-Cumulative-logit (ordered logistic) likelihood on aggregated cells, evaluated only over the
-observed (cell, level) pairs (`sparse_loglik`, a Potential: count * log P(level | cell), the
-multinomial coefficients being a constant of the data). The fit adds the observed counts as
+Cumulative-logit (ordered logistic) likelihood on aggregated cells: a Potential holding
+sum count * log P(level | cell), the multinomial coefficients being a constant of the data,
+computed by one fused Op (forecasting.ordinal_likelihood) whose cost is one exp and one log
+per cell for most cells. The fit adds the observed counts as
 `observed_data` and computes the per-cell log likelihood and the predictive draws in numpy
 (forecasting.fitting). The linear predictor is
 
@@ -36,6 +37,7 @@ from scipy.linalg import helmert
 from scipy.special import gammaln
 
 from .cells import LEVELS, Cells
+from .ordinal_likelihood import level_weights, ordinal_loglik
 from .priors import PriorSet, make_rv
 
 SEVERITY_CENTER = 1.5
@@ -124,39 +126,6 @@ def log_multinomial_coef(counts: np.ndarray) -> np.ndarray:
 
 
 LIKELIHOOD = "level_counts_loglik"
-
-
-def observed_pairs(cells: Cells) -> dict[str, np.ndarray]:
-    """The observed (cell, level) pairs, by kind: level 0, level 3, and the middle levels.
-
-    The likelihood only needs count * log P(level | cell) for the pairs with a count, and
-    P(level 0) and P(level 3) are one log-sigmoid each: about 80% of episodes are level 0,
-    so most cells cost one softplus instead of three sigmoids and four logs.
-    """
-    counts = np.asarray(cells.counts)
-    cell, level = np.nonzero(counts)
-    count = counts[cell, level].astype(float)
-    low, high = level == 0, level == len(LEVELS) - 1
-    mid = ~(low | high)
-    return {"level0_cell": cell[low], "level0_count": count[low],
-            "level3_cell": cell[high], "level3_count": count[high],
-            "middle_cell": cell[mid], "middle_level": level[mid], "middle_count": count[mid]}
-
-
-def sparse_loglik(eta, cutpoints, pairs):
-    """sum over observed pairs of count * log P(level | cell), without the multinomial
-    coefficients (a constant of the data). P(y <= k) = sigmoid(c_k - eta)."""
-    top = len(LEVELS) - 2
-    low = -pt.softplus(eta[pairs["level0_cell"]] - cutpoints[0])
-    high = -pt.softplus(cutpoints[top] - eta[pairs["level3_cell"]])
-    eta_mid = eta[pairs["middle_cell"]]
-    k = pairs["middle_level"]
-    p_mid = (pm.math.sigmoid(cutpoints[k] - eta_mid)
-             - pm.math.sigmoid(cutpoints[k - 1] - eta_mid))
-    # clipped: far in the tails two sigmoids round to the same float and log(0) has no gradient
-    mid = pt.log(pt.clip(p_mid, 1e-12, 1.0))
-    return (pt.sum(pairs["level0_count"] * low) + pt.sum(pairs["level3_count"] * high)
-            + pt.sum(pairs["middle_count"] * mid))
 
 
 def contrast_basis(groups: np.ndarray, n_groups: int | None = None) -> np.ndarray:
@@ -289,8 +258,9 @@ def build_model(cells: Cells, priors: PriorSet,
         if aggregated:
             # the counts themselves are data for the fit's observed_data group
             pm.Data("counts", cells.counts, dims=("cell", "level"))
-            pairs = {name: pm.Data(name, value) for name, value in observed_pairs(cells).items()}
-            pm.Potential(LIKELIHOOD, sparse_loglik(eta, cutpoints, pairs))
+            weights = {name: pm.Data(name, value)
+                       for name, value in level_weights(cells.counts).items()}
+            pm.Potential(LIKELIHOOD, ordinal_loglik(eta, cutpoints, **weights))
         else:
             pm.OrderedLogistic("restriction", eta=eta, cutpoints=cutpoints,
                                observed=expanded["level"], dims="episode")
@@ -319,5 +289,5 @@ def data_for(cells: Cells) -> dict[str, np.ndarray]:
         "alignment": cells.alignment.astype(float),
         "counts": cells.counts,
         "partner_bloc": cells.partner_bloc,
-        **observed_pairs(cells),
+        **level_weights(cells.counts),
     }
