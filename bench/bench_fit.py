@@ -2,9 +2,9 @@
 
 For each (size, sampler) a fresh subprocess (so that peak memory and compile caches are
 per run) simulates the episodes, aggregates them, builds the model, samples it (4 chains
-x 1,000 tune x 1,000 draws by default) and reports compile time, sampling time, min bulk
-and tail ESS over all parameters, min bulk ESS per second of sampling, divergences, peak
-memory and the parameterisation chosen. Prints a table (and JSON with --json).
+x 500 tune x 1,000 draws by default, the service's settings) and reports compile time,
+sampling time, min bulk and tail ESS over all parameters, min bulk ESS per second of
+sampling, divergences, peak memory and the parameterisation chosen. Prints a table (and JSON with --json).
 
     PYTENSOR_FLAGS=base_compiledir=.cache/pytensor .venv/bin/python bench/bench_fit.py
     .venv/bin/python bench/bench_fit.py --sizes 2000 --samplers nutpie numpyro --draws 500
@@ -98,7 +98,7 @@ def main(argv=None) -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
     parser.add_argument("--samplers", nargs="+", default=list(SAMPLERS), choices=SAMPLERS)
     parser.add_argument("--draws", type=int, default=1000)
-    parser.add_argument("--tune", type=int, default=1000)
+    parser.add_argument("--tune", type=int, default=500)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", action="store_true", help="print the rows as JSON too")
     parser.add_argument("--one", nargs=2, metavar=("SIZE", "SAMPLER"), help=argparse.SUPPRESS)
