@@ -2,8 +2,8 @@
 
 Cumulative-logit (ordered logistic) likelihood on aggregated cells: a Potential holding
 sum count * log P(level | cell), the multinomial coefficients being a constant of the data,
-computed by one fused Op (forecasting.ordinal_likelihood) whose cost is one exp and one log
-per cell for most cells. The fit adds the observed counts as
+computed by one fused Op (forecasting.ordinal_likelihood): one exp per cell and one log per
+non-zero term of its sum. The fit adds the observed counts as
 `observed_data` and computes the per-cell log likelihood and the predictive draws in numpy
 (forecasting.fitting). The linear predictor is
 

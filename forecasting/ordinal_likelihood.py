@@ -21,6 +21,9 @@ and scalars, left to PyTensor (`ordinal_loglik`).
 
 from __future__ import annotations
 
+import hashlib
+import inspect
+
 import numpy as np
 import pytensor.tensor as pt
 from pytensor.gradient import DisconnectedType, grad_not_implemented
@@ -116,6 +119,8 @@ class LogSigmoidTerms(Op):
 
 
 log_sigmoid_terms = LogSigmoidTerms()
+_KERNEL_VERSION = int(hashlib.sha256(inspect.getsource(_log_sigmoid_terms_kernel).encode())
+                      .hexdigest()[:15], 16)
 
 
 @numba_basic.register_funcify_default_op_cache_key(LogSigmoidTerms)
@@ -127,7 +132,9 @@ def _numba_log_sigmoid_terms(op, node=None, **kwargs):
         value, d_eta, d_c = kernel(eta, cutpoints, term_cell, term_cut, term_weight)
         return np.asarray(value), d_eta, d_c
 
-    return log_sigmoid_terms_numba, 1
+    # PyTensor's on-disk numba cache keys an Op by its type and props only: the kernel's
+    # source goes into the key so that an edited kernel is never served from a stale cache
+    return log_sigmoid_terms_numba, _KERNEL_VERSION
 
 
 def register_jax() -> None:
