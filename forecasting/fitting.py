@@ -396,6 +396,15 @@ def episode_log_likelihood(dt: xr.DataTree) -> tuple[np.ndarray, np.ndarray]:
     return ll, counts[cell, level]
 
 
+def _loo_or_error(compute) -> dict[str, Any]:
+    """A LOO summary, or why there is none: PSIS raises when a tail of importance weights has
+    no spread, as when chains never moved. Without `max_pareto_k` the gate fails the fit."""
+    try:
+        return compute()
+    except ValueError as exc:
+        return {"error": f"PSIS-LOO could not be computed: {exc}"}
+
+
 def episode_loo(dt: xr.DataTree) -> dict[str, Any]:
     """PSIS-LOO leaving out one episode at a time (the gate's LOO).
 
@@ -479,9 +488,9 @@ def diagnose(dt: xr.DataTree, worst: int = 5) -> dict[str, Any]:
     }
     diag["min_ebfmi"] = min(diag["ebfmi"]) if diag["ebfmi"] else None
     if OBSERVED in dt.get("observed_data", xr.Dataset()) and "constant_data" in dt.children:
-        diag["loo"] = episode_loo(dt)
+        diag["loo"] = _loo_or_error(lambda: episode_loo(dt))
     if "log_likelihood" in dt.children:
-        diag["loo_cells"] = _loo_summary(_loo(dt), None)
+        diag["loo_cells"] = _loo_or_error(lambda: _loo_summary(_loo(dt), None))
     diag["ppc"] = posterior_predictive_check(dt)
     timings = json.loads(dt.attrs.get("timings", "{}"))
     timings["diagnostics"] = time.perf_counter() - t0

@@ -4,6 +4,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from forecasting import fitting
 from forecasting.fitting import (
     diagnose,
     episode_log_likelihood,
@@ -256,6 +257,22 @@ def test_the_gate_uses_per_episode_loo_and_reports_per_cell_loo_too(small_fit):
     assert diag["loo"]["n_points"] == small_fit.n_episodes
     assert diag["loo_cells"]["n_points"] == small_fit.idata.observed_data.sizes["cell"]
     assert sum(diag["loo"]["pareto_k_counts"].values()) == small_fit.n_episodes
+
+
+def test_a_loo_that_cannot_be_computed_fails_the_gate_instead_of_crashing(small_fit,
+                                                                         monkeypatch):
+    # what arviz raised on a pathological prior whose chains never moved: PSIS found no
+    # spread in a tail of importance weights
+    def no_tail(*args, **kwargs):
+        raise ValueError("All tail values are the same")
+
+    monkeypatch.setattr(fitting, "episode_loo", no_tail)
+    diag = diagnose(small_fit.idata)
+    assert diag["loo"] == {"error": "PSIS-LOO could not be computed: All tail values are the same"}
+    assert "max_pareto_k" in diag["loo_cells"]  # the per-cell LOO still reported
+    verdict = gate(diag, GateThresholds())
+    assert not verdict.passed
+    assert "max_pareto_k: not available (needed <= 0.7)" in verdict.reasons
 
 
 @pytest.mark.slow
