@@ -42,7 +42,10 @@ class SamplerSettings:
     # (54.7 s -> 38.1 s) with the same min ESS (2105 / 2117), and the seed fit passed the
     # gate at 300, 500 and 1000 with 3 seeds each (bench/bench_fit.py, README).
     tune: int = 500
-    target_accept: float = 0.9
+    # 0.8 (nutpie's own default): a longer step at the same tree depth (15 leapfrog steps)
+    # travels further, so ESS per draw rises. Seed data over five seeds: min bulk ESS
+    # 1424-1998 at 0.8 against 1188-1379 at 0.9, 0 divergences at either.
+    target_accept: float = 0.8
     seed: int = 20261129
 
 
