@@ -145,7 +145,7 @@ def _sample_pm(model, settings: SamplerSettings, progress: bool, timings: dict):
 
 @contextlib.contextmanager
 def _quiet_prior_sampling():
-    """The likelihood is a Potential over observed pairs (forecasting.model): prior draws
+    """The likelihood is a Potential over the cells (forecasting.model): prior draws
     rightly ignore it, and PyMC says so on every call."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r".*Potential", category=UserWarning)
@@ -221,9 +221,9 @@ _PRIORS: dict[tuple, xr.Dataset] = {}  # per-process cache: (structure, draws, s
 def _prior_draws(model: pm.Model, draws: int, seed: int) -> xr.Dataset:
     """Prior draws of every parameter (group `prior`); they do not depend on the data.
 
-    The observed counts are not drawn here (their random function runs in numba's object
-    mode and took most of 9 s): `replicate_counts` derives the prior predictive from these
-    draws. Cached per model structure, so that a refit in the same process pays nothing.
+    The likelihood is a Potential, which PyMC cannot draw from: `replicate_counts`
+    derives the prior predictive from these draws. Cached per model structure, so that a
+    refit in the same process pays nothing.
     """
     key = (_structure_key(model), draws, seed)
     if key not in _PRIORS:

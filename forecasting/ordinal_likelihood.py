@@ -21,6 +21,7 @@ and scalars, left to PyTensor (`ordinal_loglik`).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 
@@ -137,9 +138,10 @@ def _numba_log_sigmoid_terms(op, node=None, **kwargs):
     return log_sigmoid_terms_numba, _KERNEL_VERSION
 
 
+@functools.cache
 def register_jax() -> None:
     """Teach PyTensor's JAX backend the Op (for numpyro). Imports JAX, so it is called only
-    when a JAX sampler is chosen: web processes never import JAX."""
+    when a JAX sampler is chosen: web processes never import JAX. Once per process."""
     import jax
     import jax.numpy as jnp
     from pytensor.link.jax.dispatch import jax_funcify
