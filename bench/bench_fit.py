@@ -4,7 +4,8 @@ For each (size, sampler) a fresh subprocess (so that peak memory and compile cac
 per run) simulates the episodes, aggregates them, builds the model, samples it (4 chains
 x 500 tune x 1,000 draws by default, the service's settings) and reports compile time,
 sampling time, min bulk and tail ESS over all parameters, min bulk ESS per second of
-sampling, divergences, peak memory and the parameterisation chosen. Prints a table (and JSON with --json).
+sampling, divergences, leapfrog steps per draw, peak memory and the parameterisation
+chosen. Prints a table (and JSON with --json).
 
     PYTENSOR_FLAGS=base_compiledir=.cache/pytensor .venv/bin/python bench/bench_fit.py
     .venv/bin/python bench/bench_fit.py --sizes 2000 --samplers nutpie numpyro --draws 500
@@ -70,6 +71,7 @@ def run_one(size: int, sampler: str, draws: int, tune: int, seed: int) -> dict:
         "ess_bulk_per_wall_s": min_bulk / wall,
         "max_rhat": float(summary["r_hat"].max()),
         "divergences": int(stats["diverging"].sum()),
+        "steps_per_draw": float(stats["n_steps"].mean()),
         "peak_rss_mb": rss_kb / 1024,
         "parameterization": model.forecast_config["parameterization"],
         "worst_ess_bulk": {k: round(float(v), 1)
@@ -81,6 +83,7 @@ def run_one(size: int, sampler: str, draws: int, tune: int, seed: int) -> dict:
 def table(rows: list[dict]) -> str:
     head = ("episodes", "cells", "sampler", "compile_s", "sampling_s", "fit_wall_s",
             "min_ess_bulk", "min_ess_tail", "ess_bulk_per_s", "max_rhat", "divergences",
+            "steps_per_draw",
             "peak_rss_mb")
     lines = ["| " + " | ".join(head) + " | centred effects |", "|" + "---|" * (len(head) + 1)]
     for r in rows:

@@ -2,8 +2,9 @@
 
 Cumulative-logit (ordered logistic) likelihood on aggregated cells: a Potential holding
 sum count * log P(level | cell), the multinomial coefficients being a constant of the data,
-computed by one fused Op (forecasting.ordinal_likelihood): one exp per cell and one log per
-non-zero term of its sum. The fit adds the observed counts as
+computed by one fused Op (forecasting.ordinal_likelihood) from two tables, pt_eff and the
+trigger x severity x alignment effects, and each cell's entries in them. The fit adds the
+observed counts as
 `observed_data` and computes the per-cell log likelihood and the predictive draws in numpy
 (forecasting.fitting). The linear predictor is
 
@@ -36,12 +37,15 @@ import pytensor.tensor as pt
 from scipy.linalg import helmert
 from scipy.special import gammaln
 
-from .cells import LEVELS, Cells
+from .cells import LEVELS, ORDINAL_VALUES, Cells
 from .ordinal_likelihood import level_weights, ordinal_loglik
 from .priors import PriorSet, make_rv
 
 SEVERITY_CENTER = 1.5
 ALIGNMENT_CENTER = 1.5
+# covariate value - its centre, for every value a cell can hold
+ORDINAL_OFFSETS = {"severity": np.array(ORDINAL_VALUES, dtype=float) - SEVERITY_CENTER,
+                   "alignment": np.array(ORDINAL_VALUES, dtype=float) - ALIGNMENT_CENTER}
 MODEL_NAME = "ordinal-hierarchical"
 MODEL_REVISION = 2  # bump when the graph changes in a way that changes the posterior
 
@@ -250,18 +254,21 @@ def build_model(cells: Cells, priors: PriorSet,
             partner_eff[:, None] + type_eff[None, :] + bloc_type_eff[partner_bloc] + pt_dev,
             dims=("partner", "intel_type"))
 
-        # one 1-D gather (and scatter in the gradient) rather than a 2-D advanced index
-        eta = (pt_eff.reshape((-1,))[p_idx * len(coords["intel_type"]) + t_idx]
-               + trigger_eff[tt_idx]
-               + beta_severity * (severity - SEVERITY_CENTER)
-               + beta_alignment * (alignment - ALIGNMENT_CENTER))
         if aggregated:
+            # eta of a cell = pt_eff[partner, type] + scenario_eff[trigger, severity,
+            # alignment]: two tables the likelihood kernel gathers from
+            scenario_eff = (trigger_eff[:, None, None]
+                            + beta_severity * pt.constant(ORDINAL_OFFSETS["severity"])[:, None]
+                            + beta_alignment * pt.constant(ORDINAL_OFFSETS["alignment"]))
+            effects = pt.concatenate([pt_eff.reshape((-1,)), scenario_eff.reshape((-1,))])
             # the counts themselves are data for the fit's observed_data group
             pm.Data("counts", cells.counts, dims=("cell", "level"))
-            weights = {name: pm.Data(name, value)
-                       for name, value in level_weights(cells.counts).items()}
-            pm.Potential(LIKELIHOOD, ordinal_loglik(eta, cutpoints, **weights))
+            data = {name: pm.Data(name, value) for name, value in likelihood_data(cells).items()}
+            pm.Potential(LIKELIHOOD, ordinal_loglik(cutpoints, effects, **data))
         else:
+            eta = (pt_eff[p_idx, t_idx] + trigger_eff[tt_idx]
+                   + beta_severity * (severity - SEVERITY_CENTER)
+                   + beta_alignment * (alignment - ALIGNMENT_CENTER))
             pm.OrderedLogistic("restriction", eta=eta, cutpoints=cutpoints,
                                observed=expanded["level"], dims="episode")
 
@@ -289,5 +296,19 @@ def data_for(cells: Cells) -> dict[str, np.ndarray]:
         "alignment": cells.alignment.astype(float),
         "counts": cells.counts,
         "partner_bloc": cells.partner_bloc,
-        **level_weights(cells.counts),
+        **likelihood_data(cells),
     }
+
+
+def likelihood_data(cells: Cells) -> dict[str, np.ndarray]:
+    """What the aggregated likelihood reads: the cells' weights per level
+    (`ordinal_likelihood.level_weights`) and `effect_idx` (n, 2), each cell's entries in
+    the effects table: its partner x type in pt_eff (row-major), then its
+    trigger x severity x alignment in scenario_eff, after the partner x type block."""
+    n_types = len(cells.coords["intel_type"])
+    n_values = len(ORDINAL_VALUES)
+    partner_type = cells.partner_idx * n_types + cells.type_idx
+    scenario = (cells.trigger_idx * n_values + cells.severity) * n_values + cells.alignment
+    effect_idx = np.column_stack([partner_type,
+                                  len(cells.coords["partner"]) * n_types + scenario])
+    return {"effect_idx": effect_idx.astype(np.int64), **level_weights(cells.counts)}

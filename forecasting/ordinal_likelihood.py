@@ -2,21 +2,29 @@
 
 Why an Op of its own: the fit's cost is one gradient of this sum per leapfrog step, over
 every distinct cell (17,000 when the vocabulary's grid is full). Built from PyTensor's
-elementwise ops it cost about 70 ns per cell in the numba backend (a softplus alone ~34 ns,
-and its gradient a second pass with another exp); the kernel below computes value and
-gradient in one branch-free pass: one exp per cell and one log and one division per term
-(bench/bench_likelihood.py measures both, side by side).
+elementwise ops (a gather per effect, a softplus per level, then as many scatters in the
+gradient) it cost about 70 ns per cell in the numba backend. The kernel below computes
+the linear predictor, the value and the gradient in one pass with no transcendental
+function per cell at all, and its inner loop runs on SIMD lanes
+(bench/bench_likelihood.py measures both forms side by side).
 
-With F_k = sigmoid(c_k - eta) = P(level <= k) and N_k the episodes at level k in a cell,
+The linear predictor of a cell is a sum of table entries, eta_i = sum_f effects[idx[i, f]]
+(the model's tables: the partner x type effect, and trigger x severity x alignment). So
+exp(-eta_i) is a product of exp(-effects), computed once per table entry, and with
+F_k = sigmoid(c_k - eta) = P(level <= k) and N_k the episodes at level k in a cell,
 
     N0 log F0 + N1 log(F1 - F0) + N2 log(F2 - F1) + N3 log(1 - F2)
       = sum_k (N_k + N_k+1) log sigmoid(c_k - eta) - sum_k N_k+1 (c_k - eta)
         + N1 log(1 - exp(c0 - c1)) + N2 log(1 - exp(c1 - c2))
 
 using sigmoid(b) - sigmoid(a) = sigmoid(b) sigmoid(-a) (1 - exp(a - b)) for a < b and
-log sigmoid(-x) = log sigmoid(x) - x. Only the first sum needs a transcendental, and only
-for its non-zero terms (a cell holding level 0 only has one); the rest are dot products
-and scalars, left to PyTensor (`ordinal_loglik`).
+log sigmoid(-x) = log sigmoid(x) - x. With e = exp(c_k - eta) = exp(c_k) prod exp(-effects)
+and t = min(e, 1/e) = exp(-|x|),
+
+    log sigmoid(x) = min(x, 0) - log1p(t),    d/dx log sigmoid(x) = 1 / (1 + e),
+
+and log1p(t) on [0, 1] is a fixed polynomial (`_log1p_unit`): arithmetic only, which LLVM
+vectorises. The cutpoint-only terms are left to PyTensor (`ordinal_loglik`).
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ import functools
 import hashlib
 import inspect
 
+import numba
 import numpy as np
 import pytensor.tensor as pt
 from pytensor.gradient import DisconnectedType, grad_not_implemented
@@ -32,75 +41,132 @@ from pytensor.graph.basic import Apply
 from pytensor.graph.op import Op
 from pytensor.link.numba.dispatch import basic as numba_basic
 
-# exp(c_k - eta) = exp(c_k) * exp(-eta) cannot overflow while |c_k| and |eta| stay below
-# this; beyond it (never in a fit, possible at a wild initial point) each term takes the
-# slower exp(-|x|) form
-_SHARED_EXP_LIMIT = 350.0
+# exp(c_k - eta) as a product of table exponentials cannot overflow while
+# |c_k| + F * max |effects| stays below this; beyond it (never in a fit, possible at a wild
+# initial point) each term takes the slower exp(-|x|) form
+_PRODUCT_EXP_LIMIT = 700.0
+# division by zero gives inf as in numpy rather than raising (which stops LLVM from
+# vectorising any loop that divides); reassociation lets it vectorise the sums
+_KERNEL_OPTIONS = {"error_model": "numpy",
+                   "fastmath": {"reassoc", "contract", "arcp", "nsz"}}
 
 
-def log_sigmoid_terms_numpy(eta, cutpoints, term_cell, term_cut, term_weight):
-    """sum_j w_j log sigmoid(c[cut_j] - eta[cell_j]), with its gradients in eta and c."""
-    x = cutpoints[term_cut] - eta[term_cell]
-    value = float(np.sum(term_weight * -np.logaddexp(0.0, -x)))
+@numba.njit(inline="always", **_KERNEL_OPTIONS)
+def _log1p_unit(t):
+    """log(1 + t) for t in [0, 1] to within 5e-16 (relative): 2 atanh(s), s = t / (2 + t)
+    in [0, 1/3], by its series 2 (s + s^3/3 + s^5/5 + ...) to s^33."""
+    s = t / (2.0 + t)
+    z = s * s
+    poly = 2.0 / 33.0
+    poly = poly * z + 2.0 / 31.0
+    poly = poly * z + 2.0 / 29.0
+    poly = poly * z + 2.0 / 27.0
+    poly = poly * z + 2.0 / 25.0
+    poly = poly * z + 2.0 / 23.0
+    poly = poly * z + 2.0 / 21.0
+    poly = poly * z + 2.0 / 19.0
+    poly = poly * z + 2.0 / 17.0
+    poly = poly * z + 2.0 / 15.0
+    poly = poly * z + 2.0 / 13.0
+    poly = poly * z + 2.0 / 11.0
+    poly = poly * z + 2.0 / 9.0
+    poly = poly * z + 2.0 / 7.0
+    poly = poly * z + 2.0 / 5.0
+    poly = poly * z + 2.0 / 3.0
+    poly = poly * z + 2.0
+    return s * poly
+
+
+def cumulative_logit_numpy(cutpoints, effects, effect_idx, term_weight, eta_weight):
+    """The Op's three outputs in numpy, straight from the formulas (for PyMC's NUTS)."""
+    eta = effects[effect_idx].sum(axis=1)
+    x = cutpoints[:, None] - eta[None, :]  # (K, n)
+    value = float(np.sum(term_weight * -np.logaddexp(0.0, -x)) + eta_weight @ eta)
     g = term_weight / (1.0 + np.exp(x))  # d log sigmoid(x) / dx = sigmoid(-x)
-    d_eta = -np.bincount(term_cell, weights=g, minlength=len(eta))
-    d_c = np.bincount(term_cut, weights=g, minlength=len(cutpoints))
-    return value, d_eta, d_c
+    g_cell = eta_weight - g.sum(axis=0)
+    d_effects = np.bincount(effect_idx.ravel(), weights=np.repeat(g_cell, effect_idx.shape[1]),
+                            minlength=len(effects))
+    return value, g.sum(axis=1), d_effects
 
 
-def _log_sigmoid_terms_kernel(eta, cutpoints, term_cell, term_cut, term_weight):
+def _cumulative_logit_kernel(cutpoints, effects, effect_idx, term_weight, eta_weight):
+    n, n_factors = effect_idx.shape
+    bound = np.max(np.abs(cutpoints)) + n_factors * np.max(np.abs(effects))
+    fast = bound < _PRODUCT_EXP_LIMIT
+    exp_minus_effects = np.exp(-effects)  # one exp per table entry (used only if fast)
+    eta = np.zeros(n)
+    exp_minus_eta = np.ones(n)
     value = 0.0
-    d_eta = np.zeros(eta.shape[0])
-    d_c = np.zeros(cutpoints.shape[0])
-    if np.all(np.abs(cutpoints) < _SHARED_EXP_LIMIT) and np.all(np.abs(eta) < _SHARED_EXP_LIMIT):
-        exp_c = np.exp(cutpoints)
-        exp_minus_eta = np.exp(-eta)  # one exp per cell, shared by its terms
-        for j in range(term_weight.shape[0]):
-            i, k, w = term_cell[j], term_cut[j], term_weight[j]
-            ex = exp_c[k] * exp_minus_eta[i]  # exp(x), x = c_k - eta_i
-            # log sigmoid(x) = x - log(1 + exp(x)); its derivative sigmoid(-x) = 1 / (1 + exp(x))
-            value += w * (cutpoints[k] - eta[i] - np.log(1.0 + ex))
-            g = w / (1.0 + ex)
-            d_eta[i] -= g
-            d_c[k] += g
-        return value, d_eta, d_c
-    for j in range(term_weight.shape[0]):
-        i, k, w = term_cell[j], term_cut[j], term_weight[j]
-        x = cutpoints[k] - eta[i]
-        e = np.exp(-abs(x))  # in (0, 1]: no overflow whatever x is
-        value += w * (min(x, 0.0) - np.log(1.0 + e))
-        g = w * (e / (1.0 + e) if x >= 0.0 else 1.0 / (1.0 + e))
-        d_eta[i] -= g
-        d_c[k] += g
-    return value, d_eta, d_c
+    for i in range(n):
+        for f in range(n_factors):
+            j = effect_idx[i, f]
+            eta[i] += effects[j]
+            exp_minus_eta[i] *= exp_minus_effects[j]
+        value += eta_weight[i] * eta[i]
+    g_cell = eta_weight.copy()
+    d_cutpoints = np.zeros(cutpoints.shape[0])
+    for k in range(cutpoints.shape[0]):
+        c = cutpoints[k]
+        exp_c = np.exp(c)
+        weight = term_weight[k]
+        total, slope = 0.0, 0.0
+        if fast:
+            for i in range(n):  # the SIMD loop: arithmetic and selects only
+                w = weight[i]
+                x = c - eta[i]
+                e = exp_c * exp_minus_eta[i]  # exp(x)
+                t = min(e, 1.0 / e)  # exp(-|x|)
+                total += w * (0.5 * (x - abs(x)) - _log1p_unit(t))
+                g = w / (1.0 + e)
+                slope += g
+                g_cell[i] -= g
+        else:
+            for i in range(n):
+                w = weight[i]
+                x = c - eta[i]
+                t = np.exp(-abs(x))  # in (0, 1]: no overflow whatever x is
+                total += w * (0.5 * (x - abs(x)) - _log1p_unit(t))
+                g = w * (t if x >= 0.0 else 1.0) / (1.0 + t)
+                slope += g
+                g_cell[i] -= g
+        value += total
+        d_cutpoints[k] += slope
+    d_effects = np.zeros(effects.shape[0])
+    for i in range(n):
+        for f in range(n_factors):
+            d_effects[effect_idx[i, f]] += g_cell[i]
+    return value, d_cutpoints, d_effects
 
 
-class LogSigmoidTerms(Op):
-    """(eta (n,), cutpoints (K,), term_cell (m,), term_cut (m,), term_weight (m,)) ->
-    (sum_j w_j log sigmoid(c[cut_j] - eta[cell_j]), its gradient in eta, in the cutpoints).
+class CumulativeLogitCells(Op):
+    """(cutpoints (K,), effects (m,), effect_idx (n, F), term_weight (K, n), eta_weight (n,))
+    -> (sum_i [sum_k w_ki log sigmoid(c_k - eta_i) + v_i eta_i], its gradient in the
+    cutpoints, in the effects), with eta_i = sum_f effects[effect_idx[i, f]].
 
     The gradient outputs are what `pullback` returns, so a value-and-gradient evaluation
-    runs the kernel once. The terms are data: no gradient flows to them.
+    runs the kernel once. The index and weights are data: no gradient flows to them.
     """
 
     __props__ = ()
 
-    def make_node(self, eta, cutpoints, term_cell, term_cut, term_weight):
-        eta = pt.as_tensor_variable(eta).astype("float64")
+    def make_node(self, cutpoints, effects, effect_idx, term_weight, eta_weight):
         cutpoints = pt.as_tensor_variable(cutpoints).astype("float64")
-        term_cell = pt.as_tensor_variable(term_cell).astype("int64")
-        term_cut = pt.as_tensor_variable(term_cut).astype("int64")
+        effects = pt.as_tensor_variable(effects).astype("float64")
+        effect_idx = pt.as_tensor_variable(effect_idx).astype("int64")
         term_weight = pt.as_tensor_variable(term_weight).astype("float64")
-        if any(v.ndim != 1 for v in (eta, cutpoints, term_cell, term_cut, term_weight)):
-            raise TypeError("LogSigmoidTerms takes five vectors")
-        return Apply(self, [eta, cutpoints, term_cell, term_cut, term_weight],
+        eta_weight = pt.as_tensor_variable(eta_weight).astype("float64")
+        if (cutpoints.ndim, effects.ndim, effect_idx.ndim, term_weight.ndim,
+                eta_weight.ndim) != (1, 1, 2, 2, 1):
+            raise TypeError("CumulativeLogitCells takes cutpoints, effects (vectors), "
+                            "effect_idx, term_weight (matrices) and eta_weight (a vector)")
+        return Apply(self, [cutpoints, effects, effect_idx, term_weight, eta_weight],
                      [pt.dscalar(), pt.dvector(), pt.dvector()])
 
     def perform(self, node, inputs, outputs):
-        value, d_eta, d_c = log_sigmoid_terms_numpy(*inputs)
+        value, d_cutpoints, d_effects = cumulative_logit_numpy(*inputs)
         outputs[0][0] = np.asarray(value)
-        outputs[1][0] = d_eta
-        outputs[2][0] = d_c
+        outputs[1][0] = d_cutpoints
+        outputs[2][0] = d_effects
 
     def infer_shape(self, node, shapes):
         return [(), (shapes[0][0],), (shapes[1][0],)]
@@ -119,23 +185,25 @@ class LogSigmoidTerms(Op):
         return [value_grad * outputs[1], value_grad * outputs[2], *data]
 
 
-log_sigmoid_terms = LogSigmoidTerms()
-_KERNEL_VERSION = int(hashlib.sha256(inspect.getsource(_log_sigmoid_terms_kernel).encode())
-                      .hexdigest()[:15], 16)
+cumulative_logit_cells = CumulativeLogitCells()
+_KERNEL_VERSION = int(hashlib.sha256("".join(
+    inspect.getsource(f) for f in (_log1p_unit.py_func, _cumulative_logit_kernel)).encode()
+    + repr(sorted(_KERNEL_OPTIONS["fastmath"])).encode()).hexdigest()[:15], 16)
 
 
-@numba_basic.register_funcify_default_op_cache_key(LogSigmoidTerms)
-def _numba_log_sigmoid_terms(op, node=None, **kwargs):
-    kernel = numba_basic.numba_njit(_log_sigmoid_terms_kernel)
+@numba_basic.register_funcify_default_op_cache_key(CumulativeLogitCells)
+def _numba_cumulative_logit_cells(op, node=None, **kwargs):
+    kernel = numba.njit(**_KERNEL_OPTIONS)(_cumulative_logit_kernel)
 
     @numba_basic.numba_njit
-    def log_sigmoid_terms_numba(eta, cutpoints, term_cell, term_cut, term_weight):
-        value, d_eta, d_c = kernel(eta, cutpoints, term_cell, term_cut, term_weight)
-        return np.asarray(value), d_eta, d_c
+    def cumulative_logit_cells_numba(cutpoints, effects, effect_idx, term_weight, eta_weight):
+        value, d_cutpoints, d_effects = kernel(cutpoints, effects, effect_idx, term_weight,
+                                               eta_weight)
+        return np.asarray(value), d_cutpoints, d_effects
 
     # PyTensor's on-disk numba cache keys an Op by its type and props only: the kernel's
     # source goes into the key so that an edited kernel is never served from a stale cache
-    return log_sigmoid_terms_numba, _KERNEL_VERSION
+    return cumulative_logit_cells_numba, _KERNEL_VERSION
 
 
 @functools.cache
@@ -146,39 +214,39 @@ def register_jax() -> None:
     import jax.numpy as jnp
     from pytensor.link.jax.dispatch import jax_funcify
 
-    @jax_funcify.register(LogSigmoidTerms)
-    def _jax_log_sigmoid_terms(op, **kwargs):
-        def log_sigmoid_terms_jax(eta, cutpoints, term_cell, term_cut, term_weight):
-            x = cutpoints[term_cut] - eta[term_cell]
-            value = jnp.sum(term_weight * jax.nn.log_sigmoid(x))
+    @jax_funcify.register(CumulativeLogitCells)
+    def _jax_cumulative_logit_cells(op, **kwargs):
+        def cumulative_logit_cells_jax(cutpoints, effects, effect_idx, term_weight,
+                                       eta_weight):
+            eta = effects[effect_idx].sum(axis=1)
+            x = cutpoints[:, None] - eta[None, :]
+            value = jnp.sum(term_weight * jax.nn.log_sigmoid(x)) + eta_weight @ eta
             g = term_weight * jax.nn.sigmoid(-x)
-            d_eta = -jnp.zeros_like(eta).at[term_cell].add(g)
-            d_c = jnp.zeros_like(cutpoints).at[term_cut].add(g)
-            return value, d_eta, d_c
+            g_cell = eta_weight - g.sum(axis=0)
+            d_effects = jnp.zeros_like(effects).at[effect_idx].add(g_cell[:, None])
+            return value, g.sum(axis=1), d_effects
 
-        return log_sigmoid_terms_jax
+        return cumulative_logit_cells_jax
 
 
 def level_weights(counts: np.ndarray) -> dict[str, np.ndarray]:
     """The data the likelihood reads, from counts per cell and level (n, 4).
 
-    The terms (`term_cell`, `term_cut`, `term_weight`): every non-zero N_k + N_k+1, the
-    weight of log sigmoid(c_k - eta) in its cell, ordered by cell; `eta_weights` (n,):
-    N1 + N2 + N3; `level_totals` (4,): episodes per level.
+    `term_weight` (3, n): N_k + N_k+1, the weight of log sigmoid(c_k - eta) in each cell
+    (level-major, so that the kernel's inner loop runs over contiguous cells);
+    `eta_weight` (n,): N1 + N2 + N3; `level_totals` (4,): episodes per level.
     """
-    counts = np.asarray(counts, dtype=float)
-    weights = counts[:, :-1] + counts[:, 1:]
-    term_cell, term_cut = np.nonzero(weights)
-    return {"term_cell": term_cell.astype(np.int64), "term_cut": term_cut.astype(np.int64),
-            "term_weight": weights[term_cell, term_cut],
-            "eta_weights": counts[:, 1:].sum(axis=1),
+    counts = np.asarray(counts, dtype=float).reshape(-1, 4)
+    return {"term_weight": np.ascontiguousarray((counts[:, :-1] + counts[:, 1:]).T),
+            "eta_weight": counts[:, 1:].sum(axis=1),
             "level_totals": counts.sum(axis=0)}
 
 
-def ordinal_loglik(eta, cutpoints, term_cell, term_cut, term_weight, eta_weights, level_totals):
+def ordinal_loglik(cutpoints, effects, effect_idx, term_weight, eta_weight, level_totals):
     """sum over cells of sum_k N_k log P(level k | eta), without the multinomial
-    coefficients (a constant of the data). P(level <= k) = sigmoid(c_k - eta)."""
-    value, _, _ = log_sigmoid_terms(eta, cutpoints, term_cell, term_cut, term_weight)
+    coefficients (a constant of the data). P(level <= k) = sigmoid(c_k - eta) with
+    eta_i = sum_f effects[effect_idx[i, f]]."""
+    value, _, _ = cumulative_logit_cells(cutpoints, effects, effect_idx, term_weight,
+                                         eta_weight)
     gaps = pt.log1mexp(cutpoints[:-1] - cutpoints[1:])  # log(1 - exp(c_k-1 - c_k))
-    return (value + pt.dot(eta_weights, eta) - pt.dot(level_totals[1:], cutpoints)
-            + pt.dot(level_totals[1:-1], gaps))
+    return value - pt.dot(level_totals[1:], cutpoints) + pt.dot(level_totals[1:-1], gaps)

@@ -7,7 +7,7 @@ import pytensor.tensor as pt
 import pytest
 from scipy.special import expit
 
-from forecasting.ordinal_likelihood import level_weights, ordinal_loglik, register_jax
+from forecasting.ordinal_likelihood import _log1p_unit, level_weights, ordinal_loglik, register_jax
 
 
 def textbook_loglik(eta, cutpoints, counts):
@@ -20,49 +20,77 @@ def textbook_loglik(eta, cutpoints, counts):
 
 @pytest.fixture(scope="module")
 def problem():
+    """Cells whose eta is the sum of a row and a column table entry, as in the model."""
     rng = np.random.default_rng(3)
-    n = 400
+    n_rows, n_cols = 40, 10
+    row, col = np.divmod(np.arange(n_rows * n_cols), n_cols)
+    n = len(row)
     counts = rng.multinomial(rng.integers(0, 6, n), [0.7, 0.15, 0.1, 0.05]).astype(float)
     counts[:150, 1:] = 0  # many cells hold level 0 only, as in the coded data
+    effects = np.concatenate([rng.normal(0, 2, n_rows), rng.normal(0, 1, n_cols)])
     # eta far in both tails too (levels 0 and 3 only there: the definition itself loses
     # the middle levels to rounding)
-    eta = np.concatenate([rng.normal(0, 2, n - 4), [-40.0, 40.0, -5.0, 6.0]])
-    counts[-4:] = [[1, 0, 0, 2], [2, 0, 0, 1], [1, 1, 1, 1], [3, 0, 1, 0]]
-    return eta, np.array([-0.5, 0.7, 2.1]), counts
+    counts[row >= n_rows - 2] = [1, 0, 0, 2]
+    effect_idx = np.column_stack([row, n_rows + col])
+    return effects, np.array([-0.5, 0.7, 2.1]), effect_idx, counts
 
 
-def compiled(mode, counts):
-    eta, cut = pt.dvector("eta"), pt.dvector("cut")
-    weights = {k: pt.as_tensor(v) for k, v in level_weights(counts).items()}
-    value = ordinal_loglik(eta, cut, **weights)
-    return pytensor.function([eta, cut], [value, *pt.grad(value, [eta, cut])], mode=mode)
+def with_tails(effects, tail):
+    """Two rows with eta near -tail and +tail (their cells hold levels 0 and 3 only)."""
+    effects = effects.copy()
+    effects[38:40] = [-tail, tail]
+    return effects
 
 
+def compiled(mode, effect_idx, counts):
+    effects, cut = pt.dvector("effects"), pt.dvector("cut")
+    data = {k: pt.as_tensor(v) for k, v in level_weights(counts).items()}
+    value = ordinal_loglik(cut, effects, pt.as_tensor(effect_idx), **data)
+    return pytensor.function([effects, cut], [value, *pt.grad(value, [effects, cut])], mode=mode)
+
+
+def textbook_from_effects(effects, cut, effect_idx, counts):
+    return textbook_loglik(effects[effect_idx].sum(axis=1), cut, counts)
+
+
+@pytest.mark.parametrize("tail", [40.0, 400.0], ids=["fast", "overflow-safe"])
 @pytest.mark.parametrize("mode", ["NUMBA", "FAST_COMPILE", "JAX"])
-def test_value_and_gradient_match_the_definition_in_every_backend(problem, mode):
-    eta, cut, counts = problem
+def test_value_and_gradient_match_the_definition_in_every_backend(problem, mode, tail):
+    """With eta at +-400 the kernel's product of table exponentials could overflow, and it
+    takes its per-term exp(-|x|) form instead."""
+    effects, cut, effect_idx, counts = problem
+    effects = with_tails(effects, tail)
     if mode == "JAX":
         register_jax()
-    value, d_eta, d_cut = compiled(mode, counts)(eta, cut)
-    assert value == pytest.approx(textbook_loglik(eta, cut, counts), rel=1e-12)
+    value, d_effects, d_cut = compiled(mode, effect_idx, counts)(effects, cut)
+    assert value == pytest.approx(textbook_from_effects(effects, cut, effect_idx, counts),
+                                  rel=1e-12)
     step = 1e-6
-    for i in [0, 7, 200, len(eta) - 4, len(eta) - 1]:  # central differences on the definition
-        up, down = eta.copy(), eta.copy()
-        up[i] += step
-        down[i] -= step
-        numeric = (textbook_loglik(up, cut, counts) - textbook_loglik(down, cut, counts)) / (2 * step)
-        assert d_eta[i] == pytest.approx(numeric, rel=1e-5, abs=1e-7)
+    for j in [0, 7, 38, 39, 40, len(effects) - 1]:  # central differences on the definition
+        up, down = effects.copy(), effects.copy()
+        up[j] += step
+        down[j] -= step
+        numeric = (textbook_from_effects(up, cut, effect_idx, counts)
+                   - textbook_from_effects(down, cut, effect_idx, counts)) / (2 * step)
+        assert d_effects[j] == pytest.approx(numeric, rel=1e-5, abs=1e-6)
     for k in range(3):
         up, down = cut.copy(), cut.copy()
         up[k] += step
         down[k] -= step
-        numeric = (textbook_loglik(eta, up, counts) - textbook_loglik(eta, down, counts)) / (2 * step)
+        numeric = (textbook_from_effects(effects, up, effect_idx, counts)
+                   - textbook_from_effects(effects, down, effect_idx, counts)) / (2 * step)
         assert d_cut[k] == pytest.approx(numeric, rel=1e-6)
 
 
+def test_the_kernels_log1p_is_accurate_to_the_last_bits_on_its_range():
+    t = np.concatenate([np.linspace(0.0, 1.0, 100_001), np.geomspace(1e-300, 1e-3, 1000)])
+    got = np.array([_log1p_unit(x) for x in t])
+    assert np.all(np.abs(got - np.log1p(t)) <= 5e-16 * np.log1p(t))  # two units in the last place
+
+
 def test_cells_without_episodes_add_nothing(problem):
-    eta, cut, counts = problem
-    empty = np.zeros_like(counts)
-    value, d_eta, d_cut = compiled("NUMBA", empty)(eta, cut)
+    effects, cut, effect_idx, counts = problem
+    value, d_effects, d_cut = compiled("NUMBA", effect_idx, np.zeros_like(counts))(
+        with_tails(effects, 40.0), cut)
     assert value == 0.0
-    assert not d_eta.any() and not d_cut.any()
+    assert not d_effects.any() and not d_cut.any()
