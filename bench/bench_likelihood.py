@@ -74,7 +74,7 @@ def gradient_function(cells, priors, form: str):
     with the likelihood in the given form; and the point to evaluate it at."""
     if form == "elementwise":
         def reference(cutpoints, effects, effect_idx, **_):
-            return elementwise_loglik(effects[effect_idx].sum(axis=1), cutpoints, cells.counts)
+            return elementwise_loglik(effects[effect_idx].sum(axis=0), cutpoints, cells.counts)
 
         with mock.patch.object(model_module, "ordinal_loglik", reference):
             model = build_model(cells, priors)

@@ -302,13 +302,12 @@ def data_for(cells: Cells) -> dict[str, np.ndarray]:
 
 def likelihood_data(cells: Cells) -> dict[str, np.ndarray]:
     """What the aggregated likelihood reads: the cells' weights per level
-    (`ordinal_likelihood.level_weights`) and `effect_idx` (n, 2), each cell's entries in
+    (`ordinal_likelihood.level_weights`) and `effect_idx` (2, n), each cell's entries in
     the effects table: its partner x type in pt_eff (row-major), then its
     trigger x severity x alignment in scenario_eff, after the partner x type block."""
     n_types = len(cells.coords["intel_type"])
     n_values = len(ORDINAL_VALUES)
     partner_type = cells.partner_idx * n_types + cells.type_idx
     scenario = (cells.trigger_idx * n_values + cells.severity) * n_values + cells.alignment
-    effect_idx = np.column_stack([partner_type,
-                                  len(cells.coords["partner"]) * n_types + scenario])
+    effect_idx = np.stack([partner_type, len(cells.coords["partner"]) * n_types + scenario])
     return {"effect_idx": effect_idx.astype(np.int64), **level_weights(cells.counts)}

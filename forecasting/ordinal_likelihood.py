@@ -8,7 +8,7 @@ the linear predictor, the value and the gradient in one pass with no transcenden
 function per cell at all, and its inner loop runs on SIMD lanes
 (bench/bench_likelihood.py measures both forms side by side).
 
-The linear predictor of a cell is a sum of table entries, eta_i = sum_f effects[idx[i, f]]
+The linear predictor of a cell is a sum of table entries, eta_i = sum_f effects[idx[f, i]]
 (the model's tables: the partner x type effect, and trigger x severity x alignment). So
 exp(-eta_i) is a product of exp(-effects), computed once per table entry, and with
 F_k = sigmoid(c_k - eta) = P(level <= k) and N_k the episodes at level k in a cell,
@@ -79,29 +79,32 @@ def _log1p_unit(t):
 
 def cumulative_logit_numpy(cutpoints, effects, effect_idx, term_weight, eta_weight):
     """The Op's three outputs in numpy, straight from the formulas (for PyMC's NUTS)."""
-    eta = effects[effect_idx].sum(axis=1)
+    eta = effects[effect_idx].sum(axis=0)
     x = cutpoints[:, None] - eta[None, :]  # (K, n)
     value = float(np.sum(term_weight * -np.logaddexp(0.0, -x)) + eta_weight @ eta)
     g = term_weight / (1.0 + np.exp(x))  # d log sigmoid(x) / dx = sigmoid(-x)
     g_cell = eta_weight - g.sum(axis=0)
-    d_effects = np.bincount(effect_idx.ravel(), weights=np.repeat(g_cell, effect_idx.shape[1]),
+    d_effects = np.bincount(effect_idx.ravel(), weights=np.tile(g_cell, effect_idx.shape[0]),
                             minlength=len(effects))
     return value, g.sum(axis=1), d_effects
 
 
 def _cumulative_logit_kernel(cutpoints, effects, effect_idx, term_weight, eta_weight):
-    n, n_factors = effect_idx.shape
+    n_factors, n = effect_idx.shape
+    if n and (effect_idx.min() < 0 or effect_idx.max() >= effects.shape[0]):
+        raise IndexError("effect_idx points outside the effects table")  # no bounds checks below
     bound = np.max(np.abs(cutpoints)) + n_factors * np.max(np.abs(effects))
     fast = bound < _PRODUCT_EXP_LIMIT
     exp_minus_effects = np.exp(-effects)  # one exp per table entry (used only if fast)
     eta = np.zeros(n)
     exp_minus_eta = np.ones(n)
+    for f in range(n_factors):
+        index = effect_idx[f]
+        for i in range(n):
+            eta[i] += effects[index[i]]
+            exp_minus_eta[i] *= exp_minus_effects[index[i]]
     value = 0.0
     for i in range(n):
-        for f in range(n_factors):
-            j = effect_idx[i, f]
-            eta[i] += effects[j]
-            exp_minus_eta[i] *= exp_minus_effects[j]
         value += eta_weight[i] * eta[i]
     g_cell = eta_weight.copy()
     d_cutpoints = np.zeros(cutpoints.shape[0])
@@ -132,16 +135,24 @@ def _cumulative_logit_kernel(cutpoints, effects, effect_idx, term_weight, eta_we
         value += total
         d_cutpoints[k] += slope
     d_effects = np.zeros(effects.shape[0])
-    for i in range(n):
-        for f in range(n_factors):
-            d_effects[effect_idx[i, f]] += g_cell[i]
+    for f in range(n_factors):
+        index = effect_idx[f]
+        # a run of cells on one table entry (cells come sorted by their first factor) adds
+        # up in a register rather than through memory, one cell after the other
+        current, run = index[0] if n else 0, 0.0
+        for i in range(n):
+            if index[i] != current:
+                d_effects[current] += run
+                current, run = index[i], 0.0
+            run += g_cell[i]
+        d_effects[current] += run
     return value, d_cutpoints, d_effects
 
 
 class CumulativeLogitCells(Op):
-    """(cutpoints (K,), effects (m,), effect_idx (n, F), term_weight (K, n), eta_weight (n,))
+    """(cutpoints (K,), effects (m,), effect_idx (F, n), term_weight (K, n), eta_weight (n,))
     -> (sum_i [sum_k w_ki log sigmoid(c_k - eta_i) + v_i eta_i], its gradient in the
-    cutpoints, in the effects), with eta_i = sum_f effects[effect_idx[i, f]].
+    cutpoints, in the effects), with eta_i = sum_f effects[effect_idx[f, i]].
 
     The gradient outputs are what `pullback` returns, so a value-and-gradient evaluation
     runs the kernel once. The index and weights are data: no gradient flows to them.
@@ -218,12 +229,12 @@ def register_jax() -> None:
     def _jax_cumulative_logit_cells(op, **kwargs):
         def cumulative_logit_cells_jax(cutpoints, effects, effect_idx, term_weight,
                                        eta_weight):
-            eta = effects[effect_idx].sum(axis=1)
+            eta = effects[effect_idx].sum(axis=0)
             x = cutpoints[:, None] - eta[None, :]
             value = jnp.sum(term_weight * jax.nn.log_sigmoid(x)) + eta_weight @ eta
             g = term_weight * jax.nn.sigmoid(-x)
             g_cell = eta_weight - g.sum(axis=0)
-            d_effects = jnp.zeros_like(effects).at[effect_idx].add(g_cell[:, None])
+            d_effects = jnp.zeros_like(effects).at[effect_idx].add(g_cell[None, :])
             return value, g.sum(axis=1), d_effects
 
         return cumulative_logit_cells_jax
@@ -245,7 +256,7 @@ def level_weights(counts: np.ndarray) -> dict[str, np.ndarray]:
 def ordinal_loglik(cutpoints, effects, effect_idx, term_weight, eta_weight, level_totals):
     """sum over cells of sum_k N_k log P(level k | eta), without the multinomial
     coefficients (a constant of the data). P(level <= k) = sigmoid(c_k - eta) with
-    eta_i = sum_f effects[effect_idx[i, f]]."""
+    eta_i = sum_f effects[effect_idx[f, i]]."""
     value, _, _ = cumulative_logit_cells(cutpoints, effects, effect_idx, term_weight,
                                          eta_weight)
     gaps = pt.log1mexp(cutpoints[:-1] - cutpoints[1:])  # log(1 - exp(c_k-1 - c_k))

@@ -31,7 +31,7 @@ def problem():
     # eta far in both tails too (levels 0 and 3 only there: the definition itself loses
     # the middle levels to rounding)
     counts[row >= n_rows - 2] = [1, 0, 0, 2]
-    effect_idx = np.column_stack([row, n_rows + col])
+    effect_idx = np.stack([row, n_rows + col])
     return effects, np.array([-0.5, 0.7, 2.1]), effect_idx, counts
 
 
@@ -50,7 +50,7 @@ def compiled(mode, effect_idx, counts):
 
 
 def textbook_from_effects(effects, cut, effect_idx, counts):
-    return textbook_loglik(effects[effect_idx].sum(axis=1), cut, counts)
+    return textbook_loglik(effects[effect_idx].sum(axis=0), cut, counts)
 
 
 @pytest.mark.parametrize("tail", [40.0, 400.0], ids=["fast", "overflow-safe"])
@@ -94,3 +94,11 @@ def test_cells_without_episodes_add_nothing(problem):
         with_tails(effects, 40.0), cut)
     assert value == 0.0
     assert not d_effects.any() and not d_cut.any()
+
+
+def test_an_index_outside_the_effects_table_is_an_error_not_a_stray_write(problem):
+    effects, cut, effect_idx, counts = problem
+    bad = effect_idx.copy()
+    bad[1, 5] = len(effects)
+    with pytest.raises(IndexError, match="outside the effects table"):
+        compiled("NUMBA", bad, counts)(effects, cut)
