@@ -197,9 +197,11 @@ class CumulativeLogitCells(Op):
 
 
 cumulative_logit_cells = CumulativeLogitCells()
-_KERNEL_VERSION = int(hashlib.sha256("".join(
-    inspect.getsource(f) for f in (_log1p_unit.py_func, _cumulative_logit_kernel)).encode()
-    + repr(sorted(_KERNEL_OPTIONS["fastmath"])).encode()).hexdigest()[:15], 16)
+# everything the compiled kernel bakes in: its source, its compile options, its constants
+_KERNEL_VERSION = int(hashlib.sha256(repr((
+    [inspect.getsource(f) for f in (_log1p_unit.py_func, _cumulative_logit_kernel)],
+    _KERNEL_OPTIONS["error_model"], sorted(_KERNEL_OPTIONS["fastmath"]), _PRODUCT_EXP_LIMIT,
+)).encode()).hexdigest()[:15], 16)
 
 
 @numba_basic.register_funcify_default_op_cache_key(CumulativeLogitCells)
@@ -213,7 +215,8 @@ def _numba_cumulative_logit_cells(op, node=None, **kwargs):
         return np.asarray(value), d_cutpoints, d_effects
 
     # PyTensor's on-disk numba cache keys an Op by its type and props only: the kernel's
-    # source goes into the key so that an edited kernel is never served from a stale cache
+    # source and options go into the key so that an edited kernel is never served from a
+    # stale cache
     return cumulative_logit_cells_numba, _KERNEL_VERSION
 
 
