@@ -28,6 +28,7 @@ from .store import EpisodeFilter
 from .store.db import SchemaOutOfDateError
 from .store.tokens import ROLES, TokenError
 
+FIT_FAILED_GATE = 3  # exit code of `forecast fit` when the gate fails
 out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True)
 
@@ -330,7 +331,7 @@ def fit(ctx: CliContext, no_promote: bool) -> None:
                                promote=not no_promote, progress=err.is_terminal)
     _print_fit(outcome)
     if not outcome.version.passed:
-        sys.exit(3)
+        sys.exit(FIT_FAILED_GATE)
 
 
 @main.command()
@@ -535,8 +536,12 @@ def serve(ctx: CliContext, host: str, port: int, workers: int) -> None:
 
 
 def _prepare(ctx: CliContext) -> None:
-    """Initialise, seed an empty database, fit and promote if no version is current."""
-    from .pipeline import fit_and_register
+    """Initialise, seed an empty database, fit and promote if no version is current.
+
+    The fit runs as `forecast fit` in a child process: the web workers are forked from
+    this one, and must not inherit the sampler's threads, compiled code and memory.
+    """
+    import subprocess
 
     database = bootstrap.initialise(ctx.settings)
     summary = bootstrap.seed_if_empty(database, ctx.settings)
@@ -549,12 +554,13 @@ def _prepare(ctx: CliContext) -> None:
         s = ctx.settings.sampler
         out.print(f"no current model: fitting ({s.sampler}, {s.chains} chains x {s.draws} "
                   "draws); this takes a minute or two the first time ...")
-        outcome = fit_and_register(ctx.settings, database, registry, ctx.codebook,
-                                   progress=err.is_terminal)
-        _print_fit(outcome)
-        if not outcome.promoted:
+        fitted = subprocess.run([sys.executable, "-m", "forecasting.cli", "fit"])
+        if fitted.returncode == FIT_FAILED_GATE:
             _fail("the fit failed its diagnostics gate, so there is no model to serve; "
                   "see the reasons above")
+        if fitted.returncode != 0 or registry.current_or_none() is None:
+            _fail(f"the fit stopped with exit code {fitted.returncode}, so there is no model "
+                  "to serve; see the errors above")
     else:
         out.print(f"current model: {registry.current().version}")
 

@@ -155,3 +155,30 @@ def test_priors_show_check_and_set(forecast, tmp_path):
     assert applied.exit_code == 0 and "prior set #1 is active; refit 1 queued" in applied.output
     assert json.loads(forecast("priors", "show", "--json").output)["source"] == "prior set #1"
     assert "already active" in forecast("priors", "set", good).output
+
+
+@pytest.mark.parametrize(("exit_code", "message"), [
+    (3, "the fit failed its diagnostics gate, so there is no model to serve"),
+    (1, "the fit stopped with exit code 1, so there is no model to serve"),
+])
+def test_run_fits_in_a_child_process_and_serves_nothing_when_that_fit_fails(
+        tmp_path, monkeypatch, exit_code, message):
+    """`forecast run` forks its web workers from itself, so the fit runs as `forecast fit`
+    in a child process; without a current model afterwards, nothing is served."""
+    import subprocess
+
+    import api.serving
+
+    children = []
+
+    def child(command, *args, **kwargs):
+        children.append(command)
+        return subprocess.CompletedProcess(command, exit_code)
+
+    monkeypatch.setattr(subprocess, "run", child)
+    monkeypatch.setattr(api.serving, "serve_api", lambda *a, **k: pytest.fail("served"))
+    result = CliRunner().invoke(main, ["run"], env={"FORECAST_INSTANCE": str(tmp_path / "i")})
+    assert result.exit_code == 1
+    assert "imported 636 seed episodes" in result.output
+    assert message in " ".join(result.output.split())
+    assert [c[-3:] for c in children] == [["-m", "forecasting.cli", "fit"]]
