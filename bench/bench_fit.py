@@ -4,8 +4,8 @@ For each (size, sampler) a fresh subprocess (so that peak memory and compile cac
 per run) simulates the episodes, aggregates them, builds the model, samples it (4 chains
 x 500 tune x 1,000 draws by default, the service's settings) and reports compile time,
 sampling time, min bulk and tail ESS over all parameters, min bulk ESS per second of
-sampling, divergences, leapfrog steps per draw, peak memory and the parameterisation
-chosen. Prints a table (and JSON with --json).
+sampling, divergences, leapfrog steps per draw, peak memory, sampling time relative to
+the smallest size and the parameterisation chosen. Prints a table (and JSON with --json).
 
     PYTENSOR_FLAGS=base_compiledir=.cache/pytensor .venv/bin/python bench/bench_fit.py
     .venv/bin/python bench/bench_fit.py --sizes 2000 --samplers nutpie numpyro --draws 500
@@ -83,16 +83,21 @@ def run_one(size: int, sampler: str, draws: int, tune: int, seed: int) -> dict:
 def table(rows: list[dict]) -> str:
     head = ("episodes", "cells", "sampler", "compile_s", "sampling_s", "fit_wall_s",
             "min_ess_bulk", "min_ess_tail", "ess_bulk_per_s", "max_rhat", "divergences",
-            "steps_per_draw",
-            "peak_rss_mb")
-    lines = ["| " + " | ".join(head) + " | centred effects |", "|" + "---|" * (len(head) + 1)]
+            "steps_per_draw", "peak_rss_mb")
+    lines = ["| " + " | ".join(head) + " | sampling / smallest size | centred effects |",
+             "|" + "---|" * (len(head) + 2)]
+    # the flatness target: sampling time relative to the same sampler's smallest size
+    smallest = {}
+    for r in sorted((r for r in rows if "error" not in r), key=lambda r: r["episodes"]):
+        smallest.setdefault(r["sampler"], r["sampling_s"])
     for r in rows:
         if "error" in r:
             lines.append(f"| {r['episodes']} | | {r['sampler']} | error: {r['error'][:80]} |")
             continue
-        cells = [f"{r[h]:.1f}" if isinstance(r[h], float) else str(r[h]) for h in head]
+        cells = [f"{r[h]:.4g}" if isinstance(r[h], float) else str(r[h]) for h in head]
+        ratio = r["sampling_s"] / smallest[r["sampler"]]
         centred = ",".join(k for k, v in r["parameterization"].items() if v == "centered")
-        lines.append("| " + " | ".join(cells) + f" | {centred or '-'} |")
+        lines.append("| " + " | ".join(cells) + f" | {ratio:.2f}x | {centred or '-'} |")
     return "\n".join(lines)
 
 
