@@ -32,6 +32,7 @@ from forecasting import model as model_module  # noqa: E402
 from forecasting.cells import aggregate  # noqa: E402
 from forecasting.codebook import load_codebook  # noqa: E402
 from forecasting.model import build_model  # noqa: E402
+from forecasting.ordinal_likelihood import level_weights, term_order  # noqa: E402
 from forecasting.priors import load_priors  # noqa: E402
 from forecasting.simulate import simulate_episodes  # noqa: E402
 
@@ -73,8 +74,11 @@ def gradient_function(cells, priors, form: str):
     """The whole model's value-and-gradient function (priors included), as nutpie calls it,
     with the likelihood in the given form; and the point to evaluate it at."""
     if form == "elementwise":
+        # the model hands the likelihood its cells in the kernel's term order
+        counts = cells.counts[term_order(level_weights(cells.counts)["term_weight"])]
+
         def reference(cutpoints, effects, effect_idx, **_):
-            return elementwise_loglik(effects[effect_idx].sum(axis=0), cutpoints, cells.counts)
+            return elementwise_loglik(effects[effect_idx].sum(axis=0), cutpoints, counts)
 
         with mock.patch.object(model_module, "ordinal_loglik", reference):
             model = build_model(cells, priors)

@@ -38,7 +38,7 @@ from scipy.linalg import helmert
 from scipy.special import gammaln
 
 from .cells import LEVELS, ORDINAL_VALUES, Cells
-from .ordinal_likelihood import level_weights, ordinal_loglik
+from .ordinal_likelihood import level_weights, ordinal_loglik, term_order
 from .priors import PriorSet, make_rv
 
 SEVERITY_CENTER = 1.5
@@ -304,10 +304,16 @@ def likelihood_data(cells: Cells) -> dict[str, np.ndarray]:
     """What the aggregated likelihood reads: the cells' weights per level
     (`ordinal_likelihood.level_weights`) and `effect_idx` (2, n), each cell's entries in
     the effects table: its partner x type in pt_eff (row-major), then its
-    trigger x severity x alignment in scenario_eff, after the partner x type block."""
+    trigger x severity x alignment in scenario_eff, after the partner x type block.
+    Cells in the kernel's `term_order` (the likelihood is a sum over cells)."""
     n_types = len(cells.coords["intel_type"])
     n_values = len(ORDINAL_VALUES)
     partner_type = cells.partner_idx * n_types + cells.type_idx
     scenario = (cells.trigger_idx * n_values + cells.severity) * n_values + cells.alignment
     effect_idx = np.stack([partner_type, len(cells.coords["partner"]) * n_types + scenario])
-    return {"effect_idx": effect_idx.astype(np.int64), **level_weights(cells.counts)}
+    weights = level_weights(cells.counts)
+    order = term_order(weights["term_weight"])
+    return {"effect_idx": np.ascontiguousarray(effect_idx[:, order], dtype=np.int64),
+            "term_weight": np.ascontiguousarray(weights["term_weight"][:, order]),
+            "eta_weight": weights["eta_weight"][order],
+            "level_totals": weights["level_totals"]}

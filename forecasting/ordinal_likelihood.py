@@ -111,34 +111,42 @@ def _cumulative_logit_kernel(cutpoints, effects, effect_idx, term_weight, eta_we
     for k in range(cutpoints.shape[0]):
         c = cutpoints[k]
         exp_c = np.exp(c)
-        weight = term_weight[k]
+        # only the span from the first to the last cell with a weight on this cutpoint
+        # (`term_order` makes it short); slices, so that the loop runs from 0 and vectorises
+        lo, hi = 0, n
+        while lo < hi and term_weight[k, lo] == 0.0:
+            lo += 1
+        while hi > lo and term_weight[k, hi - 1] == 0.0:
+            hi -= 1
+        weight, eta_k, g_k = term_weight[k, lo:hi], eta[lo:hi], g_cell[lo:hi]
+        exp_minus_eta_k = exp_minus_eta[lo:hi]
         total, slope = 0.0, 0.0
         if fast:
-            for i in range(n):  # the SIMD loop: arithmetic and selects only
+            for i in range(hi - lo):  # the SIMD loop: arithmetic and selects only
                 w = weight[i]
-                x = c - eta[i]
-                e = exp_c * exp_minus_eta[i]  # exp(x)
+                x = c - eta_k[i]
+                e = exp_c * exp_minus_eta_k[i]  # exp(x)
                 t = min(e, 1.0 / e)  # exp(-|x|)
                 total += w * (0.5 * (x - abs(x)) - _log1p_unit(t))
                 g = w / (1.0 + e)
                 slope += g
-                g_cell[i] -= g
+                g_k[i] -= g
         else:
-            for i in range(n):
+            for i in range(hi - lo):
                 w = weight[i]
-                x = c - eta[i]
+                x = c - eta_k[i]
                 t = np.exp(-abs(x))  # in (0, 1]: no overflow whatever x is
                 total += w * (0.5 * (x - abs(x)) - _log1p_unit(t))
                 g = w * (t if x >= 0.0 else 1.0) / (1.0 + t)
                 slope += g
-                g_cell[i] -= g
+                g_k[i] -= g
         value += total
         d_cutpoints[k] += slope
     d_effects = np.zeros(effects.shape[0])
     for f in range(n_factors):
         index = effect_idx[f]
-        # a run of cells on one table entry (cells come sorted by their first factor) adds
-        # up in a register rather than through memory, one cell after the other
+        # a run of cells on one table entry (within a `term_order` group, cells come sorted
+        # by their first factor) adds up in a register rather than through memory
         current, run = index[0] if n else 0, 0.0
         for i in range(n):
             if index[i] != current:
@@ -254,6 +262,25 @@ def level_weights(counts: np.ndarray) -> dict[str, np.ndarray]:
     return {"term_weight": np.ascontiguousarray((counts[:, :-1] + counts[:, 1:]).T),
             "eta_weight": counts[:, 1:].sum(axis=1),
             "level_totals": counts.sum(axis=0)}
+
+
+def term_order(term_weight: np.ndarray) -> np.ndarray:
+    """A cell order in which each cutpoint's weighted cells sit together (a permutation).
+
+    Most cells weigh on one or two cutpoints only: a cell whose episodes are all at level 0
+    has weight on c_0 alone, one at level 3 on c_2 alone. The kernel visits, per cutpoint,
+    the span from its first to its last weighted cell, so cells are sorted by their first,
+    then their last weighted cutpoint; each span then holds next to no unweighted cell
+    (at 20,000 simulated episodes, 13,300 weighted terms of 29,700). Stable, so that within
+    a group cells keep their order (the partner x type runs the gradient's scatter sums).
+    Cells with no weight at all go last.
+    """
+    weighted = np.asarray(term_weight) > 0
+    n_cutpoints = weighted.shape[0]
+    any_weight = weighted.any(axis=0)
+    first = np.where(any_weight, weighted.argmax(axis=0), n_cutpoints)
+    last = np.where(any_weight, n_cutpoints - 1 - weighted[::-1].argmax(axis=0), n_cutpoints)
+    return np.lexsort((last, first))  # the last key is the primary one; stable
 
 
 def ordinal_loglik(cutpoints, effects, effect_idx, term_weight, eta_weight, level_totals):

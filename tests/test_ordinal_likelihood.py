@@ -7,7 +7,13 @@ import pytensor.tensor as pt
 import pytest
 from scipy.special import expit
 
-from forecasting.ordinal_likelihood import _log1p_unit, level_weights, ordinal_loglik, register_jax
+from forecasting.ordinal_likelihood import (
+    _log1p_unit,
+    level_weights,
+    ordinal_loglik,
+    register_jax,
+    term_order,
+)
 
 
 def textbook_loglik(eta, cutpoints, counts):
@@ -102,3 +108,31 @@ def test_an_index_outside_the_effects_table_is_an_error_not_a_stray_write(proble
     bad[1, 5] = len(effects)
     with pytest.raises(IndexError, match="outside the effects table"):
         compiled("NUMBA", bad, counts)(effects, cut)
+
+
+def test_term_order_groups_each_cutpoints_cells_and_leaves_the_likelihood_unchanged(problem):
+    """The kernel visits, per cutpoint, the span from its first to its last weighted cell: in
+    term order that span holds no unweighted cell but those weighted on both sides of it
+    (a cell with episodes at levels 0 and 3 only), and empty cells come last."""
+    effects, cut, effect_idx, counts = problem
+    counts = counts.copy()
+    counts[[3, 200]] = 0  # empty cells
+    weights = level_weights(counts)["term_weight"]
+    order = term_order(weights)
+    assert sorted(order) == list(range(len(counts)))
+    weighted = weights[:, order] > 0
+    first = weighted.argmax(axis=0)  # (for the cells with some weight: the others are last)
+    last = len(cut) - 1 - weighted[::-1].argmax(axis=0)
+    empty = np.flatnonzero(counts.sum(axis=1) == 0)
+    assert {3, 200} <= set(empty) and set(order[-len(empty):]) == set(empty)
+    for k, row in enumerate(weighted):
+        span = np.flatnonzero(row)
+        inside = np.arange(span[0], span[-1] + 1)
+        unweighted = inside[~row[inside]]
+        assert np.all((first[unweighted] < k) & (last[unweighted] > k))
+    effects = with_tails(effects, 40.0)
+    value, d_effects, d_cut = compiled("NUMBA", effect_idx, counts)(effects, cut)
+    ordered = compiled("NUMBA", effect_idx[:, order], counts[order])(effects, cut)
+    assert ordered[0] == pytest.approx(value, rel=1e-13)
+    np.testing.assert_allclose(ordered[1], d_effects, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(ordered[2], d_cut, rtol=1e-12)
