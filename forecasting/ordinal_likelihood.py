@@ -98,7 +98,15 @@ def _cumulative_logit_kernel(cutpoints, effects, effect_idx, term_weight, eta_we
     exp_minus_effects = np.exp(-effects)  # one exp per table entry (used only if fast)
     eta = np.zeros(n)
     exp_minus_eta = np.ones(n)
-    for f in range(n_factors):
+    done = 0
+    if n_factors >= 2:  # the model's two tables in one pass: a third faster than two
+        first, second = effect_idx[0], effect_idx[1]
+        for i in range(n):
+            a, b = first[i], second[i]
+            eta[i] = effects[a] + effects[b]
+            exp_minus_eta[i] = exp_minus_effects[a] * exp_minus_effects[b]
+        done = 2
+    for f in range(done, n_factors):
         index = effect_idx[f]
         for i in range(n):
             eta[i] += effects[index[i]]

@@ -9,6 +9,7 @@ from scipy.special import expit
 
 from forecasting.ordinal_likelihood import (
     _log1p_unit,
+    cumulative_logit_numpy,
     level_weights,
     ordinal_loglik,
     register_jax,
@@ -136,3 +137,23 @@ def test_term_order_groups_each_cutpoints_cells_and_leaves_the_likelihood_unchan
     assert ordered[0] == pytest.approx(value, rel=1e-13)
     np.testing.assert_allclose(ordered[1], d_effects, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(ordered[2], d_cut, rtol=1e-12)
+
+
+@pytest.mark.parametrize("n_factors", [1, 3])
+def test_any_number_of_tables_gives_the_numpy_value_and_gradient(problem, n_factors):
+    """The model has two tables (the kernel's fused pass); one or three take the general one."""
+    effects, cut, effect_idx, counts = problem
+    if n_factors == 1:
+        effect_idx = effect_idx[:1]
+    else:
+        effects = np.append(effects, [0.4, -0.9])
+        extra = len(effects) - 2 + np.arange(effect_idx.shape[1]) % 2
+        effect_idx = np.vstack([effect_idx, extra])
+    value, d_effects, d_cut = compiled("NUMBA", effect_idx, counts)(effects, cut)
+    weights = level_weights(counts)
+    _, _, d_effects_expected = cumulative_logit_numpy(
+        cut, effects, effect_idx, weights["term_weight"], weights["eta_weight"])
+    assert value == pytest.approx(
+        textbook_from_effects(effects, cut, effect_idx, counts), rel=1e-12)
+    np.testing.assert_allclose(d_effects, d_effects_expected, rtol=1e-10, atol=1e-10)
+    assert np.all(d_effects[np.unique(effect_idx[-1])] != 0.0)  # the last table's too
