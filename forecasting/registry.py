@@ -169,6 +169,21 @@ def _fsync_path(path: Path) -> None:
         os.close(fd)
 
 
+def _compressed_counts(tree: xr.DataTree) -> dict[str, dict]:
+    """gzip for the integer and boolean variables (simulated counts, sampler flags): their
+    repeated small values shrink many times over (the prior predictive counts, int64 per cell
+    and level, were 8.7 of the seed fit's 57 MB). Draws stay uncompressed: random float64
+    mantissas gain ~20% for twice the write time."""
+    encoding = {}
+    for node in tree.subtree:
+        variables = {name: {"compression": "gzip", "compression_opts": 4, "shuffle": True}
+                     for name, var in node.to_dataset().data_vars.items()
+                     if var.dtype.kind in "biu"}
+        if variables:
+            encoding[node.path] = variables
+    return encoding
+
+
 def _sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -298,7 +313,8 @@ class Registry:
             tmp = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=self.root))
             try:
                 tmp.chmod(0o755)  # mkdtemp makes it private; servers may run as another user
-                tree.to_netcdf(tmp / POSTERIOR_FILE, engine="h5netcdf")
+                tree.to_netcdf(tmp / POSTERIOR_FILE, engine="h5netcdf",
+                               encoding=_compressed_counts(tree))
                 meta["posterior_sha256"] = _sha256_file(tmp / POSTERIOR_FILE)
                 (tmp / METADATA_FILE).write_text(
                     json.dumps(meta, indent=2, sort_keys=True, allow_nan=False) + "\n",
