@@ -24,7 +24,10 @@ and t = min(e, 1/e) = exp(-|x|),
     log sigmoid(x) = min(x, 0) - log1p(t),    d/dx log sigmoid(x) = 1 / (1 + e),
 
 and log1p(t) on [0, 1] is a fixed polynomial (`_log1p_unit`): arithmetic only, which LLVM
-vectorises. The cutpoint-only terms are left to PyTensor (`ordinal_loglik`).
+vectorises. A term with weight N_k + N_k+1 = 0 adds nothing, and most cells weigh on one or
+two cutpoints only: per cutpoint the kernel visits the span from its first to its last
+weighted cell, which `term_order` makes short. The cutpoint-only terms are left to PyTensor
+(`ordinal_loglik`).
 """
 
 from __future__ import annotations

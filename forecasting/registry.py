@@ -169,7 +169,7 @@ def _fsync_path(path: Path) -> None:
         os.close(fd)
 
 
-def _compressed_counts(tree: xr.DataTree) -> dict[str, dict]:
+def _integer_compression(tree: xr.DataTree) -> dict[str, dict]:
     """gzip for the integer and boolean variables (simulated counts, sampler flags): their
     repeated small values shrink many times over (the prior predictive counts, int64 per cell
     and level, were 8.7 of the seed fit's 57 MB). Draws stay uncompressed: random float64
@@ -314,7 +314,7 @@ class Registry:
             try:
                 tmp.chmod(0o755)  # mkdtemp makes it private; servers may run as another user
                 tree.to_netcdf(tmp / POSTERIOR_FILE, engine="h5netcdf",
-                               encoding=_compressed_counts(tree))
+                               encoding=_integer_compression(tree))
                 meta["posterior_sha256"] = _sha256_file(tmp / POSTERIOR_FILE)
                 (tmp / METADATA_FILE).write_text(
                     json.dumps(meta, indent=2, sort_keys=True, allow_nan=False) + "\n",
