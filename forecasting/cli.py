@@ -296,8 +296,8 @@ def _print_diagnostics(mv) -> None:
         ("divergences", d.get("divergences")),
         ("tree-depth saturation", d.get("treedepth_fraction")),
         ("min E-BFMI", d.get("min_ebfmi")),
-        ("PSIS-LOO elpd (se)", loo.get("error") or
-         f"{loo.get('elpd', float('nan')):.1f} ({loo.get('se', float('nan')):.1f})" if loo else None),
+        ("PSIS-LOO elpd (se)", (loo.get("error") or
+         f"{loo.get('elpd', float('nan')):.1f} ({loo.get('se', float('nan')):.1f})") if loo else None),
         ("max Pareto k", loo.get("max_pareto_k")),
         ("Pareto k counts", loo.get("pareto_k_counts")),
         ("posterior predictive flags", len((d.get("ppc") or {}).get("flags", []))),
