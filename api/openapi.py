@@ -11,7 +11,7 @@ from typing import Any
 
 from flask_openapi3 import OpenAPI
 
-from forecasting.codebook import Codebook
+from forecasting.domain.codebook import Codebook
 
 CODE_FIELDS = ("partner", "intel_type", "trigger_type", "confidence")
 

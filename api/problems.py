@@ -8,10 +8,9 @@ from flask import Flask, jsonify
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
-from forecasting.codebook import UnknownCodeError
-from forecasting.episodes import EpisodeValidationError
-from forecasting.forecasts import NotInModelError, ScenarioError
-from forecasting.priors import PriorConfigError
+from forecasting.domain.codebook import UnknownCodeError
+from forecasting.domain.episodes import EpisodeValidationError
+from forecasting.model.priors import PriorConfigError
 from forecasting.registry import (
     GateFailedError,
     IntegrityError,
@@ -19,6 +18,7 @@ from forecasting.registry import (
     UnknownVersionError,
     VersionExistsError,
 )
+from forecasting.serving.forecasts import NotInModelError, ScenarioError
 from forecasting.store import UnknownEpisodeError
 from forecasting.store.tokens import TokenError
 

@@ -15,12 +15,12 @@ from pathlib import Path
 
 from flask import current_app
 
-from forecasting import plots
-from forecasting.bootstrap import open_database
-from forecasting.codebook import Codebook, load_codebook
-from forecasting.forecasts import ForecastEngine
+from forecasting.domain.codebook import Codebook, load_codebook
 from forecasting.refits import RefitService, make_huey
 from forecasting.registry import CURRENT_FILE, ModelVersion, NoCurrentModelError, Registry
+from forecasting.services.setup import open_database
+from forecasting.serving import plots
+from forecasting.serving.forecasts import ForecastEngine
 from forecasting.settings import Settings
 from forecasting.store import Database
 

@@ -32,13 +32,13 @@ def run_one(size: int, sampler: str, draws: int, tune: int, seed: int) -> dict:
     sys.path.insert(0, str(ROOT))
     import arviz as az
 
-    from forecasting.cells import aggregate
-    from forecasting.codebook import load_codebook
-    from forecasting.fitting import fit
-    from forecasting.model import build_model
-    from forecasting.priors import load_priors
+    from forecasting.domain.cells import aggregate
+    from forecasting.domain.codebook import load_codebook
+    from forecasting.evaluation.simulate import simulate_episodes
+    from forecasting.model.fitting import fit
+    from forecasting.model.priors import load_priors
+    from forecasting.model.pymc_model import build_model
     from forecasting.settings import SamplerSettings
-    from forecasting.simulate import simulate_episodes
 
     codebook = load_codebook(ROOT / "data" / "codebook.toml")
     priors = load_priors(ROOT / "priors" / "default.toml")

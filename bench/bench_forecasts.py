@@ -22,9 +22,9 @@ sys.path.insert(0, str(ROOT / "tests"))  # the fabricator lives with the test fi
 
 from fixtures_registry import fabricate_posterior, fake_metadata  # noqa: E402
 
-from forecasting.codebook import load_codebook  # noqa: E402
-from forecasting.forecasts import ForecastEngine  # noqa: E402
+from forecasting.domain.codebook import load_codebook  # noqa: E402
 from forecasting.registry import Registry  # noqa: E402
+from forecasting.serving.forecasts import ForecastEngine  # noqa: E402
 from forecasting.settings import DEFAULT_DATA_DIR  # noqa: E402
 
 

@@ -14,10 +14,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from forecasting.bootstrap import import_file
-from forecasting.codebook import load_codebook
+from forecasting.domain.codebook import load_codebook
+from forecasting.evaluation.simulate import simulate_episodes
+from forecasting.services.setup import import_file
 from forecasting.settings import DEFAULT_DATA_DIR
-from forecasting.simulate import simulate_episodes
 from forecasting.store import connect
 
 

@@ -28,13 +28,13 @@ import pymc as pm  # noqa: E402
 import pytensor  # noqa: E402
 import pytensor.tensor as pt  # noqa: E402
 
-from forecasting import model as model_module  # noqa: E402
-from forecasting.cells import aggregate  # noqa: E402
-from forecasting.codebook import load_codebook  # noqa: E402
-from forecasting.model import build_model  # noqa: E402
-from forecasting.ordinal_likelihood import level_weights, term_order  # noqa: E402
-from forecasting.priors import load_priors  # noqa: E402
-from forecasting.simulate import simulate_episodes  # noqa: E402
+from forecasting.domain.cells import aggregate  # noqa: E402
+from forecasting.domain.codebook import load_codebook  # noqa: E402
+from forecasting.evaluation.simulate import simulate_episodes  # noqa: E402
+from forecasting.model import pymc_model as model_module  # noqa: E402
+from forecasting.model.likelihood import level_weights, term_order  # noqa: E402
+from forecasting.model.priors import load_priors  # noqa: E402
+from forecasting.model.pymc_model import build_model  # noqa: E402
 
 SIZES = (2_000, 20_000, 200_000)
 FORMS = ("elementwise", "fused")

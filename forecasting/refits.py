@@ -22,10 +22,10 @@ from typing import Any
 from huey import RedisHuey, SqliteHuey, crontab
 from huey.api import Huey
 
-from .codebook import Codebook, load_codebook
-from .registry import Registry
-from .settings import Settings
-from .store import Database
+from forecasting.domain.codebook import Codebook, load_codebook
+from forecasting.registry import Registry
+from forecasting.settings import Settings
+from forecasting.store import Database
 
 log = logging.getLogger(__name__)
 REASONS = ("episodes", "priors", "manual", "periodic")
@@ -74,7 +74,7 @@ def model_status(database: Database, registry: Registry) -> dict[str, Any]:
 
 
 def _default_fit(settings: Settings, database: Database, registry: Registry, codebook: Codebook):
-    from .pipeline import fit_and_register  # imports PyMC: only workers pay for it
+    from forecasting.services.fits import fit_and_register  # imports PyMC: only workers pay for it
 
     return fit_and_register(settings, database, registry, codebook)
 

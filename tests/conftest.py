@@ -19,7 +19,7 @@ from fixtures_model import *  # noqa: E402,F401,F403
 from fixtures_registry import *  # noqa: E402,F401,F403
 from fixtures_store import *  # noqa: E402,F401,F403
 
-from forecasting.codebook import load_codebook  # noqa: E402
+from forecasting.domain.codebook import load_codebook  # noqa: E402
 from forecasting.settings import DEFAULT_DATA_DIR  # noqa: E402
 
 

@@ -13,9 +13,9 @@ from fixtures_registry import fabricate_posterior, fake_metadata
 from helpers import episode_row
 
 from api import create_app
-from forecasting.bootstrap import initialise
-from forecasting.episodes import validate_episodes
+from forecasting.domain.episodes import validate_episodes
 from forecasting.registry import Registry
+from forecasting.services.setup import initialise
 from forecasting.settings import load_settings
 
 TYPES = ["sigint", "humint", "geoint", "sources", "methods", "cyber", "ct", "military"]

@@ -26,7 +26,7 @@ SMALL_SAMPLER = SamplerSettings(sampler="nutpie", chains=4, draws=300, tune=300,
 
 @pytest.fixture(scope="session")
 def default_priors():
-    from forecasting.priors import load_priors
+    from forecasting.model.priors import load_priors
 
     return load_priors(DEFAULT_PRIORS_DIR / "default.toml")
 
@@ -34,14 +34,14 @@ def default_priors():
 @pytest.fixture(scope="session")
 def seed_like_data(codebook):
     """(episodes, true parameters): 800 rows, 21 of 23 partners observed, ~80% level 0."""
-    from forecasting.simulate import seed_like
+    from forecasting.evaluation.simulate import seed_like
 
     return seed_like(codebook, n=800, seed=5)
 
 
 @pytest.fixture(scope="session")
 def seed_like_cells(seed_like_data, codebook):
-    from forecasting.cells import aggregate
+    from forecasting.domain.cells import aggregate
 
     return aggregate(seed_like_data[0], codebook)
 
@@ -54,7 +54,7 @@ def small_sampler():
 @pytest.fixture(scope="session")
 def small_fit(seed_like_data, codebook, default_priors, small_sampler):
     """A real, small fit of the seed-like data (FitResult), shared by the session."""
-    from forecasting.fitting import fit_and_diagnose
+    from forecasting.model.fitting import fit_and_diagnose
 
     return fit_and_diagnose(seed_like_data[0], codebook, default_priors, small_sampler,
                             GateThresholds())

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from forecasting.forecasts import ForecastEngine
 from forecasting.registry import Registry
+from forecasting.serving.forecasts import ForecastEngine
 
 __all__ = [
     "fabricate_posterior",

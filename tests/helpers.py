@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import io
 
-from forecasting.episodes import ALL_FIELDS
-from forecasting.interchange import write_rows
+from forecasting.domain.episodes import ALL_FIELDS
+from forecasting.domain.interchange import write_rows
 
 
 def episode_row(**overrides) -> dict:

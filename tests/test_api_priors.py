@@ -1,6 +1,6 @@
 from fixtures_api import auth
 
-from forecasting.priors import load_priors
+from forecasting.model.priors import load_priors
 from forecasting.settings import DEFAULT_PRIORS_DIR
 
 DEFAULT = load_priors(DEFAULT_PRIORS_DIR / "default.toml").to_dict()

@@ -2,8 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from forecasting.cells import CellsError, aggregate, empty_cells
-from forecasting.codebook import UnknownCodeError
+from forecasting.domain.cells import CellsError, aggregate, empty_cells
+from forecasting.domain.codebook import UnknownCodeError
 
 
 def _episodes(**columns):

@@ -3,7 +3,7 @@ import datetime as dt
 import pytest
 from helpers import episode_row
 
-from forecasting.episodes import EpisodeValidationError, validate_episode, validate_episodes
+from forecasting.domain.episodes import EpisodeValidationError, validate_episode, validate_episodes
 
 TODAY = dt.date(2026, 11, 29)
 

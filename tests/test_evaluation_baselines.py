@@ -8,7 +8,7 @@ import pytest
 
 from forecasting.evaluation.backtest import FoldSpec, make_folds, run_backtest, summarise_backtest
 from forecasting.evaluation.baselines import BASELINES, climatology, no_pooling
-from forecasting.simulate import seed_like
+from forecasting.evaluation.simulate import seed_like
 
 
 @pytest.fixture(scope="module")
@@ -78,8 +78,8 @@ def test_too_few_episodes_give_no_folds_and_a_clear_error(episodes):
 def test_backtest_scores_every_forecaster_on_the_same_episodes_and_an_oracle_wins(
         episodes, codebook):
     frame, params = episodes
-    from forecasting.cells import aggregate
-    from forecasting.simulate import level_probabilities
+    from forecasting.domain.cells import aggregate
+    from forecasting.evaluation.simulate import level_probabilities
 
     def oracle(train, test):  # the true probabilities that generated the data
         cells = aggregate(test, codebook)

@@ -12,10 +12,10 @@ from rich.console import Console
 from test_evaluation_sensitivity import with_log_prior
 
 from forecasting.evaluation import cli_format, reports
-from forecasting.priors import load_priors
+from forecasting.evaluation.simulate import seed_like
+from forecasting.model.priors import load_priors
 from forecasting.registry import Registry
 from forecasting.settings import DEFAULT_PRIORS_DIR, SamplerSettings, load_settings
-from forecasting.simulate import seed_like
 
 TINY = SamplerSettings(sampler="nutpie", chains=2, draws=100, tune=150, target_accept=0.9,
                        seed=3)

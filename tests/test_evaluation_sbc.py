@@ -14,7 +14,7 @@ TINY = SamplerSettings(sampler="nutpie", chains=2, draws=100, tune=150, target_a
 
 @pytest.fixture(scope="module")
 def priors():
-    from forecasting.priors import load_priors
+    from forecasting.model.priors import load_priors
 
     return load_priors(DEFAULT_PRIORS_DIR / "default.toml")
 

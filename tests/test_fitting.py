@@ -4,8 +4,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from forecasting import fitting
-from forecasting.fitting import (
+from forecasting.model import fitting
+from forecasting.model.fitting import (
     diagnose,
     episode_log_likelihood,
     fit,
@@ -14,7 +14,7 @@ from forecasting.fitting import (
     plot_prior_predictive,
     prior_predictive,
 )
-from forecasting.model import build_model
+from forecasting.model.pymc_model import build_model
 from forecasting.settings import GateThresholds, SamplerSettings
 
 GROUPS = ("posterior", "sample_stats", "observed_data", "constant_data", "log_likelihood",
@@ -101,8 +101,8 @@ def test_the_gate_fails_a_fit_with_too_few_draws(seed_like_data, codebook, defau
 
 def test_a_refit_on_new_data_reuses_the_compiled_model(small_fit, codebook, default_priors,
                                                       small_sampler):
-    from forecasting.cells import aggregate
-    from forecasting.simulate import seed_like
+    from forecasting.domain.cells import aggregate
+    from forecasting.evaluation.simulate import seed_like
 
     episodes = seed_like(codebook, n=500, seed=99)[0]
     cells = aggregate(episodes, codebook)
@@ -207,8 +207,8 @@ def test_the_model_likelihood_is_the_per_cell_multinomial_up_to_a_constant(seed_
     multinomial log likelihood the fit stores differ by the multinomial coefficients only."""
     import xarray as xr
 
-    from forecasting.fitting import add_log_likelihood
-    from forecasting.model import LIKELIHOOD, log_multinomial_coef
+    from forecasting.model.fitting import add_log_likelihood
+    from forecasting.model.pymc_model import LIKELIHOOD, log_multinomial_coef
 
     model = build_model(seed_like_cells, default_priors)
     names = ["pt_eff", "trigger_eff", "beta_severity", "beta_alignment", "cutpoints"]
@@ -300,7 +300,7 @@ def test_a_pathological_prior_fails_the_gate(seed_like_data, codebook, default_p
 def test_cell_probability_intervals_cover_the_truth_about_90_percent(codebook, default_priors):
     from scipy.special import expit
 
-    from forecasting.simulate import simulate_episodes
+    from forecasting.evaluation.simulate import simulate_episodes
 
     episodes, truth = simulate_episodes(codebook, 3000, seed=21)
     result = fit_and_diagnose(episodes, codebook, default_priors, SamplerSettings(),

@@ -9,8 +9,8 @@ import pytest
 from fixtures_registry import fabricate_posterior, fake_metadata
 from scipy.special import expit
 
-from forecasting.codebook import UnknownCodeError
-from forecasting.forecasts import (
+from forecasting.domain.codebook import UnknownCodeError
+from forecasting.serving.forecasts import (
     ForecastEngine,
     NotInModelError,
     Scenario,

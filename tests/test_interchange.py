@@ -3,8 +3,8 @@ import json
 import pytest
 from helpers import csv_text, episode_row
 
-from forecasting.episodes import EpisodeValidationError
-from forecasting.interchange import episodes_from_rows, format_of, parse_rows, read_episodes
+from forecasting.domain.episodes import EpisodeValidationError
+from forecasting.domain.interchange import episodes_from_rows, format_of, parse_rows, read_episodes
 
 
 def test_csv_and_json_lines_read_the_same_episodes(codebook, tmp_path):

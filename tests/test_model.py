@@ -1,15 +1,15 @@
 import numpy as np
 import pytest
 
-from forecasting.cells import aggregate
-from forecasting.model import (
+from forecasting.domain.cells import aggregate
+from forecasting.evaluation.simulate import simulate_episodes
+from forecasting.model.pymc_model import (
     EFFECTS,
     build_model,
     choose_parameterization,
     information_per_episode,
     resolve_parameterization,
 )
-from forecasting.simulate import simulate_episodes
 
 CONTRACT = {
     "cutpoints": ("cutpoint",),
@@ -104,7 +104,7 @@ def test_partners_are_nested_in_their_bloc(seed_like_cells, default_priors, form
 
 
 def test_the_contrast_basis_is_orthonormal_and_sums_to_zero_within_groups():
-    from forecasting.model import contrast_basis
+    from forecasting.model.pymc_model import contrast_basis
 
     groups = np.array([0, 0, 1, 1, 1, 2, 0, 3])  # bloc 3 has a single member: no contrast
     basis = contrast_basis(groups, 4)

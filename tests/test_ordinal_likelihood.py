@@ -7,7 +7,7 @@ import pytensor.tensor as pt
 import pytest
 from scipy.special import expit
 
-from forecasting.ordinal_likelihood import (
+from forecasting.model.likelihood import (
     _log1p_unit,
     cumulative_logit_numpy,
     level_weights,

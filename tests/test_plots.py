@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from fixtures_registry import fabricate_posterior
 
-from forecasting import plots
+from forecasting.serving import plots
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from forecasting.priors import PARAMETERS, PriorConfigError, PriorSet, load_priors, parse_priors
+from forecasting.model.priors import PARAMETERS, PriorConfigError, PriorSet, load_priors, parse_priors
 from forecasting.settings import DEFAULT_PRIORS_DIR
 
 DEFAULT = DEFAULT_PRIORS_DIR / "default.toml"
@@ -104,7 +104,7 @@ def test_centered_flags_become_parameterization_overrides():
 def test_make_rv_creates_the_variable_inside_a_model():
     import pymc as pm
 
-    from forecasting.priors import make_rv
+    from forecasting.model.priors import make_rv
 
     priors = load_priors(DEFAULT)
     with pm.Model(coords={"cutpoint": ["0|1", "1|2", "2|3"]}) as model:

@@ -7,12 +7,12 @@ from helpers import episode_row
 from huey import MemoryHuey
 from huey.exceptions import RetryTask
 
-from forecasting.bootstrap import initialise
-from forecasting.codebook import load_codebook
-from forecasting.episodes import validate_episodes
-from forecasting.pipeline import FitOutcome
+from forecasting.domain.codebook import load_codebook
+from forecasting.domain.episodes import validate_episodes
 from forecasting.refits import RefitService, make_huey, model_status
 from forecasting.registry import Registry
+from forecasting.services.fits import FitOutcome
+from forecasting.services.setup import initialise
 
 
 class FakeFitter:

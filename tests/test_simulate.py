@@ -4,8 +4,8 @@ import time
 import numpy as np
 import pytest
 
-from forecasting.episodes import ALL_FIELDS, NATURAL_KEY, validate_episodes
-from forecasting.simulate import (
+from forecasting.domain.episodes import ALL_FIELDS, NATURAL_KEY, validate_episodes
+from forecasting.evaluation.simulate import (
     default_params,
     level_probabilities,
     params_from_prior,

@@ -4,7 +4,7 @@ import pytest
 from helpers import episode_row
 from sqlalchemy import inspect
 
-from forecasting.episodes import validate_episodes
+from forecasting.domain.episodes import validate_episodes
 from forecasting.store import EpisodeFilter, UnknownEpisodeError, connect
 from forecasting.store.db import SchemaOutOfDateError, schema_is_current
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import jsonify, request
 from flask_openapi3 import APIBlueprint, Tag
 
-from forecasting.episodes import Episode, EpisodeValidationError, RowError, validate_episodes
+from forecasting.domain.episodes import Episode, EpisodeValidationError, RowError, validate_episodes
 from forecasting.store import EpisodeFilter
 
 from ..auth import current_identity, require

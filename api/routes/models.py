@@ -5,8 +5,8 @@ from __future__ import annotations
 from flask import Response, jsonify
 from flask_openapi3 import APIBlueprint, Tag
 
-from forecasting import plots
 from forecasting.registry import ModelVersion
+from forecasting.serving import plots
 
 from ..auth import require
 from ..problems import Problem

@@ -8,8 +8,8 @@ from flask import jsonify
 from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from forecasting.pipeline import active_priors
-from forecasting.priors import PARAMETERS, PriorConfigError, PriorSet
+from forecasting.model.priors import PARAMETERS, PriorConfigError, PriorSet
+from forecasting.services.fits import active_priors
 
 from ..auth import current_identity, require
 from ..problems import Problem
@@ -94,7 +94,7 @@ def put_priors(body: PriorsBody):
 @bp.post("/check", responses={200: CheckDoc, **problems(400, 413)})
 def check_priors(body: PriorsBody):
     """Dry run: what these priors imply before any data (prior predictive); nothing is saved."""
-    from forecasting.fitting import prior_predictive
+    from forecasting.model.fitting import prior_predictive
 
     priors = _validated(body)
     summary = prior_predictive(services().codebook, priors, draws=CHECK_DRAWS)

@@ -6,7 +6,7 @@ Modules: scoring (proper scores, paired bootstrap), baselines, backtest (folds, 
 calibration (reliability, PAVA, PIT, plots), sbc, sensitivity, reports (storage), cli_format.
 """
 
-from .reports import (
+from forecasting.evaluation.reports import (
     NoEvaluationError,
     SensitivityUnavailableError,
     backtest_report,

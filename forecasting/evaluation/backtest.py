@@ -18,14 +18,14 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from ..codebook import Codebook
-from ..forecasts import level_probabilities
-from ..priors import PriorSet
-from ..settings import SamplerSettings
-from . import calibration
-from ._diagnostics import quick_diagnostics
-from .baselines import BASELINES
-from .scoring import SCORES, paired_bootstrap, score_episodes
+from forecasting.domain.codebook import Codebook
+from forecasting.evaluation import calibration
+from forecasting.evaluation._diagnostics import quick_diagnostics
+from forecasting.evaluation.baselines import BASELINES
+from forecasting.evaluation.scoring import SCORES, paired_bootstrap, score_episodes
+from forecasting.model.priors import PriorSet
+from forecasting.serving.forecasts import level_probabilities
+from forecasting.settings import SamplerSettings
 
 log = logging.getLogger(__name__)
 MODEL = "hierarchical"
@@ -101,9 +101,9 @@ def hierarchical_forecaster(codebook: Codebook, priors: PriorSet,
                             sampler: SamplerSettings = BACKTEST_SAMPLER,
                             parameterization: dict | str | None = None) -> Callable:
     """fit_predict for the served model: fit on `train` (no extras), forecast `test`."""
-    from ..cells import aggregate
-    from ..fitting import fit
-    from ..model import build_model
+    from forecasting.domain.cells import aggregate
+    from forecasting.model.fitting import fit
+    from forecasting.model.pymc_model import build_model
 
     def fit_predict(train: pd.DataFrame, test: pd.DataFrame) -> np.ndarray:
         cells = aggregate(train, codebook)

@@ -21,10 +21,10 @@ from typing import Any
 
 import numpy as np
 
-from ..codebook import Codebook
-from ..priors import PriorSet, load_priors
-from ..registry import ModelVersion, Registry, utc_now_iso
-from ..settings import SamplerSettings, Settings
+from forecasting.domain.codebook import Codebook
+from forecasting.model.priors import PriorSet, load_priors
+from forecasting.registry import ModelVersion, Registry, utc_now_iso
+from forecasting.settings import SamplerSettings, Settings
 
 log = logging.getLogger(__name__)
 KINDS = ("backtest", "sbc", "sensitivity")
@@ -132,7 +132,7 @@ def backtest_report(settings: Settings, database, codebook: Codebook, *,
     `parameterization` None chooses centred/non-centred per fold from its data, as a served
     fit does; a fixed one ("noncentered") compiles the model once for every fold.
     """
-    from . import backtest, calibration
+    from forecasting.evaluation import backtest, calibration
 
     registry = registry or Registry(settings.registry_path)
     mv, priors = _version_and_priors(settings, registry, version)
@@ -174,7 +174,7 @@ def sbc_report(settings: Settings, codebook: Codebook, *, registry: Registry | N
 
     `truth_from="seed_like"` checks interval coverage on data from fixed seed-like parameters
     instead (stored as "sbc" too: one or the other, the last run wins)."""
-    from . import sbc
+    from forecasting.evaluation import sbc
 
     registry = registry or Registry(settings.registry_path)
     mv, priors = _version_and_priors(settings, registry, version)
@@ -197,7 +197,7 @@ def sbc_report(settings: Settings, codebook: Codebook, *, registry: Registry | N
 def sensitivity_report(settings: Settings, registry: Registry, version: str = "current", *,
                        recompute: bool = False, save: bool = True) -> dict:
     """Power-scaling sensitivity of a stored version; computed once, then read from disk."""
-    from .sensitivity import compute_sensitivity
+    from forecasting.evaluation.sensitivity import compute_sensitivity
 
     mv = registry.get(version)
     path = evaluation_dir(settings, mv.version) / "sensitivity.json"

@@ -1,14 +1,14 @@
 """Simulation-based calibration (Talts et al. 2018) and interval coverage on simulated data.
 
 Each simulation draws "true" parameters from the priors, simulates episodes from them
-(forecasting.simulate), fits the model, and records the rank of every true value among
+(forecasting.evaluation.simulate), fits the model, and records the rank of every true value among
 thinned posterior draws. If the model's inference is calibrated the ranks are uniform on
 0..L. The same fits give the coverage of the 50% and 90% posterior intervals of the true
 cell probabilities P(any restriction): averaged over prior draws it is exactly nominal for a
 calibrated fit.
 
 Runs in parallel over processes (joblib/loky); each worker compiles the model once and reuses
-it (`forecasting.fitting` caches compiled models per process), which is why every simulation
+it (`forecasting.model.fitting` caches compiled models per process), which is why every simulation
 uses one fixed parameterization rather than the data-driven one.
 """
 
@@ -21,11 +21,10 @@ from dataclasses import asdict
 import numpy as np
 from scipy import stats
 
-from ..codebook import Codebook
-from ..forecasts import level_probabilities
-from ..priors import PriorSet
-from ..settings import SamplerSettings
-from ..simulate import (
+from forecasting.domain.codebook import Codebook
+from forecasting.evaluation._diagnostics import quick_diagnostics
+from forecasting.evaluation.calibration import _png
+from forecasting.evaluation.simulate import (
     DEFAULT_SCALES,
     SEVERITY_CENTER,
     complete_params,
@@ -33,10 +32,11 @@ from ..simulate import (
     draw_from_spec,
     simulate_episodes,
 )
-from ..simulate import level_probabilities as true_level_probabilities
-from ..simulate import ordered_normal as _ordered_normal
-from ._diagnostics import quick_diagnostics
-from .calibration import _png
+from forecasting.evaluation.simulate import level_probabilities as true_level_probabilities
+from forecasting.evaluation.simulate import ordered_normal as _ordered_normal
+from forecasting.model.priors import PriorSet
+from forecasting.serving.forecasts import level_probabilities
+from forecasting.settings import SamplerSettings
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +58,8 @@ SCALE_OF = {"sigma_bloc": "bloc", "sigma_partner": "partner", "sigma_type": "int
 def draw_truth(codebook: Codebook, priors: PriorSet, seed: int) -> dict:
     """Every parameter drawn from the priors, scales included (SBC ranks them too).
 
-    Like forecasting.simulate.params_from_prior, which does not return the scales and sorts
-    the cutpoints (see `forecasting.simulate.ordered_normal`).
+    Like forecasting.evaluation.simulate.params_from_prior, which does not return the scales and sorts
+    the cutpoints (see `forecasting.evaluation.simulate.ordered_normal`).
     """
     rng = np.random.default_rng(seed)
     sigmas = {name: float(draw_from_spec(name, priors[name], rng)) for name in SCALE_OF}
@@ -99,7 +99,7 @@ def _thinned(posterior, n: int) -> dict[str, np.ndarray]:
 
 
 def seed_like_truth(codebook: Codebook, seed: int) -> dict:
-    """Fixed "true" parameters shaped like the seed data (forecasting.simulate's defaults)."""
+    """Fixed "true" parameters shaped like the seed data (forecasting.evaluation.simulate's defaults)."""
     return {**default_params(codebook, seed=seed),
             **{name: float(DEFAULT_SCALES[effect]) for name, effect in SCALE_OF.items()}}
 
@@ -108,9 +108,9 @@ def one_simulation(i: int, codebook: Codebook, priors: PriorSet, n_episodes: int
                    sampler: SamplerSettings, thin_to: int, parameterization, seed: int,
                    truth_from: str = "prior") -> dict:
     """Simulate, fit, rank; plus interval coverage of the true P(any restriction) per cell."""
-    from ..cells import aggregate
-    from ..fitting import fit
-    from ..model import build_model
+    from forecasting.domain.cells import aggregate
+    from forecasting.model.fitting import fit
+    from forecasting.model.pymc_model import build_model
 
     sim_seed = seed * 1000 + i
     truth = (seed_like_truth(codebook, sim_seed) if truth_from == "seed_like"
@@ -198,7 +198,7 @@ def run_sbc(codebook: Codebook, priors: PriorSet, n_sims: int = 100, n_episodes:
     """N simulations (in `n_jobs` processes), ranks, per-quantity uniformity tests, coverage.
 
     `truth_from` "prior" is SBC proper; "seed_like" simulates from fixed parameters shaped like
-    the seed data (forecasting.simulate's defaults): its coverage answers "do 90% intervals
+    the seed data (forecasting.evaluation.simulate's defaults): its coverage answers "do 90% intervals
     cover 90% on data like ours?" (the rank tests then mean nothing: the truth is not a prior
     draw).
     """

@@ -20,7 +20,7 @@ import arviz as az
 import numpy as np
 import xarray as xr
 
-from ..forecasts import Scenario, level_probabilities
+from forecasting.serving.forecasts import Scenario, level_probabilities
 
 log = logging.getLogger(__name__)
 THRESHOLD = 0.05
@@ -79,11 +79,11 @@ def compute_sensitivity(dt: xr.DataTree, threshold: float = THRESHOLD,
     """Per element, per group and per headline forecast: prior and likelihood sensitivity."""
     missing = [g for g in REQUIRED if g not in dt.children]
     if missing:
-        from .reports import SensitivityUnavailableError
+        from forecasting.evaluation.reports import SensitivityUnavailableError
 
         raise SensitivityUnavailableError(
             f"the fit lacks the groups {missing}; power-scaling needs log_prior and "
-            "log_likelihood (fits by forecasting.fitting.fit with extras=True have them): refit")
+            "log_likelihood (fits by forecasting.model.fitting.fit with extras=True have them): refit")
     posterior = dt["posterior"].to_dataset()
     names = [g for g in GROUPS if g in posterior]
     headline = headline_forecasts(posterior, dt.attrs, n_headline)

@@ -13,11 +13,11 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, event, insert, select
 from sqlalchemy.engine import Engine, make_url
 
-from .episodes import EpisodeStore
-from .priors import PriorStore
-from .refits import RefitJobStore
-from .schema import audit_log
-from .tokens import TokenStore
+from forecasting.store.episodes import EpisodeStore
+from forecasting.store.priors import PriorStore
+from forecasting.store.refits import RefitJobStore
+from forecasting.store.schema import audit_log
+from forecasting.store.tokens import TokenStore
 
 log = logging.getLogger(__name__)
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"

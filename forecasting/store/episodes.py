@@ -10,8 +10,8 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import Engine, and_, func, insert, select, tuple_, update
 
-from ..episodes import NATURAL_KEY, SOURCE_SEPARATOR, VALUE_FIELDS, Episode
-from .schema import audit_log, episode_revisions, episodes
+from forecasting.domain.episodes import NATURAL_KEY, SOURCE_SEPARATOR, VALUE_FIELDS, Episode
+from forecasting.store.schema import audit_log, episode_revisions, episodes
 
 # Rows fetched per query when matching keys of a large import against the table.
 _KEY_CHUNK = 500
@@ -122,7 +122,7 @@ class EpisodeStore:
                         source: str = "", progress=None) -> ImportSummary:
         """Insert new episodes, revise changed ones, skip identical ones; one transaction.
 
-        `batch` must already be validated (forecasting.episodes): either every row is
+        `batch` must already be validated (forecasting.domain.episodes): either every row is
         written or, on any database error, none is.
         """
         now = _now()

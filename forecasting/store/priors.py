@@ -1,6 +1,6 @@
 """Prior sets in the database: versioned, audited; the newest one is used by the next fit.
 
-Validation is not done here: callers hand over a validated forecasting.priors.PriorSet.
+Validation is not done here: callers hand over a validated forecasting.model.priors.PriorSet.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import Engine, insert, select
 
-from .schema import audit_log, prior_sets
+from forecasting.store.schema import audit_log, prior_sets
 
 
 def _record(row) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import Engine, and_, func, insert, or_, select, update
 
-from .schema import audit_log, episode_revisions, refit_jobs
+from forecasting.store.schema import audit_log, episode_revisions, refit_jobs
 
 FINAL = ("succeeded", "failed", "skipped", "error")
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from .schema import audit_log, tokens
+from forecasting.store.schema import audit_log, tokens
 
 ROLES = ("reader", "coder", "modeler", "admin")
 # What each role may do, beyond reading. Admin may do everything.

@@ -11,14 +11,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .codebook import Codebook
-from .priors import PriorSet, load_priors
-from .registry import ModelVersion, Registry, VersionExistsError, content_id
-from .settings import Settings
-from .store import Database
+from forecasting.domain.codebook import Codebook
+from forecasting.model.priors import PriorSet, load_priors
+from forecasting.registry import ModelVersion, Registry, VersionExistsError, content_id
+from forecasting.settings import Settings
+from forecasting.store import Database
 
 if TYPE_CHECKING:  # fitting imports PyMC and JAX: web processes only need active_priors
-    from .fitting import FitResult
+    from forecasting.model.fitting import FitResult
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ def fit_and_register(settings: Settings, database: Database, registry: Registry,
                      before_promote: Callable[[ModelVersion], None] | None = None
                      ) -> FitOutcome:
     """Fit, gate, store as an immutable version; make it current only if it passed."""
-    from .fitting import fit_and_diagnose
+    from forecasting.model.fitting import fit_and_diagnose
 
     # read what the fit will see first: changes made during the fit then count as new
     seen_revision = database.episodes.latest_revision_id()

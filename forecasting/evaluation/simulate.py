@@ -15,10 +15,10 @@ import numpy as np
 import pandas as pd
 from scipy.special import expit
 
-from .cells import coords_from_codebook, partner_bloc_index
-from .codebook import Codebook
+from forecasting.domain.cells import coords_from_codebook, partner_bloc_index
+from forecasting.domain.codebook import Codebook
 
-SEVERITY_CENTER = 1.5  # the model's centring (forecasting.model); kept here to stay PyMC-free
+SEVERITY_CENTER = 1.5  # the model's centring (forecasting.model.pymc_model); kept here to stay PyMC-free
 ALIGNMENT_CENTER = 1.5
 # Scales of the default "true" parameters: shaped like what the seed data suggest, with
 # cutpoints that leave about 80% of episodes at level 0.

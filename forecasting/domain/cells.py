@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .codebook import Codebook, UnknownCodeError
+from forecasting.domain.codebook import Codebook, UnknownCodeError
 
 PREDICTORS = ("partner", "intel_type", "trigger_type", "severity", "alignment")
 LEVELS = (0, 1, 2, 3)

@@ -10,8 +10,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
-from .codebook import Codebook
-from .episodes import (
+from forecasting.domain.codebook import Codebook
+from forecasting.domain.episodes import (
     ALL_FIELDS,
     REQUIRED_FIELDS,
     Episode,

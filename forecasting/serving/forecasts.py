@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
-from forecasting.codebook import Codebook, UnknownCodeError
+from forecasting.domain.codebook import Codebook, UnknownCodeError
 
 LEVELS = ("0", "1", "2", "3")
 DECIMALS = 4

@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from .codebook import Codebook, load_codebook
-from .interchange import episodes_from_rows, read_rows
-from .settings import Settings
-from .store import Database, ImportSummary, connect
+from forecasting.domain.codebook import Codebook, load_codebook
+from forecasting.domain.interchange import episodes_from_rows, read_rows
+from forecasting.settings import Settings
+from forecasting.store import Database, ImportSummary, connect
 
 log = logging.getLogger(__name__)
 

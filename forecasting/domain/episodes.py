@@ -22,7 +22,7 @@ from pydantic import (
     model_validator,
 )
 
-from .codebook import Codebook, UnknownCodeError
+from forecasting.domain.codebook import Codebook, UnknownCodeError
 
 REQUIRED_FIELDS = (
     "trigger_id", "trigger_type", "trigger_date", "severity", "alignment", "partner",

@@ -2,11 +2,11 @@
 
 Cumulative-logit (ordered logistic) likelihood on aggregated cells: a Potential holding
 sum count * log P(level | cell), the multinomial coefficients being a constant of the data,
-computed by one fused Op (forecasting.ordinal_likelihood) from two tables, pt_eff and the
+computed by one fused Op (forecasting.model.likelihood) from two tables, pt_eff and the
 trigger x severity x alignment effects, and each cell's entries in them. The fit adds the
 observed counts as
 `observed_data` and computes the per-cell log likelihood and the predictive draws in numpy
-(forecasting.fitting). The linear predictor is
+(forecasting.model.fitting). The linear predictor is
 
     eta = bloc + partner-within-bloc + type + bloc x type + partner x type-within-bloc x type
           + trigger type + beta_severity * (severity - 1.5) + beta_alignment * (alignment - 1.5)
@@ -37,9 +37,9 @@ import pytensor.tensor as pt
 from scipy.linalg import helmert
 from scipy.special import gammaln
 
-from .cells import LEVELS, ORDINAL_VALUES, Cells
-from .ordinal_likelihood import level_weights, ordinal_loglik, term_order
-from .priors import PriorSet, make_rv
+from forecasting.domain.cells import LEVELS, ORDINAL_VALUES, Cells
+from forecasting.model.likelihood import level_weights, ordinal_loglik, term_order
+from forecasting.model.priors import PriorSet, make_rv
 
 SEVERITY_CENTER = 1.5
 ALIGNMENT_CENTER = 1.5

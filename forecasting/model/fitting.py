@@ -28,17 +28,17 @@ import pymc as pm  # noqa: E402
 import xarray as xr  # noqa: E402
 from scipy.special import expit, log_expit, logsumexp  # noqa: E402
 
-from .cells import Cells, aggregate, empty_cells  # noqa: E402
-from .codebook import Codebook  # noqa: E402
-from .model import (  # noqa: E402
+from forecasting.domain.cells import Cells, aggregate, empty_cells  # noqa: E402
+from forecasting.domain.codebook import Codebook  # noqa: E402
+from forecasting.model.likelihood import register_jax  # noqa: E402
+from forecasting.model.priors import PriorSet  # noqa: E402
+from forecasting.model.pymc_model import (  # noqa: E402
     ALIGNMENT_CENTER,
     SEVERITY_CENTER,
     build_model,
     log_multinomial_coef,
 )
-from .ordinal_likelihood import register_jax  # noqa: E402
-from .priors import PriorSet  # noqa: E402
-from .settings import GateThresholds, SamplerSettings  # noqa: E402
+from forecasting.settings import GateThresholds, SamplerSettings  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +145,7 @@ def _sample_pm(model, settings: SamplerSettings, progress: bool, timings: dict):
 
 @contextlib.contextmanager
 def _quiet_prior_sampling():
-    """The likelihood is a Potential over the cells (forecasting.model): prior draws
+    """The likelihood is a Potential over the cells (forecasting.model.pymc_model): prior draws
     rightly ignore it, and PyMC says so on every call."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r".*Potential", category=UserWarning)

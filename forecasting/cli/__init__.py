@@ -19,14 +19,14 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from . import bootstrap
-from .codebook import load_codebook
-from .episodes import EpisodeValidationError
-from .interchange import FORMATS, format_of, write_rows
-from .settings import load_settings
-from .store import EpisodeFilter
-from .store.db import SchemaOutOfDateError
-from .store.tokens import ROLES, TokenError
+from forecasting.domain.codebook import load_codebook
+from forecasting.domain.episodes import EpisodeValidationError
+from forecasting.domain.interchange import FORMATS, format_of, write_rows
+from forecasting.services import setup as bootstrap
+from forecasting.settings import load_settings
+from forecasting.store import EpisodeFilter
+from forecasting.store.db import SchemaOutOfDateError
+from forecasting.store.tokens import ROLES, TokenError
 
 FIT_FAILED_GATE = 3  # exit code of `forecast fit` when the gate fails
 out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
@@ -266,7 +266,7 @@ def token_list(ctx: CliContext, as_json: bool) -> None:
 
 
 def _registry(ctx: CliContext):
-    from .registry import Registry
+    from forecasting.registry import Registry
 
     return Registry(ctx.settings.registry_path)
 
@@ -319,7 +319,7 @@ def _print_diagnostics(mv) -> None:
 @pass_context
 def fit(ctx: CliContext, no_promote: bool) -> None:
     """Fit the model to every stored episode, gate it, and promote it if it passes."""
-    from .pipeline import fit_and_register
+    from forecasting.services.fits import fit_and_register
 
     database = ctx.database()
     if database.episodes.count() == 0:
@@ -360,7 +360,7 @@ def models(ctx: CliContext, as_json: bool) -> None:
 @pass_context
 def promote(ctx: CliContext, version: str) -> None:
     """Make a passing VERSION current (also how to roll back)."""
-    from .registry import RegistryError
+    from forecasting.registry import RegistryError
 
     try:
         mv = _registry(ctx).promote(version)
@@ -376,7 +376,7 @@ def promote(ctx: CliContext, version: str) -> None:
 @pass_context
 def diagnose(ctx: CliContext, version: str, as_json: bool) -> None:
     """Show the diagnostics and verdict of VERSION (default: the current one)."""
-    from .registry import RegistryError
+    from forecasting.registry import RegistryError
 
     try:
         mv = _registry(ctx).get(version)
@@ -416,8 +416,8 @@ def _print_report(report: dict, tables, as_json: bool) -> None:
 def backtest(ctx: CliContext, as_json: bool, version: str, step_months: int,
              horizon_months: int, min_train: int) -> None:
     """Rolling-origin backtest: the model's scores beside baselines' on the same folds."""
-    from .evaluation import cli_format
-    from .evaluation.reports import backtest_report
+    from forecasting.evaluation import cli_format
+    from forecasting.evaluation.reports import backtest_report
 
     database = ctx.database()
     try:
@@ -449,8 +449,8 @@ def backtest(ctx: CliContext, as_json: bool, version: str, step_months: int,
 def sbc(ctx: CliContext, n_sims: int, n_episodes: int, n_jobs: int | None, version: str,
         seed: int, as_json: bool) -> None:
     """Simulation-based calibration: rank-uniformity tests and interval coverage."""
-    from .evaluation import cli_format
-    from .evaluation.reports import sbc_report
+    from forecasting.evaluation import cli_format
+    from forecasting.evaluation.reports import sbc_report
 
     try:
         report = sbc_report(ctx.settings, ctx.codebook, registry=_registry(ctx), version=version,
@@ -467,9 +467,9 @@ def sbc(ctx: CliContext, n_sims: int, n_episodes: int, n_jobs: int | None, versi
 @pass_context
 def sensitivity(ctx: CliContext, version: str, as_json: bool, recompute: bool) -> None:
     """Power-scaling prior/likelihood sensitivity of VERSION (default: the current one)."""
-    from .evaluation import cli_format
-    from .evaluation.reports import sensitivity_report
-    from .registry import RegistryError
+    from forecasting.evaluation import cli_format
+    from forecasting.evaluation.reports import sensitivity_report
+    from forecasting.registry import RegistryError
 
     try:
         report = sensitivity_report(ctx.settings, _registry(ctx), version, recompute=recompute)
@@ -495,8 +495,8 @@ def sensitivity(ctx: CliContext, version: str, as_json: bool, recompute: bool) -
 def query(ctx: CliContext, partner, intel_type, trigger_type, severity, alignment, version,
           as_json) -> None:
     """Forecast for PARTNER restricting INTEL_TYPE under a scenario."""
-    from .forecasts import ForecastEngine, NotInModelError, ScenarioError
-    from .registry import RegistryError
+    from forecasting.registry import RegistryError
+    from forecasting.serving.forecasts import ForecastEngine, NotInModelError, ScenarioError
 
     try:
         engine = ForecastEngine.from_version(_registry(ctx), version, ctx.codebook)
@@ -575,7 +575,7 @@ def priors() -> None:
 @pass_context
 def priors_show(ctx: CliContext, as_json: bool) -> None:
     """The active prior set: the newest submitted, else priors/default.toml."""
-    from .pipeline import active_priors
+    from forecasting.services.fits import active_priors
 
     active, source = active_priors(ctx.database(), ctx.settings)
     if as_json:
@@ -591,8 +591,8 @@ def priors_show(ctx: CliContext, as_json: bool) -> None:
 
 
 def _priors_from(ctx: CliContext, file: Path | None):
-    from .pipeline import active_priors
-    from .priors import PriorConfigError, load_priors
+    from forecasting.model.priors import PriorConfigError, load_priors
+    from forecasting.services.fits import active_priors
 
     try:
         return load_priors(file) if file else active_priors(ctx.database(), ctx.settings)[0]
@@ -609,7 +609,7 @@ def _priors_from(ctx: CliContext, file: Path | None):
 @pass_context
 def priors_check(ctx: CliContext, file: Path | None, png: Path | None, as_json: bool) -> None:
     """Prior predictive of FILE (a priors TOML; default: the active set); nothing is saved."""
-    from .fitting import plot_prior_predictive, prior_predictive
+    from forecasting.model.fitting import plot_prior_predictive, prior_predictive
 
     summary = prior_predictive(ctx.codebook, _priors_from(ctx, file))
     if png:
@@ -633,7 +633,7 @@ def priors_check(ctx: CliContext, file: Path | None, png: Path | None, as_json: 
 @pass_context
 def priors_set(ctx: CliContext, file: Path, note: str) -> None:
     """Make FILE (a priors TOML) the active prior set; the model goes stale and refits."""
-    from .refits import RefitService
+    from forecasting.refits import RefitService
 
     new = _priors_from(ctx, file)
     database = ctx.database()
@@ -653,9 +653,9 @@ def priors_set(ctx: CliContext, file: Path, note: str) -> None:
 @pass_context
 def worker(ctx: CliContext, threads: int) -> None:
     """Run the refit worker: fits queued refits, gates them, promotes the ones that pass."""
-    from .fitting import warm_up
-    from .pipeline import active_priors
-    from .refits import RefitService
+    from forecasting.model.fitting import warm_up
+    from forecasting.refits import RefitService
+    from forecasting.services.fits import active_priors
 
     database = ctx.database()
     service = RefitService.from_settings(ctx.settings, database)
@@ -677,7 +677,7 @@ def worker(ctx: CliContext, threads: int) -> None:
 @pass_context
 def refits(ctx: CliContext, limit: int, request_now: bool, as_json: bool) -> None:
     """Show whether the current model is stale, and the queued, running and past refits."""
-    from .refits import RefitService, model_status
+    from forecasting.refits import RefitService, model_status
 
     database = ctx.database()
     if request_now:

@@ -1,0 +1,184 @@
+"""The ordinal model's arithmetic, once: what every other module computes from named parameters.
+
+Pure numpy-style code with no PyMC import, so that the web workers, the simulator and the
+evaluation can use it without loading a sampler. The functions use only indexing, `+` and
+`*`, so they build PyTensor graphs as well (the PyMC model calls them on tensors) and numpy
+arrays (forecasts, diagnostics, the simulator) from the same lines.
+
+Parameters are named as in the posterior contract; sample axes (chain, draw, ...) come
+first, written `...` below:
+
+    eta = pt_eff[..., partner, type] + scenario_eff[..., trigger type, severity, alignment]
+    pt_eff = bloc + partner-within-bloc + type + bloc x type + partner x type
+    scenario_eff = trigger_eff + beta_severity * (severity - 1.5)
+                   + beta_alignment * (alignment - 1.5)
+    P(level <= k) = sigmoid(cutpoints[k] - eta),  k = 0, 1, 2
+    P(any restriction) = P(level >= 1) = 1 - P(level = 0)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy.special import log_expit
+
+# -- the outcome and the covariates ---------------------------------------------------------
+
+LEVELS = (0, 1, 2, 3)  # 0 none, 1 selective, 2 reduced, 3 suspended
+LEVEL_LABELS = tuple(str(k) for k in LEVELS)  # keys of the forecast shape's "levels"
+N_CUTPOINTS = len(LEVELS) - 1
+CUTPOINT_LABELS = tuple(f"{k}|{k + 1}" for k in LEVELS[:-1])
+ORDINAL_VALUES = (0, 1, 2, 3)  # severity and alignment are coded 0-3
+# Covariates enter centred, so that the cutpoints describe a middling trigger.
+CENTERS = {"severity": 1.5, "alignment": 1.5}
+SLOPES = {"severity": "beta_severity", "alignment": "beta_alignment"}
+
+
+def covariate_offsets(covariate: str) -> np.ndarray:
+    """value - centre for every value 0-3 a covariate can take."""
+    return np.asarray(ORDINAL_VALUES, dtype=float) - CENTERS[covariate]
+
+
+# -- the effects and the parameters ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GroupEffect:
+    """One partially pooled effect: its dims, the scale parameter, its posterior variable.
+
+    `contrasts` names the dims of the unconstrained draws of a nested effect (deviations that
+    sum to zero within a group); plain effects sum to zero over all their dims.
+    """
+
+    dims: tuple[str, ...]
+    scale: str
+    variable: str
+    contrasts: tuple[str, ...] = ()
+
+
+EFFECTS: dict[str, GroupEffect] = {
+    "bloc": GroupEffect(("bloc",), "sigma_bloc", "bloc_eff"),
+    "partner": GroupEffect(("partner",), "sigma_partner", "partner_dev", ("partner_contrast",)),
+    "intel_type": GroupEffect(("intel_type",), "sigma_type", "type_eff"),
+    "bloc_type": GroupEffect(("bloc", "intel_type"), "sigma_bloc_type", "bloc_type_eff"),
+    "partner_type": GroupEffect(("partner", "intel_type"), "sigma_pt", "pt_dev",
+                                ("partner_contrast", "type_contrast")),
+    "trigger_type": GroupEffect(("trigger_type",), "sigma_trigger", "trigger_eff"),
+}
+SCALES = {effect.scale: name for name, effect in EFFECTS.items()}  # scale -> effect
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """A top-level parameter, the one kind a prior file sets: its vector size, what it scales."""
+
+    size: int | None = None  # None: a scalar
+    effect: str | None = None  # the group effect a scale belongs to
+    positive: bool = False
+
+
+PARAMETERS: dict[str, Parameter] = {
+    "cutpoints": Parameter(size=N_CUTPOINTS),
+    **{slope: Parameter() for slope in SLOPES.values()},
+    **{effect.scale: Parameter(effect=name, positive=True) for name, effect in EFFECTS.items()},
+}
+# Derived quantities every fit stores (the forecasts read the first five, plots the rest).
+FORECAST_VARIABLES = ("cutpoints", "pt_eff", "trigger_eff", *SLOPES.values())
+SUMMARY_EFFECTS = ("bloc_eff", "partner_eff", "type_eff", "trigger_eff", "pt_eff")
+
+
+# -- the linear predictor ---------------------------------------------------------------------
+
+
+def _trailing(x, n: int):
+    """x with n new trailing axes (scalar slopes broadcast against tables)."""
+    return x[(..., *([None] * n))]
+
+
+def partner_type_effects(bloc_eff, partner_dev, type_eff, bloc_type_eff, pt_dev,
+                         partner_bloc: np.ndarray):
+    """(partner_eff (..., P), pt_eff (..., P, T)): every partner x type's part of eta."""
+    partner_eff = bloc_eff[..., partner_bloc] + partner_dev
+    pt_eff = (partner_eff[..., :, None] + type_eff[..., None, :]
+              + bloc_type_eff[..., partner_bloc, :] + pt_dev)
+    return partner_eff, pt_eff
+
+
+def scenario_effects(trigger_eff, beta_severity, beta_alignment):
+    """(..., trigger type, severity, alignment): the scenario's part of eta, a 6 x 4 x 4 table."""
+    severity = covariate_offsets("severity")[:, None]
+    alignment = covariate_offsets("alignment")[None, :]
+    return (trigger_eff[..., :, None, None]
+            + _trailing(beta_severity, 3) * severity
+            + _trailing(beta_alignment, 3) * alignment)
+
+
+def linear_predictor(params: Mapping[str, Any], partner, intel_type, trigger_type, severity,
+                     alignment) -> np.ndarray:
+    """eta (..., n) for rows given by their indices (partner, type, trigger type) and 0-3 values.
+
+    `params` holds the forecast variables (`FORECAST_VARIABLES`), sample axes first.
+    """
+    table = scenario_effects(params["trigger_eff"], params["beta_severity"],
+                             params["beta_alignment"])
+    return (params["pt_eff"][..., partner, intel_type]
+            + table[..., trigger_type, severity, alignment])
+
+
+# -- from eta to the levels -------------------------------------------------------------------
+
+
+def level_probabilities(eta: np.ndarray, cutpoints: np.ndarray, axis: int = -1) -> np.ndarray:
+    """P(level = k), k = 0..3, on a new axis `axis` of the result.
+
+    `cutpoints` must broadcast against eta with a cutpoint axis inserted at `axis`: with
+    eta (chain, draw, n) and axis -1 pass cutpoints (chain, draw, 1, 3); with samples last,
+    eta (..., S) and axis -2, pass cutpoints (3, S).
+    """
+    eta = np.asarray(eta)
+    axis = axis if axis >= 0 else eta.ndim + 1 + axis
+    # sigmoid(c - eta) = 1 / (1 + exp(eta) exp(-c)): one exp per eta, not one per cutpoint;
+    # an overflow to inf gives the right limit, P(level <= k) = 0
+    with np.errstate(over="ignore"):
+        cdf = np.expand_dims(np.exp(eta), axis) * np.exp(-np.asarray(cutpoints))
+    cdf += 1.0
+    np.reciprocal(cdf, out=cdf)  # P(level <= k), in place: forecast grids are large
+
+    def at(index):  # cdf[..., index, ...] along `axis`
+        return (slice(None),) * axis + (index,)
+
+    # the levels are written where the cutpoints were, in the caller's memory layout (the
+    # forecast engine keeps samples last and contiguous for its sorts)
+    shape = list(cdf.shape)
+    shape[axis] = len(LEVELS)
+    probs = np.empty(shape, dtype=cdf.dtype)
+    probs[at(0)] = cdf[at(0)]
+    np.subtract(cdf[at(slice(1, None))], cdf[at(slice(None, -1))], out=probs[at(slice(1, -1))])
+    np.subtract(1.0, cdf[at(-1)], out=probs[at(-1)])
+    return probs
+
+
+def level_log_probability(eta: np.ndarray, cutpoints: np.ndarray, level: np.ndarray
+                          ) -> np.ndarray:
+    """log P(level | eta), stable in the tails: eta (..., n), cutpoints (..., 3), level (n,).
+
+    log(F(upper) - F(lower)) = log F(upper) + log1p(-exp(log F(lower) - log F(upper))).
+    """
+    level = np.asarray(level)
+    cutpoints = np.asarray(cutpoints)
+    top = len(LEVELS) - 1
+    upper = np.where(level < top, np.take(cutpoints, np.minimum(level, top - 1), axis=-1) - eta,
+                     np.inf)
+    lower = np.where(level > 0, np.take(cutpoints, np.maximum(level - 1, 0), axis=-1) - eta,
+                     -np.inf)
+    log_up, log_lo = log_expit(upper), log_expit(lower)
+    with np.errstate(divide="ignore"):
+        return log_up + np.log1p(-np.exp(np.minimum(log_lo - log_up, -1e-12)))
+
+
+def any_restriction(probs: np.ndarray, axis: int = -1) -> np.ndarray:
+    """P(level >= 1) from level probabilities with levels on `axis`."""
+    return 1.0 - np.take(probs, 0, axis=axis)
