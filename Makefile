@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # Compiled models are cached here, across runs and refits (a cold compile costs ~40 s).
 export PYTENSOR_FLAGS ?= base_compiledir=$(CURDIR)/.cache/pytensor
 
-.PHONY: run test test-slow test-postgres lint bench install clean
+.PHONY: run test test-slow lint bench install clean
 
 $(PY):
 	$(PYTHON312) -c 'import sys; assert sys.version_info >= (3, 12), "Python 3.12+ is needed, got " + sys.version'
