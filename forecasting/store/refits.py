@@ -23,22 +23,13 @@ def _now() -> dt.datetime:
 
 
 def _iso(value: dt.datetime | None) -> str | None:
-    if value is None:
-        return None
-    if value.tzinfo is None:  # SQLite hands back naive datetimes; they were stored in UTC
-        value = value.replace(tzinfo=dt.UTC)
-    return value.isoformat()
-
-
-def _aware(value: dt.datetime | None) -> dt.datetime | None:
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=dt.UTC)
-    return value
+    # aware UTC on every database (schema.UTCDateTime): "...+00:00"
+    return None if value is None else value.isoformat()
 
 
 def job_record(row) -> dict[str, Any]:
     m = row._mapping
-    started, finished = _aware(m["started_at"]), _aware(m["finished_at"])
+    started, finished = m["started_at"], m["finished_at"]
     return {
         "id": m["id"], "status": m["status"], "reason": m["reason"],
         "requested_by": m["requested_by"], "requested_at": _iso(m["requested_at"]),

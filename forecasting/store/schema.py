@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from sqlalchemy import (
     JSON,
     Column,
@@ -14,8 +16,40 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    TypeDecorator,
     UniqueConstraint,
 )
+
+
+class UTCDateTime(TypeDecorator):
+    """A timestamp that is timezone-aware UTC in Python on every database.
+
+    The column stays `DateTime(timezone=True)` (PostgreSQL: timestamptz; SQLite: text without
+    an offset), so no migration is involved. SQLite has no time zones: values are stored as
+    UTC wall time and come back naive, so they are marked UTC on the way out; PostgreSQL hands
+    them back in the session's time zone, so they are converted to UTC. Naive values are
+    refused on the way in: their zone would be a guess.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value.isoformat()} for a UTC timestamp column; "
+                             "pass an aware one, e.g. datetime.now(datetime.UTC)")
+        value = value.astimezone(dt.UTC)
+        # SQLite would drop any offset silently: store UTC wall time explicitly
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: dt.datetime | None, dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC)
 
 metadata = MetaData(
     naming_convention={
@@ -48,8 +82,8 @@ episodes = Table(
     Column("notes", Text, nullable=False, default=""),
     Column("codebook_version", String(32), nullable=False),
     Column("revision", Integer, nullable=False, default=1),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
     UniqueConstraint("trigger_id", "partner", "intel_type", name="uq_episodes_natural_key"),
     Index("ix_episodes_partner_type", "partner", "intel_type"),
     Index("ix_episodes_trigger_date", "trigger_date"),
@@ -65,7 +99,7 @@ episode_revisions = Table(
     Column("values", JSON, nullable=False),
     Column("changed_fields", JSON, nullable=False),
     Column("changed_by", String(120), nullable=False),
-    Column("changed_at", DateTime(timezone=True), nullable=False),
+    Column("changed_at", UTCDateTime(), nullable=False),
     Column("codebook_version", String(32), nullable=False),
     Column("import_id", Integer, ForeignKey("audit_log.id"), nullable=True),
     UniqueConstraint("episode_id", "revision", name="uq_episode_revisions_episode_revision"),
@@ -77,7 +111,7 @@ audit_log = Table(
     "audit_log",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("at", DateTime(timezone=True), nullable=False),
+    Column("at", UTCDateTime(), nullable=False),
     Column("actor", String(120), nullable=False),
     Column("action", String(64), nullable=False),
     Column("detail", JSON, nullable=False),
@@ -91,8 +125,8 @@ tokens = Table(
     Column("name", String(120), nullable=False, unique=True),
     Column("role", String(16), nullable=False),
     Column("token_hash", String(64), nullable=False, unique=True),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("revoked_at", DateTime(timezone=True), nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("revoked_at", UTCDateTime(), nullable=True),
 )
 
 # Every prior set ever submitted; the newest is the one the next fit uses.
@@ -104,7 +138,7 @@ prior_sets = Table(
     Column("priors", JSON, nullable=False),
     Column("note", Text, nullable=False, default=""),
     Column("created_by", String(120), nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
 )
 
 # Refit jobs: the durable record of every refit (queued, running, and their outcome).
@@ -116,14 +150,14 @@ refit_jobs = Table(
     Column("status", String(16), nullable=False),  # queued running succeeded failed skipped error
     Column("reason", String(32), nullable=False),  # episodes priors manual periodic
     Column("requested_by", String(120), nullable=False),
-    Column("requested_at", DateTime(timezone=True), nullable=False),
-    Column("not_before", DateTime(timezone=True), nullable=False),
+    Column("requested_at", UTCDateTime(), nullable=False),
+    Column("not_before", UTCDateTime(), nullable=False),
     Column("coalesced", Integer, nullable=False, default=0),
     Column("attempts", Integer, nullable=False, default=0),
     Column("worker", String(120), nullable=True),
-    Column("started_at", DateTime(timezone=True), nullable=True),
-    Column("heartbeat_at", DateTime(timezone=True), nullable=True),
-    Column("finished_at", DateTime(timezone=True), nullable=True),
+    Column("started_at", UTCDateTime(), nullable=True),
+    Column("heartbeat_at", UTCDateTime(), nullable=True),
+    Column("finished_at", UTCDateTime(), nullable=True),
     Column("version", String(64), nullable=True),
     Column("verdict", String(8), nullable=True),
     Column("promoted", Integer, nullable=True),
