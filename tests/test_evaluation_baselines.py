@@ -79,16 +79,16 @@ def test_backtest_scores_every_forecaster_on_the_same_episodes_and_an_oracle_win
         episodes, codebook):
     frame, params = episodes
     from forecasting.domain.cells import aggregate
-    from forecasting.evaluation.simulate import level_probabilities
+    from forecasting.evaluation.simulate import true_level_probabilities
 
     def oracle(train, test):  # the true probabilities that generated the data
         cells = aggregate(test, codebook)
         c = cells.coords
         idx = {k: pd.Index(c[k]).get_indexer(test[k]) for k in ("partner", "intel_type",
                                                                  "trigger_type")}
-        return level_probabilities(params, idx["partner"], idx["intel_type"],
-                                   idx["trigger_type"], test["severity"].to_numpy(),
-                                   test["alignment"].to_numpy())
+        return true_level_probabilities(params, idx["partner"], idx["intel_type"],
+                                        idx["trigger_type"], test["severity"].to_numpy(),
+                                        test["alignment"].to_numpy())
 
     table = run_backtest(frame, {"oracle": oracle, **BASELINES},
                          FoldSpec(step_months=72, horizon_months=72, min_train=150))

@@ -45,7 +45,7 @@ def test_sensitivity_reports_every_group_with_a_diagnosis(sensitive_tree, codebo
 
 def test_headline_forecasts_are_the_riskiest_cells_as_probabilities(sensitive_tree):
     post = sensitive_tree["posterior"].to_dataset()
-    p_any = headline_forecasts(post, sensitive_tree.attrs, n=3)
+    p_any = headline_forecasts(post, n=3)
     assert p_any.sizes["headline"] == 3
     assert ((p_any >= 0) & (p_any <= 1)).all()
     means = p_any.mean(("chain", "draw")).values

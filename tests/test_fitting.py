@@ -4,16 +4,12 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from forecasting.model import fitting
-from forecasting.model.fitting import (
-    diagnose,
-    episode_log_likelihood,
-    fit,
-    fit_and_diagnose,
-    gate,
-    plot_prior_predictive,
-    prior_predictive,
-)
+from forecasting.model import diagnostics
+from forecasting.model.diagnostics import diagnose
+from forecasting.model.fitting import fit, fit_and_diagnose
+from forecasting.model.gate import gate
+from forecasting.model.predictive import add_log_likelihood, episode_log_likelihood
+from forecasting.model.prior_predictive import plot_prior_predictive, prior_predictive
 from forecasting.model.pymc_model import build_model
 from forecasting.settings import GateThresholds, SamplerSettings
 
@@ -24,15 +20,15 @@ HEALTHY = {"max_rhat": 1.003, "min_ess_bulk": 900.0, "min_ess_tail": 800.0, "div
 
 
 def test_a_fit_has_every_group_and_the_forecast_contract(small_fit):
-    dt = small_fit.idata
-    assert set(GROUPS) <= set(dt.children)
-    post = dt.posterior
+    tree = small_fit.idata
+    assert set(GROUPS) <= set(tree.children)
+    post = tree.posterior
     assert post["pt_eff"].dims == ("chain", "draw", "partner", "intel_type")
     assert post["cutpoints"].dims == ("chain", "draw", "cutpoint")
     assert post["trigger_eff"].dims == ("chain", "draw", "trigger_type")
     for name in ("beta_severity", "beta_alignment"):
         assert post[name].dims == ("chain", "draw")
-    assert dt.attrs["severity_center"] == 1.5 and dt.attrs["alignment_center"] == 1.5
+    assert tree.attrs["severity_center"] == 1.5 and tree.attrs["alignment_center"] == 1.5
     assert post.sizes["chain"] == 4
     assert (post["cutpoints"].diff("cutpoint") > 0).all()
 
@@ -107,10 +103,10 @@ def test_a_refit_on_new_data_reuses_the_compiled_model(small_fit, codebook, defa
     episodes = seed_like(codebook, n=500, seed=99)[0]
     cells = aggregate(episodes, codebook)
     model = build_model(cells, default_priors, small_fit.model_config["parameterization"])
-    dt = fit(model, replace(small_sampler, chains=2, draws=20, tune=20), extras=False)
-    assert json.loads(dt.attrs["timings"])["compile_cached"] is True
-    assert dt.observed_data.sizes["cell"] == cells.n_cells
-    assert int(dt.observed_data["level_counts"].sum()) == 500
+    tree = fit(model, replace(small_sampler, chains=2, draws=20, tune=20), extras=False)
+    assert json.loads(tree.attrs["timings"])["compile_cached"] is True
+    assert tree.observed_data.sizes["cell"] == cells.n_cells
+    assert int(tree.observed_data["level_counts"].sum()) == 500
 
 
 def test_a_healthy_set_of_diagnostics_passes_the_gate():
@@ -171,12 +167,12 @@ def test_diagnose_works_on_a_tree_without_extras(small_fit):
 
 
 def test_episode_log_likelihood_matches_pymc_for_single_episode_cells(small_fit):
-    dt = small_fit.idata
-    ll, weights = episode_log_likelihood(dt)
-    counts = dt.observed_data["level_counts"].values
+    tree = small_fit.idata
+    ll, weights = episode_log_likelihood(tree)
+    counts = tree.observed_data["level_counts"].values
     cell, _ = np.nonzero(counts)
     single = counts.sum(axis=1)[cell] == 1
-    pymc_ll = dt.log_likelihood["level_counts"].values[..., cell[single]]
+    pymc_ll = tree.log_likelihood["level_counts"].values[..., cell[single]]
     assert np.allclose(ll[..., single], pymc_ll, atol=1e-8)
     assert weights.sum() == small_fit.n_episodes
 
@@ -185,9 +181,9 @@ def test_the_log_likelihood_is_the_multinomial_of_each_cell(small_fit):
     from scipy.special import expit
     from scipy.stats import multinomial
 
-    dt = small_fit.idata
-    post, const = dt.posterior, dt.constant_data
-    counts = dt.observed_data["level_counts"].values
+    tree = small_fit.idata
+    post, const = tree.posterior, tree.constant_data
+    counts = tree.observed_data["level_counts"].values
     for chain, draw, cell in [(0, 0, 0), (1, 7, 3), (3, 20, counts.shape[0] - 1)]:
         p, t = const["partner_idx"].values[cell], const["type_idx"].values[cell]
         eta = (post["pt_eff"].values[chain, draw, p, t]
@@ -197,7 +193,7 @@ def test_the_log_likelihood_is_the_multinomial_of_each_cell(small_fit):
                * (const["alignment"].values[cell] - 1.5))
         cdf = np.r_[0, expit(post["cutpoints"].values[chain, draw] - eta), 1]
         expected = multinomial(counts[cell].sum(), np.diff(cdf)).logpmf(counts[cell])
-        got = dt.log_likelihood["level_counts"].values[chain, draw, cell]
+        got = tree.log_likelihood["level_counts"].values[chain, draw, cell]
         assert got == pytest.approx(expected, abs=1e-8)
 
 
@@ -207,7 +203,6 @@ def test_the_model_likelihood_is_the_per_cell_multinomial_up_to_a_constant(seed_
     multinomial log likelihood the fit stores differ by the multinomial coefficients only."""
     import xarray as xr
 
-    from forecasting.model.fitting import add_log_likelihood
     from forecasting.model.pymc_model import LIKELIHOOD, log_multinomial_coef
 
     model = build_model(seed_like_cells, default_priors)
@@ -241,10 +236,10 @@ def test_the_model_likelihood_is_the_per_cell_multinomial_up_to_a_constant(seed_
 
 
 def test_the_numpy_predictive_replicates_every_cell(small_fit):
-    dt = small_fit.idata
-    rep = dt.posterior_predictive["level_counts"]
+    tree = small_fit.idata
+    rep = tree.posterior_predictive["level_counts"]
     assert rep.dims == ("chain", "draw", "cell", "level")
-    obs = dt.observed_data["level_counts"]
+    obs = tree.observed_data["level_counts"]
     assert (rep.sum("level") == obs.sum("level")).all()
     # replicated level shares near the observed ones over all cells
     shares = rep.sum(("cell", "draw", "chain")) / rep.sum()
@@ -266,7 +261,7 @@ def test_a_loo_that_cannot_be_computed_fails_the_gate_instead_of_crashing(small_
     def no_tail(*args, **kwargs):
         raise ValueError("All tail values are the same")
 
-    monkeypatch.setattr(fitting, "episode_loo", no_tail)
+    monkeypatch.setattr(diagnostics, "episode_loo", no_tail)
     diag = diagnose(small_fit.idata)
     assert diag["loo"] == {"error": "PSIS-LOO could not be computed: All tail values are the same"}
     assert "max_pareto_k" in diag["loo_cells"]  # the per-cell LOO still reported

@@ -10,12 +10,12 @@ from fixtures_registry import fabricate_posterior, fake_metadata
 from scipy.special import expit
 
 from forecasting.domain.codebook import UnknownCodeError
+from forecasting.model.arithmetic import level_probabilities
 from forecasting.serving.forecasts import (
     ForecastEngine,
     NotInModelError,
     Scenario,
     ScenarioError,
-    level_probabilities,
     summarise,
 )
 
@@ -80,14 +80,15 @@ def test_level_probabilities_sum_to_one_in_every_draw():
     rng = np.random.default_rng(3)
     eta = rng.normal(0, 3, (5, 7, 400))
     cutpoints = np.sort(rng.normal(0, 2, (3, 400)), axis=0)
-    probs = level_probabilities(eta, cutpoints)
+    probs = level_probabilities(eta, cutpoints, axis=-2)
     assert probs.shape == (5, 7, 4, 400)
     np.testing.assert_allclose(probs.sum(axis=-2), 1.0, atol=1e-12)
     assert (probs >= -1e-12).all()
 
 
 def test_extreme_linear_predictors_give_limits_without_warnings():
-    probs = level_probabilities(np.array([-800.0, 800.0]), np.zeros((3, 2)) + [[-1], [0], [1]])
+    probs = level_probabilities(np.array([-800.0, 800.0]), np.zeros((3, 2)) + [[-1], [0], [1]],
+                                axis=-2)
     np.testing.assert_allclose(probs[:, 0], [1, 0, 0, 0])
     np.testing.assert_allclose(probs[:, 1], [0, 0, 0, 1])
 

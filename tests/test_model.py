@@ -3,8 +3,8 @@ import pytest
 
 from forecasting.domain.cells import aggregate
 from forecasting.evaluation.simulate import simulate_episodes
+from forecasting.model.arithmetic import EFFECTS
 from forecasting.model.pymc_model import (
-    EFFECTS,
     build_model,
     choose_parameterization,
     information_per_episode,

@@ -7,10 +7,10 @@ import pytest
 from forecasting.domain.episodes import ALL_FIELDS, NATURAL_KEY, validate_episodes
 from forecasting.evaluation.simulate import (
     default_params,
-    level_probabilities,
     params_from_prior,
     seed_like,
     simulate_episodes,
+    true_level_probabilities,
 )
 
 
@@ -54,7 +54,7 @@ def test_levels_follow_the_true_probabilities(codebook):
     idx = {k: {c: i for i, c in enumerate(v)} for k, v in
            {"partner": codebook.partner_codes, "intel_type": codebook.intel_type_codes,
             "trigger_type": codebook.trigger_type_codes}.items()}
-    probs = level_probabilities(params, frame.partner.map(idx["partner"]).to_numpy(),
+    probs = true_level_probabilities(params, frame.partner.map(idx["partner"]).to_numpy(),
                                 frame.intel_type.map(idx["intel_type"]).to_numpy(),
                                 frame.trigger_type.map(idx["trigger_type"]).to_numpy(),
                                 frame.severity.to_numpy(), frame.alignment.to_numpy())

@@ -11,18 +11,15 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from forecasting.domain.codebook import Codebook, UnknownCodeError
+from forecasting.model.arithmetic import CUTPOINT_LABELS, LEVELS, ORDINAL_VALUES
 
 PREDICTORS = ("partner", "intel_type", "trigger_type", "severity", "alignment")
-LEVELS = (0, 1, 2, 3)
-CUTPOINT_LABELS = ("0|1", "1|2", "2|3")
-ORDINAL_VALUES = (0, 1, 2, 3)
 
 
 class CellsError(ValueError):
@@ -45,7 +42,6 @@ class Cells:
     n_episodes: int
     fingerprint: str
     codebook_version: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def n_cells(self) -> int:

@@ -12,20 +12,21 @@ import warnings
 import arviz as az
 import xarray as xr
 
-WATCHED = ("cutpoints", "beta_severity", "beta_alignment", "sigma_bloc", "sigma_partner",
-           "sigma_type", "sigma_bloc_type", "sigma_pt", "sigma_trigger")
+from forecasting.model.arithmetic import PARAMETERS
+
+WATCHED = tuple(PARAMETERS)  # the top-level parameters
 
 
-def quick_diagnostics(dt: xr.DataTree) -> dict:
-    posterior = dt["posterior"].to_dataset()
+def quick_diagnostics(tree: xr.DataTree) -> dict:
+    posterior = tree["posterior"].to_dataset()
     names = [n for n in WATCHED if n in posterior]
     out = {"max_rhat": None, "min_ess_bulk": None, "divergences": None}
     if names and posterior.sizes.get("chain", 1) > 1:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            summary = az.summary(dt, var_names=names, kind="diagnostics", round_to="none")
+            summary = az.summary(tree, var_names=names, kind="diagnostics", round_to="none")
         out["max_rhat"] = float(summary["r_hat"].max())
         out["min_ess_bulk"] = float(summary["ess_bulk"].min())
-    if "sample_stats" in dt.children and "diverging" in dt["sample_stats"]:
-        out["divergences"] = int(dt["sample_stats"]["diverging"].sum())
+    if "sample_stats" in tree.children and "diverging" in tree["sample_stats"]:
+        out["divergences"] = int(tree["sample_stats"]["diverging"].sum())
     return out

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -23,8 +23,8 @@ from forecasting.evaluation import calibration
 from forecasting.evaluation._diagnostics import quick_diagnostics
 from forecasting.evaluation.baselines import BASELINES
 from forecasting.evaluation.scoring import SCORES, paired_bootstrap, score_episodes
+from forecasting.model.arithmetic import FORECAST_VARIABLES, level_probabilities, linear_predictor
 from forecasting.model.priors import PriorSet
-from forecasting.serving.forecasts import level_probabilities
 from forecasting.settings import SamplerSettings
 
 log = logging.getLogger(__name__)
@@ -78,23 +78,19 @@ def make_folds(frame: pd.DataFrame, spec: FoldSpec = FoldSpec()) -> list[Fold]:
     return folds
 
 
-def predictive_probs(posterior: xr.Dataset, attrs: Mapping, frame: pd.DataFrame,
+def predictive_probs(posterior: xr.Dataset, frame: pd.DataFrame,
                      coords: Mapping[str, list]) -> np.ndarray:
     """Posterior predictive P(level = k) of each episode (rows x 4): the mean over draws."""
-    def draws(name, dims):
-        values = posterior[name].transpose(*dims, "chain", "draw").values
-        return values.reshape(values.shape[: len(dims)] + (-1,))
-
     p = pd.Index(coords["partner"]).get_indexer(frame["partner"])
     t = pd.Index(coords["intel_type"]).get_indexer(frame["intel_type"])
     tt = pd.Index(coords["trigger_type"]).get_indexer(frame["trigger_type"])
     if (p < 0).any() or (t < 0).any() or (tt < 0).any():
         raise ValueError("episodes with codes outside the model's coords")
-    sev = frame["severity"].to_numpy(float)[:, None] - float(attrs["severity_center"])
-    ali = frame["alignment"].to_numpy(float)[:, None] - float(attrs["alignment_center"])
-    eta = (draws("pt_eff", ("partner", "intel_type"))[p, t] + draws("trigger_eff", ("trigger_type",))[tt]
-           + draws("beta_severity", ()) * sev + draws("beta_alignment", ()) * ali)
-    return level_probabilities(eta, draws("cutpoints", ("cutpoint",))).mean(axis=-1)
+    params = {name: posterior[name].values for name in FORECAST_VARIABLES}
+    eta = linear_predictor(params, p, t, tt, frame["severity"].to_numpy(np.int64),
+                           frame["alignment"].to_numpy(np.int64))  # (chain, draw, rows)
+    probs = level_probabilities(eta, params["cutpoints"][..., None, :])
+    return probs.mean(axis=(0, 1))
 
 
 def hierarchical_forecaster(codebook: Codebook, priors: PriorSet,
@@ -108,9 +104,9 @@ def hierarchical_forecaster(codebook: Codebook, priors: PriorSet,
     def fit_predict(train: pd.DataFrame, test: pd.DataFrame) -> np.ndarray:
         cells = aggregate(train, codebook)
         model = build_model(cells, priors, parameterization)
-        dt = fit(model, sampler, extras=False)
-        fit_predict.last_diagnostics = quick_diagnostics(dt)
-        return predictive_probs(dt["posterior"].to_dataset(), dt.attrs, test, cells.coords)
+        tree = fit(model, sampler, extras=False)
+        fit_predict.last_diagnostics = quick_diagnostics(tree)
+        return predictive_probs(tree["posterior"].to_dataset(), test, cells.coords)
 
     fit_predict.last_diagnostics = {}
     return fit_predict
@@ -210,7 +206,3 @@ def default_forecasters(codebook: Codebook, priors: PriorSet,
                         parameterization: dict | str | None = None) -> dict[str, Callable]:
     return {MODEL: hierarchical_forecaster(codebook, priors, sampler, parameterization),
             **BASELINES}
-
-
-def spec_dict(spec: FoldSpec) -> dict:
-    return asdict(spec)

@@ -19,10 +19,15 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 from scipy.optimize import minimize
-from scipy.special import expit, log_expit
 
-N_LEVELS = 4
-SEVERITY_CENTER = ALIGNMENT_CENTER = 1.5  # the model's centring
+from forecasting.model.arithmetic import (
+    CENTERS,
+    LEVELS,
+    level_log_probability,
+    level_probabilities,
+)
+
+N_LEVELS = len(LEVELS)
 NO_POOLING_PRIOR_SD = 2.5
 
 
@@ -58,19 +63,13 @@ def _design(frame: pd.DataFrame, vocab: dict[str, pd.Index]) -> np.ndarray:
         known = idx >= 0  # a code unseen in training gets the reference (all-zero) effect
         block[np.flatnonzero(known), idx[known]] = 1.0
         blocks.append(block)
-    blocks.append((frame["severity"].to_numpy(float) - SEVERITY_CENTER)[:, None])
-    blocks.append((frame["alignment"].to_numpy(float) - ALIGNMENT_CENTER)[:, None])
+    for covariate, centre in CENTERS.items():  # centred as the model centres them
+        blocks.append((frame[covariate].to_numpy(float) - centre)[:, None])
     return np.hstack(blocks)
 
 
 def _cutpoints(theta: np.ndarray) -> np.ndarray:
     return np.cumsum(np.concatenate([theta[:1], np.exp(theta[1:3])]))
-
-
-def _ordinal_probs(eta: np.ndarray, cut: np.ndarray) -> np.ndarray:
-    cdf = expit(cut[None, :] - eta[:, None])
-    cdf = np.hstack([np.zeros((len(eta), 1)), cdf, np.ones((len(eta), 1))])
-    return np.clip(np.diff(cdf, axis=1), 1e-12, 1.0)
 
 
 def no_pooling(train: pd.DataFrame, test: pd.DataFrame,
@@ -86,18 +85,12 @@ def no_pooling(train: pd.DataFrame, test: pd.DataFrame,
 
     def neg_log_post(theta):
         cut, beta = _cutpoints(theta), theta[3:]
-        eta = x @ beta
-        # log P(y = k) = log(sigmoid(c_k - eta) - sigmoid(c_{k-1} - eta)), stably at the ends
-        upper = np.append(cut, np.inf)[y] - eta
-        lower = np.insert(cut, 0, -np.inf)[y] - eta
-        lp = np.where(np.isinf(lower), log_expit(upper),
-                      np.where(np.isinf(upper), log_expit(-lower),
-                               np.log(np.clip(expit(upper) - expit(lower), 1e-300, 1.0))))
+        lp = level_log_probability(x @ beta, cut, y)
         return -(lp.sum() - 0.5 * np.sum(beta**2) / prior_sd**2)
 
     res = minimize(neg_log_post, theta0, method="L-BFGS-B", options={"maxiter": 2000})
     cut, beta = _cutpoints(res.x), res.x[3:]
-    return _ordinal_probs(_design(test, vocab) @ beta, cut)
+    return np.clip(level_probabilities(_design(test, vocab) @ beta, cut), 1e-12, 1.0)
 
 
 BASELINES: dict[str, Callable[[pd.DataFrame, pd.DataFrame], np.ndarray]] = {

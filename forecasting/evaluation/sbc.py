@@ -8,7 +8,7 @@ cell probabilities P(any restriction): averaged over prior draws it is exactly n
 calibrated fit.
 
 Runs in parallel over processes (joblib/loky); each worker compiles the model once and reuses
-it (`forecasting.model.fitting` caches compiled models per process), which is why every simulation
+it (`forecasting.model.sampling` caches compiled models per process), which is why every simulation
 uses one fixed parameterization rather than the data-driven one.
 """
 
@@ -26,52 +26,33 @@ from forecasting.evaluation._diagnostics import quick_diagnostics
 from forecasting.evaluation.calibration import _png
 from forecasting.evaluation.simulate import (
     DEFAULT_SCALES,
-    SEVERITY_CENTER,
-    complete_params,
     default_params,
-    draw_from_spec,
+    params_from_prior,
     simulate_episodes,
+    true_level_probabilities,
 )
-from forecasting.evaluation.simulate import level_probabilities as true_level_probabilities
-from forecasting.evaluation.simulate import ordered_normal as _ordered_normal
+from forecasting.model.arithmetic import (
+    EFFECTS,
+    FORECAST_VARIABLES,
+    N_CUTPOINTS,
+    PARAMETERS,
+    any_restriction,
+    level_probabilities,
+    linear_predictor,
+)
 from forecasting.model.priors import PriorSet
-from forecasting.serving.forecasts import level_probabilities
 from forecasting.settings import SamplerSettings
 
 log = logging.getLogger(__name__)
 
 SBC_SAMPLER = SamplerSettings(sampler="nutpie", chains=4, draws=250, tune=400,
                               target_accept=0.9, seed=1)
-# Scalars and a few elements of every vector: each is one rank statistic.
-SCALARS = ("beta_severity", "beta_alignment", "sigma_bloc", "sigma_partner", "sigma_type",
-           "sigma_bloc_type", "sigma_pt", "sigma_trigger")
-ELEMENTS = {"cutpoints": [(0,), (1,), (2,)], "bloc_eff": [(0,)], "type_eff": [(0,)],
-            "trigger_eff": [(0,)], "pt_eff": [(0, 0), (5, 3)]}
+# Every scalar top-level parameter, every cutpoint and a few elements of the effects: each is
+# one rank statistic.
+SCALARS = tuple(name for name, p in PARAMETERS.items() if p.size is None)
+ELEMENTS = {"cutpoints": [(k,) for k in range(N_CUTPOINTS)], "bloc_eff": [(0,)],
+            "type_eff": [(0,)], "trigger_eff": [(0,)], "pt_eff": [(0, 0), (5, 3)]}
 INTERVALS = (0.5, 0.9)
-
-
-SCALE_OF = {"sigma_bloc": "bloc", "sigma_partner": "partner", "sigma_type": "intel_type",
-            "sigma_bloc_type": "bloc_type", "sigma_pt": "partner_type",
-            "sigma_trigger": "trigger_type"}
-
-
-def draw_truth(codebook: Codebook, priors: PriorSet, seed: int) -> dict:
-    """Every parameter drawn from the priors, scales included (SBC ranks them too).
-
-    Like forecasting.evaluation.simulate.params_from_prior, which does not return the scales and sorts
-    the cutpoints (see `forecasting.evaluation.simulate.ordered_normal`).
-    """
-    rng = np.random.default_rng(seed)
-    sigmas = {name: float(draw_from_spec(name, priors[name], rng)) for name in SCALE_OF}
-    params = default_params(codebook, seed=seed + 1,
-                            scales={SCALE_OF[k]: v for k, v in sigmas.items()})
-    if priors["cutpoints"]["dist"] != "Normal":
-        raise ValueError("SBC draws cutpoints from a Normal prior only")
-    params["cutpoints"] = _ordered_normal(priors["cutpoints"], rng)
-    params["beta_severity"] = float(draw_from_spec("beta_severity", priors["beta_severity"], rng))
-    params["beta_alignment"] = float(draw_from_spec("beta_alignment", priors["beta_alignment"],
-                                                    rng))
-    return {**complete_params(codebook, params), **sigmas}
 
 
 def _quantities(values: dict) -> dict[str, float]:
@@ -85,23 +66,15 @@ def _quantities(values: dict) -> dict[str, float]:
 
 
 def _thinned(posterior, n: int) -> dict[str, np.ndarray]:
-    """(draws..., L) arrays: every k-th draw of every chain, chains concatenated."""
-    out = {}
-    for name in (*SCALARS, *ELEMENTS):
-        da = posterior[name]
-        dims = [d for d in da.dims if d not in ("chain", "draw")]
-        values = da.transpose(*dims, "chain", "draw").values
-        values = values.reshape(values.shape[: len(dims)] + (-1,))
-        out[name] = values
-    total = next(iter(out.values())).shape[-1]
-    keep = np.linspace(0, total - 1, min(n, total)).round().astype(int)
-    return {k: v[..., keep] for k, v in out.items()}
+    """(..., L) arrays of the ranked variables: every k-th draw of every chain."""
+    return {name: _thinned_draws(posterior, name, n) for name in (*SCALARS, *ELEMENTS)}
 
 
 def seed_like_truth(codebook: Codebook, seed: int) -> dict:
-    """Fixed "true" parameters shaped like the seed data (forecasting.evaluation.simulate's defaults)."""
+    """Fixed "true" parameters shaped like the seed data (forecasting.evaluation.simulate's
+    defaults), with the scales they were drawn at."""
     return {**default_params(codebook, seed=seed),
-            **{name: float(DEFAULT_SCALES[effect]) for name, effect in SCALE_OF.items()}}
+            **{effect.scale: float(DEFAULT_SCALES[name]) for name, effect in EFFECTS.items()}}
 
 
 def one_simulation(i: int, codebook: Codebook, priors: PriorSet, n_episodes: int,
@@ -114,16 +87,16 @@ def one_simulation(i: int, codebook: Codebook, priors: PriorSet, n_episodes: int
 
     sim_seed = seed * 1000 + i
     truth = (seed_like_truth(codebook, sim_seed) if truth_from == "seed_like"
-             else draw_truth(codebook, priors, sim_seed))
+             else params_from_prior(codebook, priors, sim_seed))
     frame, truth = simulate_episodes(codebook, n_episodes, seed=sim_seed, params=truth)
     cells = aggregate(frame, codebook)
     t0 = time.perf_counter()
     model = build_model(cells, priors, parameterization)
-    dt = fit(model, SamplerSettings(**{**asdict(sampler), "seed": sampler.seed + i}),
+    tree = fit(model, SamplerSettings(**{**asdict(sampler), "seed": sampler.seed + i}),
              extras=False)
     seconds = time.perf_counter() - t0
-    diag = quick_diagnostics(dt)
-    post = dt["posterior"].to_dataset()
+    diag = quick_diagnostics(tree)
+    post = tree["posterior"].to_dataset()
     thinned = _thinned(post, thin_to)
     true_q = _quantities(truth)
     ranks = {}
@@ -143,10 +116,11 @@ def one_simulation(i: int, codebook: Codebook, priors: PriorSet, n_episodes: int
     pp, tt = np.tile(pp.ravel(), len(scen)), np.tile(tt.ravel(), len(scen))
     sc = np.repeat(scen, n_p * n_t, axis=0)
     truth_any = 1 - true_level_probabilities(truth, pp, tt, sc[:, 0], sc[:, 1], sc[:, 2])[:, 0]
-    eta = (thinned["pt_eff"][pp, tt] + thinned["trigger_eff"][sc[:, 0]]
-           + _draws(post, "beta_severity", thin_to) * (sc[:, 1:2] - SEVERITY_CENTER)
-           + _draws(post, "beta_alignment", thin_to) * (sc[:, 2:3] - float(dt.attrs["alignment_center"])))
-    p_any = 1 - level_probabilities(eta, thinned["cutpoints"])[:, 0, :]
+    # samples last in `thinned`; the arithmetic takes them first
+    params = {name: np.moveaxis(_thinned_draws(post, name, thin_to), -1, 0)
+              for name in FORECAST_VARIABLES}
+    eta = linear_predictor(params, pp, tt, sc[:, 0], sc[:, 1], sc[:, 2])  # (L, cells)
+    p_any = any_restriction(level_probabilities(eta, params["cutpoints"][:, None, :])).T
     coverage = {}
     for prob in INTERVALS:
         lo, hi = np.quantile(p_any, [(1 - prob) / 2, (1 + prob) / 2], axis=-1)
@@ -157,10 +131,14 @@ def one_simulation(i: int, codebook: Codebook, priors: PriorSet, n_episodes: int
             "observed_any": float((frame["level"] >= 1).mean())}
 
 
-def _draws(post, name: str, n: int) -> np.ndarray:
-    values = post[name].transpose("chain", "draw").values.reshape(-1)
-    keep = np.linspace(0, values.size - 1, min(n, values.size)).round().astype(int)
-    return values[keep]
+def _thinned_draws(post, name: str, n: int) -> np.ndarray:
+    """(..., L): every k-th draw of every chain of one variable, chains concatenated."""
+    da = post[name]
+    dims = [d for d in da.dims if d not in ("chain", "draw")]
+    values = da.transpose(*dims, "chain", "draw").values
+    values = values.reshape(values.shape[: len(dims)] + (-1,))
+    keep = np.linspace(0, values.shape[-1] - 1, min(n, values.shape[-1])).round().astype(int)
+    return values[..., keep]
 
 
 def _chunk(indices, codebook, priors, n_episodes, sampler, thin_to, parameterization, seed,

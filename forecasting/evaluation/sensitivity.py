@@ -20,36 +20,44 @@ import arviz as az
 import numpy as np
 import xarray as xr
 
-from forecasting.serving.forecasts import Scenario, level_probabilities
+from forecasting.model.arithmetic import (
+    FORECAST_VARIABLES,
+    PARAMETERS,
+    SUMMARY_EFFECTS,
+    any_restriction,
+    level_probabilities,
+    linear_predictor,
+)
+from forecasting.serving.forecasts import Scenario
 
 log = logging.getLogger(__name__)
 THRESHOLD = 0.05
-GROUPS = ("cutpoints", "beta_severity", "beta_alignment", "sigma_bloc", "sigma_partner",
-          "sigma_type", "sigma_bloc_type", "sigma_pt", "sigma_trigger", "bloc_eff",
-          "partner_eff", "type_eff", "trigger_eff", "pt_eff")
+GROUPS = (*PARAMETERS, *SUMMARY_EFFECTS)
 REQUIRED = ("posterior", "log_prior", "log_likelihood")
 HEADLINE_CELLS = 5
 OK = "ok"
 
 
-def headline_forecasts(posterior: xr.Dataset, attrs, n: int = HEADLINE_CELLS,
+def headline_forecasts(posterior: xr.Dataset, n: int = HEADLINE_CELLS,
                        scenario: Scenario | None = None) -> xr.DataArray:
     """P(any restriction) per draw for the `n` riskiest partner x type cells of a scenario."""
     scenario = scenario or Scenario()
-    eta = (posterior["pt_eff"] + posterior["trigger_eff"].sel(trigger_type=scenario.trigger_type)
-           + posterior["beta_severity"] * (scenario.severity - float(attrs["severity_center"]))
-           + posterior["beta_alignment"] * (scenario.alignment - float(attrs["alignment_center"])))
-    eta = eta.transpose("partner", "intel_type", "chain", "draw")
-    cut = posterior["cutpoints"].transpose("cutpoint", "chain", "draw").values
-    shape = eta.shape
-    flat = eta.values.reshape(shape[0] * shape[1], -1)
-    p_any = 1 - level_probabilities(flat, cut.reshape(3, -1))[:, 0, :]
-    top = np.argsort(-p_any.mean(axis=1))[:n]
-    labels = [f"{eta.partner.values[i // shape[1]]}/{eta.intel_type.values[i % shape[1]]}"
-              for i in top]
-    values = p_any[top].reshape(len(top), shape[2], shape[3])
+    params = {name: posterior[name].values for name in FORECAST_VARIABLES}
+    partners = posterior["partner"].values
+    types = posterior["intel_type"].values
+    p, t = (a.ravel() for a in np.meshgrid(np.arange(len(partners)), np.arange(len(types)),
+                                            indexing="ij"))
+    trigger = list(posterior["trigger_type"].values).index(scenario.trigger_type)
+    scenario_idx = (np.full_like(p, value) for value in (trigger, scenario.severity,
+                                                          scenario.alignment))
+    eta = linear_predictor(params, p, t, *scenario_idx)
+    p_any = any_restriction(level_probabilities(eta, params["cutpoints"][..., None, :]))
+    top = np.argsort(-p_any.mean(axis=(0, 1)))[:n]  # p_any: (chain, draw, cell)
+    labels = [f"{partners[p[i]]}/{types[t[i]]}" for i in top]
+    values = np.moveaxis(p_any[..., top], -1, 0)
     return xr.DataArray(values, dims=("headline", "chain", "draw"),
-                        coords={"headline": labels, "chain": eta.chain, "draw": eta.draw},
+                        coords={"headline": labels, "chain": posterior["chain"],
+                                "draw": posterior["draw"]},
                         name="p_any")
 
 
@@ -74,23 +82,23 @@ def _diagnosis(prior: float, likelihood: float, threshold: float) -> str:
     return OK
 
 
-def compute_sensitivity(dt: xr.DataTree, threshold: float = THRESHOLD,
+def compute_sensitivity(tree: xr.DataTree, threshold: float = THRESHOLD,
                         n_headline: int = HEADLINE_CELLS) -> dict:
     """Per element, per group and per headline forecast: prior and likelihood sensitivity."""
-    missing = [g for g in REQUIRED if g not in dt.children]
+    missing = [g for g in REQUIRED if g not in tree.children]
     if missing:
         from forecasting.evaluation.reports import SensitivityUnavailableError
 
         raise SensitivityUnavailableError(
             f"the fit lacks the groups {missing}; power-scaling needs log_prior and "
             "log_likelihood (fits by forecasting.model.fitting.fit with extras=True have them): refit")
-    posterior = dt["posterior"].to_dataset()
+    posterior = tree["posterior"].to_dataset()
     names = [g for g in GROUPS if g in posterior]
-    headline = headline_forecasts(posterior, dt.attrs, n_headline)
+    headline = headline_forecasts(posterior, n_headline)
     scaled = xr.DataTree.from_dict({
         "posterior": posterior[names].assign(p_any=headline),
-        "log_prior": dt["log_prior"].to_dataset(),
-        "log_likelihood": dt["log_likelihood"].to_dataset(),
+        "log_prior": tree["log_prior"].to_dataset(),
+        "log_likelihood": tree["log_likelihood"].to_dataset(),
     })
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), _quiet():
         warnings.simplefilter("ignore")

@@ -7,27 +7,32 @@ Used by tests (parameter recovery), the benchmarks and calibration checks. Vecto
 
 from __future__ import annotations
 
-import datetime as dt
+import datetime
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.special import expit
 
 from forecasting.domain.cells import coords_from_codebook, partner_bloc_index
 from forecasting.domain.codebook import Codebook
+from forecasting.model.arithmetic import (
+    EFFECTS,
+    SLOPES,
+    level_probabilities,
+    linear_predictor,
+    partner_type_effects,
+)
+from forecasting.model.priors import PriorSet, draw, draw_ordered
 
-SEVERITY_CENTER = 1.5  # the model's centring (forecasting.model.pymc_model); kept here to stay PyMC-free
-ALIGNMENT_CENTER = 1.5
-# Scales of the default "true" parameters: shaped like what the seed data suggest, with
-# cutpoints that leave about 80% of episodes at level 0.
+# Scales of the default "true" parameters, per effect: shaped like what the seed data
+# suggest, with cutpoints that leave about 80% of episodes at level 0.
 DEFAULT_SCALES = {"bloc": 0.5, "partner": 0.4, "intel_type": 0.5, "bloc_type": 0.2,
                   "partner_type": 0.25, "trigger_type": 0.4}
 DEFAULT_CUTPOINTS = (1.5, 2.5, 3.6)
 DEFAULT_BETAS = {"beta_severity": 0.5, "beta_alignment": 0.3}
 ROWS_PER_TRIGGER = 12
-FIRST_DATE = dt.date(1985, 1, 1)
+FIRST_DATE = datetime.date(1985, 1, 1)
 
 
 def _zero_sum(x: np.ndarray, axes: int = 1) -> np.ndarray:
@@ -46,7 +51,8 @@ def _zero_sum_within(x: np.ndarray, groups: np.ndarray) -> np.ndarray:
 
 def default_params(codebook: Codebook, seed: int = 0, scales: Mapping[str, float] | None = None,
                    ) -> dict[str, Any]:
-    """A set of "true" parameters: sum-to-zero effects drawn once at the given scales."""
+    """A set of "true" parameters: sum-to-zero effects drawn once at the given scales
+    (per effect, as in forecasting.model.arithmetic.EFFECTS)."""
     rng = np.random.default_rng(seed)
     s = DEFAULT_SCALES | dict(scales or {})
     c = coords_from_codebook(codebook)
@@ -65,50 +71,15 @@ def default_params(codebook: Codebook, seed: int = 0, scales: Mapping[str, float
     })
 
 
-def draw_from_spec(name: str, spec: Mapping[str, Any], rng: np.random.Generator, size=None):
-    """Draws from one prior spec ({dist, kwargs}) in numpy: Normal, HalfNormal or Exponential."""
-    kw = spec["kwargs"]
-    if spec["dist"] == "Normal":
-        return rng.normal(kw.get("mu", 0.0), kw["sigma"], size)
-    if spec["dist"] == "HalfNormal":
-        return np.abs(rng.normal(0.0, kw["sigma"], size))
-    if spec["dist"] == "Exponential":
-        return rng.exponential(1.0 / kw["lam"], size)
-    raise ValueError(f"{name}: cannot simulate from {spec['dist']}; use Normal, HalfNormal "
-                     "or Exponential, or pass params")
-
-
-def ordered_normal(spec: dict, rng: np.random.Generator, max_tries: int = 100_000) -> np.ndarray:
-    """One draw of the cutpoints' prior: Normal(mu_k, sigma) restricted to increasing vectors.
-
-    This is the density PyMC's `ordered` transform gives a Normal; sorting independent draws
-    gives order statistics instead, a different distribution when the mus differ, which SBC
-    would flag as miscalibration of the cutpoints.
-    """
-    kw = spec["kwargs"]
-    mu = np.broadcast_to(np.asarray(kw.get("mu", 0.0), float), (3,))
-    sigma = np.broadcast_to(np.asarray(kw["sigma"], float), (3,))
-    for _ in range(max_tries):
-        x = rng.normal(mu, sigma)
-        if np.all(np.diff(x) > 0):
-            return x
-    raise RuntimeError("could not draw increasing cutpoints from their prior")
-
-
-def params_from_prior(codebook: Codebook, priors, seed: int = 0) -> dict[str, Any]:
-    """One draw of every parameter from a PriorSet (Normal / HalfNormal / Exponential specs)."""
+def params_from_prior(codebook: Codebook, priors: PriorSet, seed: int = 0) -> dict[str, Any]:
+    """One draw of every parameter from a PriorSet, the group scales (`sigma_*`) included."""
     rng = np.random.default_rng(seed)
-
-    def draw(name, size=None):
-        return draw_from_spec(name, priors[name], rng, size)
-
-    scales = {"bloc": draw("sigma_bloc"), "partner": draw("sigma_partner"),
-              "intel_type": draw("sigma_type"), "bloc_type": draw("sigma_bloc_type"),
-              "partner_type": draw("sigma_pt"), "trigger_type": draw("sigma_trigger")}
+    scales = {name: float(draw(priors[effect.scale], rng)) for name, effect in EFFECTS.items()}
     params = default_params(codebook, seed=seed + 1, scales=scales)
-    params["cutpoints"] = ordered_normal(priors["cutpoints"], rng)
-    params["beta_severity"] = float(draw("beta_severity"))
-    params["beta_alignment"] = float(draw("beta_alignment"))
+    params["cutpoints"] = draw_ordered(priors["cutpoints"], rng)
+    for slope in SLOPES.values():
+        params[slope] = float(draw(priors[slope], rng))
+    params |= {EFFECTS[name].scale: value for name, value in scales.items()}
     return complete_params(codebook, params)
 
 
@@ -116,35 +87,31 @@ def complete_params(codebook: Codebook, params: Mapping[str, Any]) -> dict[str, 
     """Add the derived quantities of the posterior contract: partner_eff and pt_eff."""
     out = {k: np.asarray(v, dtype=float) if not np.isscalar(v) else float(v)
            for k, v in params.items()}
-    pb = partner_bloc_index(codebook)
-    out["partner_eff"] = out["bloc_eff"][pb] + out["partner_dev"]
-    out["pt_eff"] = (out["partner_eff"][:, None] + out["type_eff"][None, :]
-                     + out["bloc_type_eff"][pb] + out["pt_dev"])
+    out["partner_eff"], out["pt_eff"] = partner_type_effects(
+        out["bloc_eff"], out["partner_dev"], out["type_eff"], out["bloc_type_eff"],
+        out["pt_dev"], partner_bloc_index(codebook))
     return out
 
 
-def level_probabilities(params: Mapping[str, Any], partner_idx, type_idx, trigger_idx,
-                        severity, alignment) -> np.ndarray:
-    """True P(level = k) (rows x 4) under these parameters."""
-    eta = (params["pt_eff"][partner_idx, type_idx] + params["trigger_eff"][trigger_idx]
-           + params["beta_severity"] * (np.asarray(severity) - SEVERITY_CENTER)
-           + params["beta_alignment"] * (np.asarray(alignment) - ALIGNMENT_CENTER))
-    cdf = expit(np.asarray(params["cutpoints"])[None, :] - eta[:, None])
-    cdf = np.hstack([np.zeros((len(eta), 1)), cdf, np.ones((len(eta), 1))])
-    return np.diff(cdf, axis=1)
+def true_level_probabilities(params: Mapping[str, Any], partner_idx, type_idx, trigger_idx,
+                             severity, alignment) -> np.ndarray:
+    """True P(level = k) (rows x 4) under one set of parameters."""
+    eta = linear_predictor(params, partner_idx, type_idx, trigger_idx, np.asarray(severity),
+                           np.asarray(alignment))
+    return level_probabilities(eta, np.asarray(params["cutpoints"]))
 
 
 def simulate_episodes(codebook: Codebook, n: int, seed: int = 0,
                       params: Mapping[str, Any] | None = None,
                       unseen_partners: int | Sequence[str] = 0,
-                      today: dt.date | None = None) -> tuple[pd.DataFrame, dict[str, Any]]:
+                      today: datetime.date | None = None) -> tuple[pd.DataFrame, dict[str, Any]]:
     """`n` episodes in the interchange format, and the true parameters they came from.
 
     `unseen_partners` leaves partners out of the data (a number: the last ones of the
     vocabulary; or their codes), as in the seed data, where 2 of 23 have no episodes.
     """
     rng = np.random.default_rng(seed)
-    today = today or dt.date.today()
+    today = today or datetime.date.today()
     params = default_params(codebook, seed) if params is None else complete_params(codebook, params)
     coords = coords_from_codebook(codebook)
     partners, types, triggers = coords["partner"], coords["intel_type"], coords["trigger_type"]
@@ -174,7 +141,7 @@ def simulate_episodes(codebook: Codebook, n: int, seed: int = 0,
     trig_day = np.sort(rng.integers(0, span, n_triggers))
     tt_idx, sev, ali = trig_type[trig], trig_sev[trig], trig_ali[trig]
 
-    probs = level_probabilities(params, p_idx, t_idx, tt_idx, sev, ali)
+    probs = true_level_probabilities(params, p_idx, t_idx, tt_idx, sev, ali)
     level = (rng.uniform(size=(n, 1)) > np.cumsum(probs, axis=1)[:, :3]).sum(axis=1)
 
     first = np.datetime64(FIRST_DATE, "D")

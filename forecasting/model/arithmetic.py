@@ -93,9 +93,14 @@ SUMMARY_EFFECTS = ("bloc_eff", "partner_eff", "type_eff", "trigger_eff", "pt_eff
 # -- the linear predictor ---------------------------------------------------------------------
 
 
+def _tensor(x):
+    """numpy arrays and PyTensor variables as they are; Python numbers and lists as arrays."""
+    return x if hasattr(x, "ndim") else np.asarray(x, dtype=float)
+
+
 def _trailing(x, n: int):
     """x with n new trailing axes (scalar slopes broadcast against tables)."""
-    return x[(..., *([None] * n))]
+    return _tensor(x)[(..., *([None] * n))]
 
 
 def partner_type_effects(bloc_eff, partner_dev, type_eff, bloc_type_eff, pt_dev,
@@ -111,7 +116,7 @@ def scenario_effects(trigger_eff, beta_severity, beta_alignment):
     """(..., trigger type, severity, alignment): the scenario's part of eta, a 6 x 4 x 4 table."""
     severity = covariate_offsets("severity")[:, None]
     alignment = covariate_offsets("alignment")[None, :]
-    return (trigger_eff[..., :, None, None]
+    return (_tensor(trigger_eff)[..., :, None, None]
             + _trailing(beta_severity, 3) * severity
             + _trailing(beta_alignment, 3) * alignment)
 

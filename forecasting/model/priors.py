@@ -1,50 +1,74 @@
-"""Priors are data: load, validate, hash and round-trip the model's prior specifications.
+"""Priors are data: load, validate, hash, round-trip and draw from the model's prior specifications.
 
-A prior file (TOML) maps every parameter of the model to a dictionary shaped like
-pymc-extras' `Prior.to_dict()`::
+A prior file (TOML) maps every top-level parameter of the model
+(forecasting.model.arithmetic.PARAMETERS) to a dictionary shaped like pymc-extras'
+`Prior.to_dict()`::
 
     sigma_partner = {dist = "HalfNormal", kwargs = {sigma = 0.5}}
 
 Group scales (`sigma_*`) may carry `centered = true|false`, which overrides the data-driven
-choice of parameterisation for the effect they scale. Validation needs PyMC's distribution
-signatures, so PyMC is imported lazily (the rest of this module is plain Python).
+choice of parameterisation for the effect they scale.
+
+`FAMILIES` is the one table of distributions the project supports: the PyMC model builds
+them (under the same names), and the simulator, SBC and the prior predictive draw from them
+with `draw`. A prior outside the table is refused on load, so an accepted prior set works
+everywhere. No PyMC import here: the web workers read and validate priors without it.
 """
 
 from __future__ import annotations
 
 import copy
 import hashlib
-import inspect
 import json
 import math
 import tomllib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+
+from forecasting.model.arithmetic import PARAMETERS, SCALES
 
 
 class PriorConfigError(ValueError):
     """A prior specification that the model cannot use; the message names the key."""
 
 
-# Parameter -> (what it is, shape of a vector-valued argument, the effect it scales)
-PARAMETERS: dict[str, dict[str, Any]] = {
-    "cutpoints": {"size": 3, "effect": None},
-    "beta_severity": {"size": None, "effect": None},
-    "beta_alignment": {"size": None, "effect": None},
-    "sigma_bloc": {"size": None, "effect": "bloc"},
-    "sigma_partner": {"size": None, "effect": "partner"},
-    "sigma_type": {"size": None, "effect": "intel_type"},
-    "sigma_bloc_type": {"size": None, "effect": "bloc_type"},
-    "sigma_pt": {"size": None, "effect": "partner_type"},
-    "sigma_trigger": {"size": None, "effect": "trigger_type"},
+@dataclass(frozen=True)
+class Family:
+    """A distribution family: its parameters (PyMC's names), which must be positive, its
+    support, and a numpy draw of `size` values from keyword arguments with defaults filled."""
+
+    parameters: tuple[str, ...]
+    defaults: Mapping[str, float]
+    positive: tuple[str, ...]
+    support: str  # "real" or "positive"
+    draw: Callable[[np.random.Generator, dict[str, Any], Any], np.ndarray]
+
+
+def _t(rng, kw, size):
+    return kw["mu"] + kw["sigma"] * rng.standard_t(kw["nu"], size)
+
+
+FAMILIES: dict[str, Family] = {
+    "Normal": Family(("mu", "sigma"), {"mu": 0.0}, ("sigma",), "real",
+                     lambda rng, kw, size: rng.normal(kw["mu"], kw["sigma"], size)),
+    "StudentT": Family(("nu", "mu", "sigma"), {"mu": 0.0}, ("nu", "sigma"), "real", _t),
+    "HalfNormal": Family(("sigma",), {}, ("sigma",), "positive",
+                         lambda rng, kw, size: np.abs(rng.normal(0.0, kw["sigma"], size))),
+    "HalfStudentT": Family(("nu", "sigma"), {}, ("nu", "sigma"), "positive",
+                           lambda rng, kw, size: np.abs(_t(rng, kw | {"mu": 0.0}, size))),
+    "Exponential": Family(("lam",), {}, ("lam",), "positive",
+                          lambda rng, kw, size: rng.exponential(1.0 / np.asarray(kw["lam"]),
+                                                                size)),
+    "Gamma": Family(("alpha", "beta"), {}, ("alpha", "beta"), "positive",
+                    lambda rng, kw, size: rng.gamma(kw["alpha"], 1.0 / np.asarray(kw["beta"]),
+                                                    size)),
+    "LogNormal": Family(("mu", "sigma"), {"mu": 0.0}, ("sigma",), "positive",
+                        lambda rng, kw, size: rng.lognormal(kw["mu"], kw["sigma"], size)),
 }
-SCALE_EFFECT = {k: v["effect"] for k, v in PARAMETERS.items() if v["effect"]}
-# Scales must be strictly positive, and the distribution's support too.
-SCALE_PARAMETERS = ("sigma", "tau", "lam", "scale", "alpha", "beta", "nu", "b")
-POSITIVE_DISTRIBUTIONS = ("HalfNormal", "HalfStudentT", "HalfCauchy", "Exponential", "Gamma",
-                          "InverseGamma", "LogNormal", "Weibull", "HalfFlat")
 SPEC_KEYS = ("dist", "kwargs", "centered", "dims")
 
 
@@ -52,24 +76,16 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _distribution(name: str, dist_name: Any):
-    import pymc as pm
-
-    dist = getattr(pm, str(dist_name), None)
-    if not (isinstance(dist, type) and issubclass(dist, pm.Distribution)):
-        raise PriorConfigError(
-            f"{name}: unknown distribution {dist_name!r}; use a PyMC distribution name such as "
-            "'Normal' or 'HalfNormal'")
-    return dist
-
-
-def _signature(dist) -> set[str]:
-    return {p for p, v in inspect.signature(dist.dist).parameters.items()
-            if v.kind is v.POSITIONAL_OR_KEYWORD}
+def _family(name: str, dist_name: Any) -> Family:
+    family = FAMILIES.get(dist_name) if isinstance(dist_name, str) else None
+    if family is None:
+        raise PriorConfigError(f"{name}: unsupported distribution {dist_name!r}; use one of "
+                               f"{sorted(FAMILIES)}")
+    return family
 
 
 def validate_spec(name: str, spec: Any) -> dict[str, Any]:
-    """Check one prior against the model and the distribution's signature; return a clean copy."""
+    """Check one prior against the model and its family; return a clean copy."""
     if name not in PARAMETERS:
         raise PriorConfigError(
             f"{name}: the model has no parameter {name!r}; its parameters are {sorted(PARAMETERS)}")
@@ -81,18 +97,18 @@ def validate_spec(name: str, spec: Any) -> dict[str, Any]:
     if "dist" not in spec:
         raise PriorConfigError(f"{name}: missing 'dist' (the distribution name)")
     dist_name = spec["dist"]
-    dist = _distribution(name, dist_name)
+    family = _family(name, dist_name)
     kwargs = spec.get("kwargs", {})
     if not isinstance(kwargs, Mapping):
         raise PriorConfigError(f"{name}.kwargs: expected a table of parameters, got {kwargs!r}")
-    allowed = _signature(dist)
-    if unknown := set(kwargs) - allowed:
+    if unknown := set(kwargs) - set(family.parameters):
         raise PriorConfigError(f"{name}: {sorted(unknown)} not parameters of {dist_name}; "
-                               f"use {sorted(allowed)}")
-    scales = [p for p in SCALE_PARAMETERS if p in allowed]
-    if scales and not any(p in kwargs for p in scales):
-        raise PriorConfigError(f"{name}: missing scale; {dist_name} needs one of {scales}")
-    size = PARAMETERS[name]["size"]
+                               f"use {list(family.parameters)}")
+    if missing := [p for p in family.parameters if p not in kwargs and p not in family.defaults]:
+        raise PriorConfigError(f"{name}: missing {missing}; {dist_name} needs "
+                               f"{[p for p in family.parameters if p not in family.defaults]}")
+    parameter = PARAMETERS[name]
+    size = parameter.size
     for key, value in kwargs.items():
         values = value if isinstance(value, list) else [value]
         if isinstance(value, list) and (size is None or len(value) != size):
@@ -100,17 +116,22 @@ def validate_spec(name: str, spec: Any) -> dict[str, Any]:
             raise PriorConfigError(f"{name}.kwargs.{key}: expected {wanted}, got {value!r}")
         if not all(_is_number(v) for v in values):
             raise PriorConfigError(f"{name}.kwargs.{key}: expected finite numbers, got {value!r}")
-        if key in SCALE_PARAMETERS and not all(v > 0 for v in values):
-            raise PriorConfigError(f"{name}.kwargs.{key}: scale must be positive, got {value!r}")
-    if name.startswith("sigma_") and dist_name not in POSITIVE_DISTRIBUTIONS:
+        if key in family.positive and not all(v > 0 for v in values):
+            raise PriorConfigError(f"{name}.kwargs.{key}: must be positive, got {value!r}")
+    if parameter.positive and family.support != "positive":
+        positive = sorted(k for k, f in FAMILIES.items() if f.support == "positive")
         raise PriorConfigError(f"{name}: a group scale needs a positive distribution, one of "
-                               f"{list(POSITIVE_DISTRIBUTIONS)}; got {dist_name!r}")
+                               f"{positive}; got {dist_name!r}")
+    if not parameter.positive and family.support != "real":
+        real = sorted(k for k, f in FAMILIES.items() if f.support == "real")
+        raise PriorConfigError(f"{name}: needs a distribution on the real line, one of {real}; "
+                               f"got {dist_name!r}")
     if name == "cutpoints" and isinstance(kwargs.get("mu"), list):
         mu = kwargs["mu"]
         if any(b <= a for a, b in zip(mu, mu[1:], strict=False)):
             raise PriorConfigError(f"cutpoints.kwargs.mu: must be increasing, got {mu!r}")
     if "centered" in spec:
-        if name not in SCALE_EFFECT:
+        if name not in SCALES:
             raise PriorConfigError(f"{name}.centered: only group scales (sigma_*) take 'centered'")
         if not isinstance(spec["centered"], bool):
             raise PriorConfigError(f"{name}.centered: expected true or false, got "
@@ -121,6 +142,32 @@ def validate_spec(name: str, spec: Any) -> dict[str, Any]:
     if "dims" in spec:
         clean["dims"] = list(spec["dims"]) if isinstance(spec["dims"], list | tuple) else spec["dims"]
     return clean
+
+
+def distribution_kwargs(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """The family's keyword arguments with its defaults filled in (PyMC's names)."""
+    return dict(FAMILIES[spec["dist"]].defaults) | dict(spec.get("kwargs", {}))
+
+
+def draw(spec: Mapping[str, Any], rng: np.random.Generator, size=None) -> np.ndarray:
+    """Draws from one validated prior spec in numpy."""
+    kwargs = {k: np.asarray(v, dtype=float) for k, v in distribution_kwargs(spec).items()}
+    return FAMILIES[spec["dist"]].draw(rng, kwargs, size)
+
+
+def draw_ordered(spec: Mapping[str, Any], rng: np.random.Generator, size: int = 3,
+                 max_tries: int = 100_000) -> np.ndarray:
+    """One draw of an ordered vector prior (the cutpoints): the family restricted to
+    increasing vectors, which is the density PyMC's `ordered` transform gives it.
+
+    Sorting independent draws would give order statistics instead, a different distribution
+    when the locations differ, which SBC flags as miscalibration.
+    """
+    for _ in range(max_tries):
+        x = np.broadcast_to(draw(spec, rng, size), (size,))
+        if np.all(np.diff(x) > 0):
+            return np.array(x)
+    raise RuntimeError("could not draw increasing cutpoints from their prior")
 
 
 @dataclass(frozen=True)
@@ -160,7 +207,7 @@ class PriorSet(Mapping):
 
     def centered_overrides(self) -> dict[str, str]:
         """Effect -> "centered"/"noncentered" for scales that fix their parameterisation."""
-        return {SCALE_EFFECT[k]: "centered" if v["centered"] else "noncentered"
+        return {SCALES[k]: "centered" if v["centered"] else "noncentered"
                 for k, v in self.specs.items() if "centered" in v}
 
     def replace(self, **specs: dict[str, Any]) -> PriorSet:
@@ -184,13 +231,3 @@ def parse_priors(text: str) -> PriorSet:
 
 def load_priors(path: Path | str) -> PriorSet:
     return parse_priors(Path(path).read_text(encoding="utf-8"))
-
-
-def make_rv(name: str, spec: Mapping[str, Any], **kwargs):
-    """Create the random variable `name` from a spec, inside the current model context.
-
-    Extra keyword arguments (dims, transform, ...) are passed to the distribution.
-    """
-    spec = validate_spec(name, spec) if name in PARAMETERS else dict(spec)
-    dist = _distribution(name, spec["dist"])
-    return dist(name, **spec.get("kwargs", {}), **kwargs)

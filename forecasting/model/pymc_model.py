@@ -37,30 +37,22 @@ import pytensor.tensor as pt
 from scipy.linalg import helmert
 from scipy.special import gammaln
 
-from forecasting.domain.cells import LEVELS, ORDINAL_VALUES, Cells
+from forecasting.domain.cells import Cells
+from forecasting.model.arithmetic import (
+    CENTERS,
+    EFFECTS,
+    LEVELS,
+    ORDINAL_VALUES,
+    linear_predictor,
+    partner_type_effects,
+    scenario_effects,
+)
 from forecasting.model.likelihood import level_weights, ordinal_loglik, term_order
-from forecasting.model.priors import PriorSet, make_rv
+from forecasting.model.priors import PriorSet, distribution_kwargs
 
-SEVERITY_CENTER = 1.5
-ALIGNMENT_CENTER = 1.5
-# covariate value - its centre, for every value a cell can hold
-ORDINAL_OFFSETS = {"severity": np.array(ORDINAL_VALUES, dtype=float) - SEVERITY_CENTER,
-                   "alignment": np.array(ORDINAL_VALUES, dtype=float) - ALIGNMENT_CENTER}
 MODEL_NAME = "ordinal-hierarchical"
 MODEL_REVISION = 2  # bump when the graph changes in a way that changes the posterior
 
-# effect -> (dims, scale parameter, name of the effect variable). The nested effects
-# (partner, partner_type) are Deterministics built from contrasts (see NESTED).
-EFFECTS: dict[str, tuple[tuple[str, ...], str, str]] = {
-    "bloc": (("bloc",), "sigma_bloc", "bloc_eff"),
-    "partner": (("partner",), "sigma_partner", "partner_dev"),
-    "intel_type": (("intel_type",), "sigma_type", "type_eff"),
-    "bloc_type": (("bloc", "intel_type"), "sigma_bloc_type", "bloc_type_eff"),
-    "partner_type": (("partner", "intel_type"), "sigma_pt", "pt_dev"),
-    "trigger_type": (("trigger_type",), "sigma_trigger", "trigger_eff"),
-}
-NESTED = {"partner": ("partner_contrast",),
-          "partner_type": ("partner_contrast", "type_contrast")}
 PARAMETERIZATIONS = ("centered", "noncentered")
 # Fisher information (logit^-2) a weakly observed group's data must carry before its effect
 # is centred. With 20 units the data alone pin a group effect to about +-0.22 logits, well
@@ -162,11 +154,22 @@ def contrast_coords(groups: np.ndarray, labels: list) -> list[str]:
     return out
 
 
+def prior_variable(name: str, priors: PriorSet, **kwargs):
+    """The random variable `name` with its prior, inside the current model context.
+
+    Prior families carry PyMC's names (forecasting.model.priors.FAMILIES); extra keyword
+    arguments (dims, transform, ...) go to the distribution.
+    """
+    spec = priors[name]
+    return getattr(pm, spec["dist"])(name, **distribution_kwargs(spec), **kwargs)
+
+
 def _nested_effect(effect: str, form: str, priors: PriorSet, basis: dict[str, np.ndarray]):
     """Partner deviations within bloc, partner x type deviations within bloc x type."""
-    dims, scale_name, name = EFFECTS[effect]
-    sigma = make_rv(scale_name, priors[scale_name])
-    raw_dims = NESTED[effect]
+    spec = EFFECTS[effect]
+    dims, name = spec.dims, spec.variable
+    sigma = prior_variable(spec.scale, priors)
+    raw_dims = spec.contrasts
     if form == "centered":
         raw = pm.Normal(f"{name}_raw", 0.0, sigma, dims=raw_dims)
         scale = 1.0
@@ -180,10 +183,11 @@ def _nested_effect(effect: str, form: str, priors: PriorSet, basis: dict[str, np
 
 
 def _effect(effect: str, form: str, priors: PriorSet, basis: dict[str, np.ndarray]):
-    if effect in NESTED:
+    spec = EFFECTS[effect]
+    if spec.contrasts:
         return _nested_effect(effect, form, priors, basis)
-    dims, scale_name, name = EFFECTS[effect]
-    sigma = make_rv(scale_name, priors[scale_name])
+    dims, name = spec.dims, spec.variable
+    sigma = prior_variable(spec.scale, priors)
     n_axes = len(dims)
     if form == "centered":
         return pm.ZeroSumNormal(name, sigma=sigma, n_zerosum_axes=n_axes, dims=dims)
@@ -230,15 +234,16 @@ def build_model(cells: Cells, priors: PriorSet,
         p_idx = pm.Data("partner_idx", cells.partner_idx[rows], dims=obs_dim)
         t_idx = pm.Data("type_idx", cells.type_idx[rows], dims=obs_dim)
         tt_idx = pm.Data("trigger_idx", cells.trigger_idx[rows], dims=obs_dim)
-        severity = pm.Data("severity", cells.severity[rows].astype(float), dims=obs_dim)
-        alignment = pm.Data("alignment", cells.alignment[rows].astype(float), dims=obs_dim)
+        # values 0-3, which index the scenario table (arithmetic.scenario_effects)
+        severity = pm.Data("severity", cells.severity[rows], dims=obs_dim)
+        alignment = pm.Data("alignment", cells.alignment[rows], dims=obs_dim)
         # data, not a constant, so that the posterior predictive check can group by bloc
         partner_bloc = pm.Data("partner_bloc", cells.partner_bloc, dims="partner")
 
-        cutpoints = make_rv("cutpoints", priors["cutpoints"], dims="cutpoint",
-                            transform=pm.distributions.transforms.ordered)
-        beta_severity = make_rv("beta_severity", priors["beta_severity"])
-        beta_alignment = make_rv("beta_alignment", priors["beta_alignment"])
+        cutpoints = prior_variable("cutpoints", priors, dims="cutpoint",
+                                   transform=pm.distributions.transforms.ordered)
+        beta_severity = prior_variable("beta_severity", priors)
+        beta_alignment = prior_variable("beta_alignment", priors)
 
         bloc_eff = _effect("bloc", form["bloc"], priors, basis)
         partner_dev = _effect("partner", form["partner"], priors, basis)
@@ -247,28 +252,24 @@ def build_model(cells: Cells, priors: PriorSet,
         pt_dev = _effect("partner_type", form["partner_type"], priors, basis)
         trigger_eff = _effect("trigger_type", form["trigger_type"], priors, basis)
 
-        partner_eff = pm.Deterministic("partner_eff", bloc_eff[partner_bloc] + partner_dev,
-                                       dims="partner")
-        pt_eff = pm.Deterministic(
-            "pt_eff",
-            partner_eff[:, None] + type_eff[None, :] + bloc_type_eff[partner_bloc] + pt_dev,
-            dims=("partner", "intel_type"))
+        partner_value, pt_value = partner_type_effects(bloc_eff, partner_dev, type_eff,
+                                                       bloc_type_eff, pt_dev, partner_bloc)
+        pm.Deterministic("partner_eff", partner_value, dims="partner")
+        pt_eff = pm.Deterministic("pt_eff", pt_value, dims=("partner", "intel_type"))
 
         if aggregated:
             # eta of a cell = pt_eff[partner, type] + scenario_eff[trigger, severity,
             # alignment]: two tables the likelihood kernel gathers from
-            scenario_eff = (trigger_eff[:, None, None]
-                            + beta_severity * pt.constant(ORDINAL_OFFSETS["severity"])[:, None]
-                            + beta_alignment * pt.constant(ORDINAL_OFFSETS["alignment"]))
+            scenario_eff = scenario_effects(trigger_eff, beta_severity, beta_alignment)
             effects = pt.concatenate([pt_eff.reshape((-1,)), scenario_eff.reshape((-1,))])
             # the counts themselves are data for the fit's observed_data group
             pm.Data("counts", cells.counts, dims=("cell", "level"))
             data = {name: pm.Data(name, value) for name, value in likelihood_data(cells).items()}
             pm.Potential(LIKELIHOOD, ordinal_loglik(cutpoints, effects, **data))
         else:
-            eta = (pt_eff[p_idx, t_idx] + trigger_eff[tt_idx]
-                   + beta_severity * (severity - SEVERITY_CENTER)
-                   + beta_alignment * (alignment - ALIGNMENT_CENTER))
+            params = {"pt_eff": pt_eff, "trigger_eff": trigger_eff,
+                      "beta_severity": beta_severity, "beta_alignment": beta_alignment}
+            eta = linear_predictor(params, p_idx, t_idx, tt_idx, severity, alignment)
             pm.OrderedLogistic("restriction", eta=eta, cutpoints=cutpoints,
                                observed=expanded["level"], dims="episode")
 
@@ -278,26 +279,12 @@ def build_model(cells: Cells, priors: PriorSet,
         "aggregated": aggregated,
         "parameterization": dict(form),
         "priors_hash": priors.content_hash,
-        "severity_center": SEVERITY_CENTER,
-        "alignment_center": ALIGNMENT_CENTER,
+        "severity_center": CENTERS["severity"],
+        "alignment_center": CENTERS["alignment"],
         "codebook_version": cells.codebook_version,
         "coords": {k: [str(x) for x in v] for k, v in cells.coords.items()},
     }
     return model
-
-
-def data_for(cells: Cells) -> dict[str, np.ndarray]:
-    """The pm.Data values of the aggregated model for these cells (for `with_data` reuse)."""
-    return {
-        "partner_idx": cells.partner_idx,
-        "type_idx": cells.type_idx,
-        "trigger_idx": cells.trigger_idx,
-        "severity": cells.severity.astype(float),
-        "alignment": cells.alignment.astype(float),
-        "counts": cells.counts,
-        "partner_bloc": cells.partner_bloc,
-        **likelihood_data(cells),
-    }
 
 
 def likelihood_data(cells: Cells) -> dict[str, np.ndarray]:

@@ -1,12 +1,9 @@
 """Posterior draws -> forecasts: level probabilities, P(any restriction), grids, comparisons.
 
-Pure numpy (no PyMC, no Flask). The model's cumulative-logit maths, per draw:
-
-    eta = pt_eff[partner, type] + trigger_eff[trigger]
-          + beta_severity * (severity - severity_center)
-          + beta_alignment * (alignment - alignment_center)
-    P(level <= k) = sigmoid(cutpoints[k] - eta),  k = 0..2
-    P(level = k) by differences;  P(any restriction) = 1 - P(level = 0)
+Pure numpy (no PyMC, no Flask). The model's maths is forecasting.model.arithmetic's: a
+cell's linear predictor is its entry of pt_eff plus the scenario's entry of the
+trigger x severity x alignment table (`scenario_effects`), and level probabilities follow
+from the cutpoints (`level_probabilities`).
 
 A `ForecastEngine` copies the draws of one model version into numpy arrays once (chain x draw
 stacked into one sample axis, which is the last, contiguous axis, so that the per-cell sorts for
@@ -25,8 +22,8 @@ import numpy as np
 import xarray as xr
 
 from forecasting.domain.codebook import Codebook, UnknownCodeError
+from forecasting.model.arithmetic import CENTERS, LEVEL_LABELS, level_probabilities, scenario_effects
 
-LEVELS = ("0", "1", "2", "3")
 DECIMALS = 4
 # Summary statistics of every quantity: the mean, then these quantiles.
 # Symmetric, so that P(any) = 1 - P(level 0) gets its quantiles from level 0's reversed.
@@ -91,21 +88,6 @@ def _check_ordinal(field: str, value, allowed: Iterable[int]) -> int:
     if int(value) not in allowed:
         raise ScenarioError(field, f"must be {allowed[0]}-{allowed[-1]}, got {value!r}")
     return int(value)
-
-
-def level_probabilities(eta: np.ndarray, cutpoints: np.ndarray) -> np.ndarray:
-    """P(level = k) for k = 0..3, on a new axis -2: eta (..., S), cutpoints (3, S)."""
-    # sigmoid(c - eta) = 1 / (1 + exp(eta) exp(-c)): one exp per cell and draw instead of three
-    # (exp(-c) is per draw only). An overflow to inf gives the right limit, P(level <= k) = 0.
-    with np.errstate(over="ignore"):
-        cdf = np.exp(eta)[..., None, :] * np.exp(-cutpoints)  # (..., 3, S)
-    cdf += 1.0
-    np.reciprocal(cdf, out=cdf)  # P(level <= k), in place: the grid's arrays are large
-    probs = np.empty(eta.shape[:-1] + (4, eta.shape[-1]), dtype=cdf.dtype)
-    probs[..., 0, :] = cdf[..., 0, :]
-    np.subtract(cdf[..., 1:, :], cdf[..., :-1, :], out=probs[..., 1:3, :])
-    np.subtract(1.0, cdf[..., 2, :], out=probs[..., 3, :])
-    return probs
 
 
 def summarise(x: np.ndarray, *, overwrite: bool = False) -> np.ndarray:
@@ -179,16 +161,12 @@ class ForecastEngine:
         self._pt_eff = _draws(ds["pt_eff"], ("partner", "intel_type"))  # (P, T, S)
         self._trigger_eff = _draws(ds["trigger_eff"], ("trigger_type",))  # (TT, S)
         self._cutpoints = _draws(ds["cutpoints"], ("cutpoint",))  # (3, S)
-        beta_severity = _draws(ds["beta_severity"], ())
-        beta_alignment = _draws(ds["beta_alignment"], ())
-        severity_center = _center(attrs, metadata, "severity_center")
-        alignment_center = _center(attrs, metadata, "alignment_center")
+        _check_centers(attrs, metadata)
         # the scenario's contribution per draw, for every trigger x severity x alignment:
         # (TT, 4, 4, S), so that a query only adds the cell's effect
-        sev = np.arange(len(codebook.severity))[:, None, None] - severity_center
-        ali = np.arange(len(codebook.alignment))[None, :, None] - alignment_center
-        self._scenario_eta = (self._trigger_eff[:, None, None, :]
-                              + beta_severity * sev + beta_alignment * ali).astype(DTYPE)
+        table = scenario_effects(self._trigger_eff.T, _draws(ds["beta_severity"], ()),
+                                 _draws(ds["beta_alignment"], ()))  # samples first
+        self._scenario_eta = np.ascontiguousarray(np.moveaxis(table, 0, -1), dtype=DTYPE)
         self.n_draws = self._cutpoints.shape[-1]
         self._cache_enabled = cache
         self._answers: dict[tuple, np.ndarray] = {}
@@ -318,8 +296,8 @@ class ForecastEngine:
             return []
         p_idx, t_idx = np.array([c[2] for c in cells]), np.array([c[3] for c in cells])
         cell_eta = self._pt_eff[p_idx, t_idx]  # (N, S)
-        probs_a = level_probabilities(cell_eta + eta_a, self._cutpoints)
-        probs_b = level_probabilities(cell_eta + eta_b, self._cutpoints)
+        probs_a = level_probabilities(cell_eta + eta_a, self._cutpoints, axis=-2)
+        probs_b = level_probabilities(cell_eta + eta_b, self._cutpoints, axis=-2)
         # P(any) = 1 - P(level 0), so the difference in any is a's level 0 minus b's
         diff = probs_a[:, 0] - probs_b[:, 0]  # (N, S)
         stats_a, stats_b = _rounded(summarise_levels(probs_a)), _rounded(summarise_levels(probs_b))
@@ -339,7 +317,7 @@ class ForecastEngine:
 
     def _summaries(self, eta: np.ndarray) -> np.ndarray:
         """Linear predictors (..., S) -> rounded summaries (..., 5, 6)."""
-        probs = level_probabilities(eta, self._cutpoints)
+        probs = level_probabilities(eta, self._cutpoints, axis=-2)  # (..., 4, S)
         return _rounded(summarise_levels(probs, overwrite=True))
 
     def _cached(self, key: tuple) -> np.ndarray | None:
@@ -388,7 +366,7 @@ class ForecastEngine:
             "scenario": {"trigger_type": scenario.trigger_type, "severity": int(scenario.severity),
                          "alignment": int(scenario.alignment)},
             "any_restriction": _stats_dict(stats[0]),
-            "levels": {level: _stats_dict(stats[k + 1]) for k, level in enumerate(LEVELS)},
+            "levels": {level: _stats_dict(stats[k + 1]) for k, level in enumerate(LEVEL_LABELS)},
             "model": dict(self.model_info),
         }
 
@@ -407,9 +385,15 @@ def _draws(da: xr.DataArray, dims: tuple[str, ...]) -> np.ndarray:
     return np.ascontiguousarray(values.reshape(values.shape[: len(dims)] + (-1,)), dtype=DTYPE)
 
 
-def _center(attrs: Mapping, metadata: Mapping, name: str) -> float:
-    # the model centres covariates; a forecast that guessed the centre would be silently shifted
-    for source in (attrs, metadata, metadata.get("model_config", {})):
-        if name in source:
-            return float(source[name])
-    raise ValueError(f"the posterior's root attrs lack {name!r}, which the forecasts need")
+def _check_centers(attrs: Mapping, metadata: Mapping) -> None:
+    """A version fitted with other covariate centres would be silently shifted: refuse it."""
+    for covariate, centre in CENTERS.items():
+        name = f"{covariate}_center"
+        for source in (attrs, metadata, metadata.get("model_config", {})):
+            if name in source:
+                if float(source[name]) != centre:
+                    raise ValueError(f"{name}: the version was fitted with {source[name]}, the "
+                                     f"model's arithmetic centres at {centre}; refit it")
+                break
+        else:
+            raise ValueError(f"the posterior's root attrs lack {name!r}, which the forecasts need")

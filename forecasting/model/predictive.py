@@ -1,0 +1,137 @@
+"""What a fit's draws imply for the data: level probabilities per cell, the log likelihood,
+replicated counts (prior and posterior predictive), in numpy from the draws.
+
+No PyMC function is compiled for these (they took 6 s and 10 s of every refit on the seed
+data when PyMC computed them); the maths is forecasting.model.arithmetic's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+
+import numpy as np
+import pymc as pm
+import xarray as xr
+
+from forecasting.model.arithmetic import (
+    FORECAST_VARIABLES,
+    level_log_probability,
+    level_probabilities,
+    linear_predictor,
+)
+from forecasting.model.pymc_model import log_multinomial_coef
+from forecasting.model.sampling import structure_key
+
+OBSERVED = "level_counts"
+_PRIORS: dict[tuple, xr.Dataset] = {}  # per-process cache: (structure, draws, seed) -> prior
+
+
+def add_observed_data(tree: xr.DataTree, model: pm.Model) -> None:
+    """The observed level counts per cell (group observed_data), which diagnostics, plots
+    and the per-episode LOO read; the likelihood itself is a Potential, not an observed
+    variable, so the samplers do not add them."""
+    if "counts" not in model.named_vars:
+        return
+    if "observed_data" in tree.children and OBSERVED in tree["observed_data"]:
+        return
+    tree["observed_data"] = xr.Dataset(
+        {OBSERVED: (("cell", "level"), np.asarray(model["counts"].get_value()))},
+        coords={"cell": np.asarray(model.coords["cell"]),
+                "level": np.asarray(model.coords["level"])})
+
+
+def _cell_eta(params: xr.Dataset, const: xr.Dataset, cells=slice(None)) -> np.ndarray:
+    """eta (chain, draw, cell) of the fit's cells (or a subset) under draws `params`."""
+    values = {name: params[name].values for name in FORECAST_VARIABLES}
+    return linear_predictor(values, const["partner_idx"].values[cells],
+                            const["type_idx"].values[cells], const["trigger_idx"].values[cells],
+                            const["severity"].values[cells].astype(int),
+                            const["alignment"].values[cells].astype(int))
+
+
+def cell_level_probabilities(tree: xr.DataTree, params: xr.Dataset | None = None) -> np.ndarray:
+    """P(level = k) per draw and cell, (chain, draw, cell, level), as the model defines it.
+
+    From the posterior draws, or from `params` (e.g. prior draws) with the same names.
+    """
+    params = tree.posterior.to_dataset() if params is None else params
+    eta = _cell_eta(params, tree.constant_data.to_dataset())
+    probs = level_probabilities(eta, params["cutpoints"].values[..., None, :])
+    return np.clip(probs, 1e-12, 1.0)  # far in the tails a difference can round to 0: no log(0)
+
+
+def observed_counts(tree: xr.DataTree) -> xr.DataArray:
+    return tree.observed_data[OBSERVED].transpose("cell", "level")
+
+
+def add_log_likelihood(tree: xr.DataTree) -> None:
+    """The per-cell multinomial log likelihood (the model's density), as group log_likelihood."""
+    counts = observed_counts(tree)
+    log_coef = log_multinomial_coef(counts.values)
+    probs = cell_level_probabilities(tree)
+    ll = log_coef + np.einsum("...cl,cl->...c", np.log(probs), counts.values.astype(float))
+    post = tree.posterior
+    tree["log_likelihood"] = xr.Dataset(
+        {OBSERVED: (("chain", "draw", "cell"), ll)},
+        coords={"chain": post.coords["chain"].values, "draw": post.coords["draw"].values,
+                "cell": counts.coords["cell"].values})
+
+
+def episode_log_likelihood(tree: xr.DataTree) -> tuple[np.ndarray, np.ndarray]:
+    """log P(level) of every observed (cell, level) pair per draw, and its episode count.
+
+    Episodes of one cell with the same level are exchangeable, so one column stands for
+    all of them: leaving one of them out is what per-episode LOO does.
+    """
+    post = tree.posterior.to_dataset()
+    counts = tree.observed_data[OBSERVED].values
+    cell, level = np.nonzero(counts)
+    eta = _cell_eta(post, tree.constant_data.to_dataset(), cell)
+    ll = level_log_probability(eta, post["cutpoints"].values, level)
+    return ll, counts[cell, level]
+
+
+def replicate_counts(params: xr.Dataset, tree: xr.DataTree, seed: int = 0) -> xr.Dataset:
+    """Level counts per cell replicated from every draw of `params` (numpy multinomial)."""
+    counts = observed_counts(tree)
+    probs = cell_level_probabilities(tree, params)
+    probs = probs / probs.sum(axis=-1, keepdims=True)
+    rng = np.random.default_rng(seed)
+    n = np.broadcast_to(counts.values.sum(axis=-1), probs.shape[:-1])
+    rep = rng.multinomial(n, probs)
+    return xr.Dataset(
+        {OBSERVED: (("chain", "draw", "cell", "level"), rep)},
+        coords={"chain": params.coords["chain"].values, "draw": params.coords["draw"].values,
+                "cell": counts.coords["cell"].values, "level": counts.coords["level"].values})
+
+
+def add_posterior_predictive(tree: xr.DataTree, seed: int = 0) -> None:
+    """Replicated level counts per cell and draw, as group posterior_predictive."""
+    tree["posterior_predictive"] = replicate_counts(tree.posterior.to_dataset(), tree, seed)
+
+
+@contextlib.contextmanager
+def _quiet_prior_sampling():
+    """The likelihood is a Potential over the cells (forecasting.model.pymc_model): prior
+    draws rightly ignore it, and PyMC says so on every call."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*Potential", category=UserWarning)
+        yield
+
+
+def prior_draws(model: pm.Model, draws: int, seed: int) -> xr.Dataset:
+    """Prior draws of every parameter (group `prior`); they do not depend on the data.
+
+    The likelihood is a Potential, which PyMC cannot draw from: `replicate_counts`
+    derives the prior predictive from these draws. Cached per model structure, so that a
+    refit in the same process pays nothing.
+    """
+    key = (structure_key(model), draws, seed)
+    if key not in _PRIORS:
+        names = [v.name for v in model.free_RVs + model.deterministics]
+        with _quiet_prior_sampling():
+            prior = pm.sample_prior_predictive(draws=draws, model=model, var_names=names,
+                                               random_seed=seed)
+        _PRIORS[key] = prior["prior"].to_dataset()
+    return _PRIORS[key]

@@ -1,0 +1,136 @@
+"""Sampling: compile the model once per process and structure, run the chosen sampler.
+
+nutpie by default (the compiled model is cached and later fits swap the data in);
+numpyro and PyMC's own NUTS through `pm.sample`.
+"""
+
+from __future__ import annotations
+
+import os
+
+# numpyro runs one chain per XLA device; this must be set before jax is first imported.
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
+
+import hashlib  # noqa: E402
+import json  # noqa: E402
+import time  # noqa: E402
+import warnings  # noqa: E402
+from typing import Any  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pymc as pm  # noqa: E402
+import xarray as xr  # noqa: E402
+
+from forecasting.domain.cells import aggregate  # noqa: E402
+from forecasting.domain.codebook import Codebook  # noqa: E402
+from forecasting.model.likelihood import register_jax  # noqa: E402
+from forecasting.model.priors import PriorSet  # noqa: E402
+from forecasting.model.pymc_model import build_model  # noqa: E402
+from forecasting.settings import SamplerSettings  # noqa: E402
+
+SAMPLERS = ("nutpie", "numpyro", "pymc")
+_COMPILED: dict[str, Any] = {}  # per-process cache: model structure key -> nutpie compiled model
+
+
+def structure_key(model: pm.Model) -> str:
+    """What the compiled graph depends on: everything but the data values."""
+    config = dict(getattr(model, "forecast_config", {}))
+    shapes = {v.name: v.get_value().ndim for v in model.data_vars}
+    payload = json.dumps({"config": config, "ranks": shapes}, sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def _data_values(model: pm.Model) -> dict[str, np.ndarray]:
+    return {v.name: v.get_value() for v in model.data_vars}
+
+
+def _cores(chains: int) -> int:
+    return max(1, min(chains, os.cpu_count() or 1))
+
+
+def compile_nutpie(model: pm.Model):
+    """Compile `model` for nutpie once per process and structure (later fits swap the data)."""
+    import nutpie
+
+    key = structure_key(model)
+    if key not in _COMPILED:
+        _COMPILED[key] = nutpie.compile_pymc_model(model)
+    return _COMPILED[key]
+
+
+def warm_up(episodes: pd.DataFrame, codebook: Codebook, priors: PriorSet,
+            sampler_settings: SamplerSettings) -> float:
+    """Compile the model the next fit of these episodes will need; returns the seconds spent.
+
+    A refit worker calls this at start, so that its first refit does not pay the compile.
+    """
+    if sampler_settings.sampler != "nutpie" or len(episodes) == 0:
+        return 0.0
+    t0 = time.perf_counter()
+    compile_nutpie(build_model(aggregate(episodes, codebook), priors))
+    return time.perf_counter() - t0
+
+
+def _sample_nutpie(model, settings: SamplerSettings, progress: bool, timings: dict):
+    import nutpie
+    from pymc.backends.arviz import patch_nutpie_idata
+
+    t0 = time.perf_counter()
+    compiled = _COMPILED.get(structure_key(model))
+    if compiled is None:
+        compiled = compile_nutpie(model)
+        timings["compile_cached"] = False
+    else:
+        # data the likelihood does not read (the counts, kept for observed_data) are not
+        # part of the compiled model
+        known = {var.name for var in compiled.shared_var_keys}
+        compiled = compiled.with_data(**{k: v for k, v in _data_values(model).items()
+                                         if k in known})
+        timings["compile_cached"] = True
+    timings["compile"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    tree = nutpie.sample(compiled, draws=settings.draws, tune=settings.tune,
+                       chains=settings.chains, cores=_cores(settings.chains),
+                       seed=settings.seed, target_accept=settings.target_accept,
+                       progress_bar=progress, save_warmup=False)
+    timings["sampling"] = time.perf_counter() - t0
+    patch_nutpie_idata(tree, model, sampling_time=timings["sampling"])
+    for group in [g for g in tree.children if g.startswith("warmup")]:
+        del tree[group]
+    return tree
+
+
+def _sample_pm(model, settings: SamplerSettings, progress: bool, timings: dict):
+    if settings.sampler == "numpyro":
+        register_jax()
+    t0 = time.perf_counter()
+    with model, warnings.catch_warnings():
+        # jax/numpyro emit deprecation chatter of their own on some versions
+        warnings.simplefilter("ignore", DeprecationWarning)
+        tree = pm.sample(draws=settings.draws, tune=settings.tune, chains=settings.chains,
+                       cores=_cores(settings.chains), random_seed=settings.seed,
+                       nuts_sampler=settings.sampler, progressbar=progress,
+                       nuts={"target_accept": settings.target_accept},
+                       compute_convergence_checks=False)
+    total = time.perf_counter() - t0
+    sampling = float(tree.posterior.attrs.get("sampling_time", total))
+    timings["sampling"] = sampling
+    # pm.sample compiles (pymc) or traces and JITs (numpyro) on every call
+    timings["compile"] = max(total - sampling, 0.0)
+    timings["compile_cached"] = False
+    return tree
+
+
+def sample(model: pm.Model, settings: SamplerSettings, progress: bool = False
+           ) -> tuple[xr.DataTree, dict[str, Any]]:
+    """Posterior draws of `model` (posterior, sample_stats, ...) and the timings (s)."""
+    if settings.sampler not in SAMPLERS:
+        raise ValueError(f"Requested sampler '{settings.sampler}' but it must be one of "
+                         f"{list(SAMPLERS)}")
+    timings: dict[str, Any] = {}
+    if settings.sampler == "nutpie":
+        tree = _sample_nutpie(model, settings, progress, timings)
+    else:
+        tree = _sample_pm(model, settings, progress, timings)
+    return tree, timings

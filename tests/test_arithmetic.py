@@ -1,0 +1,121 @@
+"""The model's arithmetic, held to the PyMC model's own density and to the textbook formulas."""
+
+import numpy as np
+import pytest
+from scipy.special import expit
+
+from forecasting.domain.cells import aggregate
+from forecasting.evaluation.simulate import simulate_episodes
+from forecasting.model.arithmetic import (
+    CENTERS,
+    EFFECTS,
+    FORECAST_VARIABLES,
+    PARAMETERS,
+    SCALES,
+    any_restriction,
+    covariate_offsets,
+    level_log_probability,
+    level_probabilities,
+    linear_predictor,
+    scenario_effects,
+)
+
+
+def _textbook(eta, cutpoints):
+    cdf = np.concatenate([[0.0], expit(np.asarray(cutpoints) - eta), [1.0]])
+    return np.diff(cdf)
+
+
+def test_level_probabilities_are_the_differences_of_the_cumulative_logits():
+    rng = np.random.default_rng(0)
+    eta = rng.normal(0, 2, 50)
+    cutpoints = np.sort(rng.normal(0, 2, 3))
+    probs = level_probabilities(eta, cutpoints)
+    assert probs.shape == (50, 4)
+    for i in range(50):
+        assert probs[i] == pytest.approx(_textbook(eta[i], cutpoints), abs=1e-12)
+    assert np.exp(level_log_probability(eta, cutpoints, np.arange(50) % 4)) == pytest.approx(
+        probs[np.arange(50), np.arange(50) % 4], rel=1e-10)
+    assert any_restriction(probs) == pytest.approx(1 - probs[:, 0])
+
+
+def test_level_probabilities_sum_to_one_in_either_layout_and_stay_finite_in_the_tails():
+    rng = np.random.default_rng(1)
+    eta = rng.normal(0, 1, (5, 7, 200))  # samples last, as the forecast engine keeps them
+    cutpoints = np.sort(rng.normal(0, 1, (3, 200)), axis=0)
+    last = level_probabilities(eta, cutpoints, axis=-2)
+    first = level_probabilities(np.moveaxis(eta, -1, 0), cutpoints.T[:, None, None, :])
+    assert last.shape == (5, 7, 4, 200)
+    assert np.allclose(last.sum(axis=-2), 1.0)
+    assert np.allclose(np.moveaxis(last, (-2, -1), (-1, 0)), first)
+    extreme = level_probabilities(np.array([-800.0, 800.0]), np.array([-1.0, 0.0, 1.0]))
+    assert np.isfinite(extreme).all()
+    assert extreme[0] == pytest.approx([1, 0, 0, 0]) and extreme[1] == pytest.approx([0, 0, 0, 1])
+
+
+def test_the_linear_predictor_adds_the_cell_and_the_centred_scenario():
+    rng = np.random.default_rng(2)
+    params = {"pt_eff": rng.normal(size=(3, 4)), "trigger_eff": rng.normal(size=5),
+              "beta_severity": 0.7, "beta_alignment": -0.4}
+    eta = linear_predictor(params, np.array([2]), np.array([1]), np.array([3]), np.array([0]),
+                           np.array([3]))
+    expected = (params["pt_eff"][2, 1] + params["trigger_eff"][3]
+                + 0.7 * (0 - CENTERS["severity"]) - 0.4 * (3 - CENTERS["alignment"]))
+    assert eta == pytest.approx([expected])
+    assert covariate_offsets("severity") == pytest.approx([-1.5, -0.5, 0.5, 1.5])
+
+
+def test_every_parameter_list_derives_from_one_effect_table():
+    assert set(SCALES) == {effect.scale for effect in EFFECTS.values()}
+    assert set(SCALES) <= set(PARAMETERS)
+    assert {"cutpoints", "beta_severity", "beta_alignment"} <= set(PARAMETERS)
+    assert "sigma_bloc_type" in PARAMETERS  # the scale a hand-kept list once forgot
+    assert set(FORECAST_VARIABLES) == {"cutpoints", "pt_eff", "trigger_eff", "beta_severity",
+                                       "beta_alignment"}
+
+
+def test_the_scenario_table_is_the_same_in_pytensor_and_numpy():
+    import pytensor.tensor as pt
+
+    rng = np.random.default_rng(3)
+    trigger, b_s, b_a = rng.normal(size=6), 0.3, -0.2
+    t = pt.vector("t")
+    s = pt.scalar("s")
+    a = pt.scalar("a")
+    graph = scenario_effects(t, s, a).eval({t: trigger, s: b_s, a: b_a})
+    assert graph.shape == (6, 4, 4)
+    assert np.allclose(graph, scenario_effects(trigger, b_s, b_a))
+
+
+@pytest.mark.parametrize("aggregated", [False, True])
+def test_the_arithmetic_gives_the_pymc_models_log_density_on_random_draws(codebook, default_priors,
+                                                                          aggregated):
+    """Per-episode model: PyMC's own OrderedLogistic; aggregated: the fused likelihood Op.
+    Both equal the arithmetic's sum of log P(level) over episodes."""
+    import pandas as pd
+
+    from forecasting.model.pymc_model import LIKELIHOOD, build_model
+
+    frame, _ = simulate_episodes(codebook, 300, seed=5)
+    # copies of the same predictors with other levels: cells of several episodes and levels
+    rng = np.random.default_rng(6)
+    frame = pd.concat([frame, *(frame.assign(level=rng.integers(0, 4, len(frame)))
+                                for _ in range(2))])
+    cells = aggregate(frame, codebook)
+    assert (cells.counts > 0).sum(axis=1).max() >= 3
+    model = build_model(cells, default_priors, aggregated=aggregated)
+    density = (model.logp(vars=model.observed_RVs) if not aggregated
+               else model[LIKELIHOOD])
+    outs = model.replace_rvs_by_values([model[n] for n in FORECAST_VARIABLES] + [density])
+    fn = model.compile_fn(outs, inputs=model.value_vars, on_unused_input="ignore")
+    start = model.initial_point()
+    level = np.repeat(np.tile(np.arange(4), cells.n_cells), cells.counts.ravel())
+    row = np.repeat(np.repeat(np.arange(cells.n_cells), 4), cells.counts.ravel())
+    for _ in range(5):
+        point = {k: v + rng.normal(0, 0.5, np.shape(v)) for k, v in start.items()}
+        *values, pymc_density = fn(point)
+        params = dict(zip(FORECAST_VARIABLES, values, strict=True))
+        eta = linear_predictor(params, cells.partner_idx[row], cells.type_idx[row],
+                               cells.trigger_idx[row], cells.severity[row], cells.alignment[row])
+        ours = level_log_probability(eta, params["cutpoints"], level).sum()
+        assert float(pymc_density) == pytest.approx(ours, rel=1e-9, abs=1e-9)
