@@ -6,28 +6,24 @@ numpyro and PyMC's own NUTS through `pm.sample`.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import time
+import warnings
+from typing import Any
 
-# numpyro runs one chain per XLA device; this must be set before jax is first imported.
-os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
+import numpy as np
+import pandas as pd
+import pymc as pm
+import xarray as xr
 
-import hashlib  # noqa: E402
-import json  # noqa: E402
-import time  # noqa: E402
-import warnings  # noqa: E402
-from typing import Any  # noqa: E402
-
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import pymc as pm  # noqa: E402
-import xarray as xr  # noqa: E402
-
-from forecasting.domain.cells import aggregate  # noqa: E402
-from forecasting.domain.codebook import Codebook  # noqa: E402
-from forecasting.model.likelihood import register_jax  # noqa: E402
-from forecasting.model.priors import PriorSet  # noqa: E402
-from forecasting.model.pymc_model import build_model  # noqa: E402
-from forecasting.settings import SamplerSettings  # noqa: E402
+from forecasting.domain.cells import aggregate
+from forecasting.domain.codebook import Codebook
+from forecasting.model.likelihood import register_jax
+from forecasting.model.priors import PriorSet
+from forecasting.model.pymc_model import build_model
+from forecasting.settings import SamplerSettings
 
 SAMPLERS = ("nutpie", "numpyro", "pymc")
 _COMPILED: dict[str, Any] = {}  # per-process cache: model structure key -> nutpie compiled model
