@@ -1,4 +1,4 @@
-"""RFC 9457 problem+json responses, and the one place exceptions become HTTP statuses."""
+"""RFC 9457 problem+json responses; exceptions become statuses by forecasting.services.errors."""
 
 from __future__ import annotations
 
@@ -8,19 +8,7 @@ from flask import Flask, jsonify
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
-from forecasting.domain.codebook import UnknownCodeError
-from forecasting.domain.episodes import EpisodeValidationError
-from forecasting.model.priors import PriorConfigError
-from forecasting.registry import (
-    GateFailedError,
-    IntegrityError,
-    NoCurrentModelError,
-    UnknownVersionError,
-    VersionExistsError,
-)
-from forecasting.serving.forecasts import NotInModelError, ScenarioError
-from forecasting.store import UnknownEpisodeError
-from forecasting.store.tokens import TokenError
+from forecasting.services.errors import ERRORS, classify, field_errors
 
 log = logging.getLogger(__name__)
 PROBLEM_TYPE = "application/problem+json"
@@ -66,42 +54,19 @@ def validation_error_response(exc: ValidationError):
     return problem_response(400, "Invalid request", detail, errors)
 
 
-# exception class -> (status, title)
-_MAPPED = [
-    (EpisodeValidationError, 400, "Invalid episodes"),
-    (ScenarioError, 400, "Invalid scenario"),
-    (TokenError, 400, "Invalid token request"),
-    (PriorConfigError, 400, "Invalid priors"),
-    (UnknownEpisodeError, 404, "Unknown episode"),
-    (UnknownVersionError, 404, "Unknown model version"),
-    (NotInModelError, 404, "Not in this model version"),
-    (UnknownCodeError, 404, "Unknown code"),
-    (GateFailedError, 409, "Model version failed its diagnostics gate"),
-    (VersionExistsError, 409, "Model version exists"),
-    (NoCurrentModelError, 503, "No current model"),
-    (IntegrityError, 500, "Model version is corrupted"),
-]
-
-
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(Problem)
     def _problem(exc: Problem):
         return problem_response(exc.status, exc.title, exc.detail, exc.errors, exc.headers)
 
-    for cls, status, title in _MAPPED:
-        def handler(exc, status=status, title=title):
-            errors = None
-            if isinstance(exc, EpisodeValidationError):
-                errors = [{"field": e.field, "line": e.line, "message": e.message}
-                          for e in exc.errors]
-            elif isinstance(exc, UnknownCodeError):
-                errors = [{"field": exc.field, "message": f"unknown code {exc.value!r}",
-                           "allowed": exc.allowed}]
-            if status == 500:
-                log.error("%s: %s", title, exc)
-            return problem_response(status, title, str(exc), errors)
+    def _mapped(exc: Exception):
+        status, title = classify(exc)
+        if status >= 500:
+            log.error("%s: %s", title, exc)
+        return problem_response(status, title, str(exc), field_errors(exc))
 
-        app.register_error_handler(cls, handler)
+    for cls, _, _ in ERRORS:
+        app.register_error_handler(cls, _mapped)
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException):

@@ -31,10 +31,7 @@ PNG = {200: {"description": "A PNG image",
 def evaluation(path: VersionPath):
     """Stored backtest (scores beside baselines, calibration), SBC and sensitivity results."""
     mv = services().registry.get(path.version)
-    try:
-        found = reports.load_results(services().settings, mv.version)
-    except reports.NoEvaluationError as exc:
-        raise Problem(404, "No evaluation", str(exc)) from None
+    found = reports.load_results(services().settings, mv.version)
     response = jsonify(version=mv.version, **found,
                        plots=[name for name in reports.PLOTS
                               if (reports.evaluation_dir(services().settings, mv.version)
@@ -51,10 +48,7 @@ def evaluation_plot(path: PlotPath):
         raise Problem(404, "Unknown plot",
                       f"name: unknown plot {path.name!r}; use one of {list(reports.PLOTS)}")
     mv = services().registry.get(path.version)
-    try:
-        png = reports.load_plot(services().settings, mv.version, path.name)
-    except reports.NoEvaluationError as exc:
-        raise Problem(404, "No evaluation", str(exc)) from None
+    png = reports.load_plot(services().settings, mv.version, path.name)
     response = Response(png, mimetype="image/png")
     response.headers["Cache-Control"] = "no-cache"  # a rerun of the backtest replaces it
     response.headers["X-Model-Version"] = mv.version
@@ -71,8 +65,8 @@ def sensitivity(path: VersionPath):
         with _SENSITIVITY_LOCK:
             report = reports.sensitivity_report(services().settings, services().registry,
                                                 mv.version)
-    except reports.SensitivityUnavailableError as exc:
-        raise Problem(409, "Sensitivity unavailable", f"model version {mv.version}: {exc}") from None
+    except reports.SensitivityUnavailableError as exc:  # 409 (services.errors), naming the version
+        raise reports.SensitivityUnavailableError(f"model version {mv.version}: {exc}") from None
     response = jsonify(report)
     response.headers["X-Model-Version"] = mv.version
     return response
