@@ -39,7 +39,7 @@ def create_app(config: dict | None = None) -> ForecastAPI:
     app.json.sort_keys = False  # keep the documented key order of forecasts
     app.config.from_mapping(DEFAULTS)
     app.config.update(config)
-    app.extensions["forecasting"] = config.get("SERVICES") or Services.from_settings(settings)
+    app.extensions["forecasting"] = Services.from_settings(settings)
     app.codebook = app.extensions["forecasting"].codebook
 
     register_error_handlers(app)

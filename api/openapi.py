@@ -13,8 +13,6 @@ from flask_openapi3 import OpenAPI
 
 from forecasting.domain.codebook import Codebook
 
-CODE_FIELDS = ("partner", "intel_type", "trigger_type", "confidence")
-
 
 def _walk(node: Any, visit) -> None:
     if isinstance(node, dict):

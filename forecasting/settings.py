@@ -8,7 +8,7 @@ it down.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -75,16 +75,6 @@ class Settings:
     @property
     def default_priors_path(self) -> Path:
         return self.priors_dir / "default.toml"
-
-    def with_instance(self, instance_path: Path) -> Settings:
-        """The same settings rooted at another instance folder (used by tests)."""
-        instance_path = Path(instance_path)
-        return replace(
-            self,
-            instance_path=instance_path,
-            database_url=sqlite_url(instance_path / "forecasting.sqlite3"),
-            registry_path=instance_path / "models",
-        )
 
 
 def sqlite_url(path: Path) -> str:
