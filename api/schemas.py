@@ -7,6 +7,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from forecasting.serving.forecasts import Scenario
+
 Ordinal = Annotated[int, Field(ge=0, le=3)]
 Code = Annotated[str, Field(min_length=1, max_length=64)]
 
@@ -28,10 +30,12 @@ _SCHEMAS: dict[tuple, dict[str, Any]] = {}
 
 
 # --- forecasts ----------------------------------------------------------------------------
+# Scenario defaults are the forecast engine's (forecasting.serving.forecasts.Scenario).
 class ScenarioQuery(Strict):
-    trigger_type: Code = Field("disclosure_incident", description="Trigger type code")
-    severity: Ordinal = Field(2, description="Trigger severity 0-3")
-    alignment: Ordinal = Field(1, description="Perceived US alignment with the adversary 0-3")
+    trigger_type: Code = Field(Scenario.trigger_type, description="Trigger type code")
+    severity: Ordinal = Field(Scenario.severity, description="Trigger severity 0-3")
+    alignment: Ordinal = Field(Scenario.alignment,
+                               description="Perceived US alignment with the adversary 0-3")
 
 
 class ForecastQuery(ScenarioQuery):
@@ -47,12 +51,13 @@ class GridQuery(ScenarioQuery):
 class CompareQuery(Strict):
     partner: str | None = Field(None, description="Comma-separated partner codes (default: all)")
     intel_type: str | None = Field(None, description="Comma-separated types (default: all)")
-    trigger_type_a: Code = "disclosure_incident"
-    severity_a: Ordinal = 2
-    alignment_a: Ordinal = 1
-    trigger_type_b: Code = "disclosure_incident"
+    trigger_type_a: Code = Scenario.trigger_type
+    severity_a: Ordinal = Scenario.severity
+    alignment_a: Ordinal = Scenario.alignment
+    # b: by default the same scenario at the gravest severity
+    trigger_type_b: Code = Scenario.trigger_type
     severity_b: Ordinal = 3
-    alignment_b: Ordinal = 1
+    alignment_b: Ordinal = Scenario.alignment
 
 
 class Summary(BaseModel):
@@ -62,7 +67,9 @@ class Summary(BaseModel):
     ci90: Annotated[list[float], Field(min_length=2, max_length=2)]
 
 
-class Scenario(BaseModel):
+class ScenarioDoc(BaseModel):
+    """A forecast's scenario as answered (the engine's Scenario, as JSON)."""
+
     trigger_type: str
     severity: int
     alignment: int
@@ -78,7 +85,7 @@ class ModelStamp(BaseModel):
 class Forecast(BaseModel):
     partner: str
     intel_type: str
-    scenario: Scenario
+    scenario: ScenarioDoc
     any_restriction: Summary
     levels: dict[Literal["0", "1", "2", "3"], Summary]
     model: ModelStamp
@@ -95,7 +102,7 @@ class ForecastList(BaseModel):
 
 
 class GridResponse(ForecastList):
-    scenario: Scenario
+    scenario: ScenarioDoc
 
 
 class Difference(Summary):
@@ -112,8 +119,8 @@ class Comparison(BaseModel):
 
 class CompareResponse(BaseModel):
     model: ModelStamp
-    scenario_a: Scenario
-    scenario_b: Scenario
+    scenario_a: ScenarioDoc
+    scenario_b: ScenarioDoc
     comparisons: list[Comparison]
 
 
@@ -224,6 +231,11 @@ class Diagnostics(BaseModel):
     verdict: Literal["pass", "fail"]
     reasons: list[str]
     diagnostics: dict[str, Any]
+
+
+class PromoteBody(Strict):
+    reason: str = Field("", max_length=2000,
+                        description="Why this version should serve (kept in the audit log)")
 
 
 # --- health ---------------------------------------------------------------------------------

@@ -16,7 +16,8 @@ from pathlib import Path
 from flask import current_app
 
 from forecasting.domain.codebook import Codebook, load_codebook
-from forecasting.refits import RefitService, make_huey
+from forecasting.files import write_atomically
+from forecasting.refits import RefitService
 from forecasting.registry import CURRENT_FILE, ModelVersion, NoCurrentModelError, Registry
 from forecasting.services.setup import open_database
 from forecasting.serving import plots
@@ -81,10 +82,7 @@ class PlotCache:
         if path.exists():
             return path.read_bytes()
         png = plots.render(self.registry.load_posterior(mv.version), name)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{threading.get_ident()}.tmp")
-        tmp.write_bytes(png)
-        tmp.replace(path)
+        write_atomically(path, png, durable=False)  # a lost plot is rendered again
         return png
 
 
@@ -96,11 +94,7 @@ class Services:
     registry: Registry
     models: ModelHolder
     plots: PlotCache
-    refits: RefitService | None = None
-
-    def on_episodes_changed(self, actor: str) -> dict | None:
-        """Episodes were added or revised: schedule a (coalesced) refit."""
-        return self.refits.request("episodes", actor) if self.refits else None
+    refits: RefitService
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Services:
@@ -110,8 +104,8 @@ class Services:
         return cls(settings=settings, database=database, codebook=codebook,
                    registry=registry, models=ModelHolder(registry, codebook),
                    plots=PlotCache(registry, settings.instance_path / "plots"),
-                   refits=RefitService(settings=settings, database=database, registry=registry,
-                                       codebook=codebook, huey=make_huey(settings)))
+                   refits=RefitService.from_settings(settings, database, registry=registry,
+                                                     codebook=codebook))
 
 
 def services() -> Services:

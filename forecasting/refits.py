@@ -24,12 +24,14 @@ from huey.api import Huey
 
 from forecasting.domain.codebook import Codebook, load_codebook
 from forecasting.registry import Registry
+from forecasting.services.models import promote_if_new_and_passing
 from forecasting.settings import Settings
 from forecasting.store import Database
 
 log = logging.getLogger(__name__)
 REASONS = ("episodes", "priors", "manual", "periodic")
 BUSY_RETRY_SECONDS = 15.0
+WORKER_ACTOR = "refit-worker"  # who promotes a passing refit (the audit row names the job)
 
 
 def make_huey(settings: Settings, immediate: bool = False) -> Huey:
@@ -76,7 +78,8 @@ def model_status(database: Database, registry: Registry) -> dict[str, Any]:
 def _default_fit(settings: Settings, database: Database, registry: Registry, codebook: Codebook):
     from forecasting.services.fits import fit_and_register  # imports PyMC: only workers pay for it
 
-    return fit_and_register(settings, database, registry, codebook)
+    # the worker promotes (and audits) itself, naming the job
+    return fit_and_register(settings, database, registry, codebook, promote=False)
 
 
 @dataclass
@@ -118,11 +121,14 @@ class RefitService:
         self.refit_task, self.sweep_task = refit_task, sweep_task
 
     @classmethod
-    def from_settings(cls, settings: Settings, database: Database, **kwargs) -> RefitService:
+    def from_settings(cls, settings: Settings, database: Database, *,
+                      registry: Registry | None = None, codebook: Codebook | None = None,
+                      huey: Huey | None = None, **kwargs) -> RefitService:
+        """The service every process builds (API, CLI, worker): the queue from the settings."""
         return cls(settings=settings, database=database,
-                   registry=Registry(settings.registry_path),
-                   codebook=load_codebook(settings.codebook_path),
-                   huey=kwargs.pop("huey", None) or make_huey(settings), **kwargs)
+                   registry=registry or Registry(settings.registry_path),
+                   codebook=codebook or load_codebook(settings.codebook_path),
+                   huey=huey or make_huey(settings), **kwargs)
 
     # -- producing ----------------------------------------------------------------------
     def request(self, reason: str, actor: str, delay: float | None = None) -> dict:
@@ -139,7 +145,7 @@ class RefitService:
 
     # -- consuming ----------------------------------------------------------------------
     def run(self, job_id: int) -> dict | None:
-        """Run one job in this process: claim, fit, gate, promote on pass, record."""
+        """Run one job in this process: claim, fit, gate, promote on pass (audited), record."""
         from huey.exceptions import RetryTask
 
         jobs = self.database.refits
@@ -159,10 +165,15 @@ class RefitService:
                     "version": status["current_version"]})
             outcome = self.fit(self.settings, self.database, self.registry, self.codebook)
             version = outcome.version
+            job = jobs.get(job_id)
+            promoted = promote_if_new_and_passing(
+                self.registry, self.database, version, WORKER_ACTOR,
+                f"refit {job_id} ({job['reason']}, requested by {job['requested_by']}) passed "
+                "its diagnostics gate")
             return jobs.finish(
                 job_id, "succeeded" if version.passed else "failed",
                 version=version.version, verdict=version.verdict,
-                promoted=int(outcome.promoted), episodes=version.episodes,
+                promoted=int(promoted), episodes=version.episodes,
                 data_hash=version.metadata.get("data_hash"),
                 detail={"reasons": version.reasons, "reused": outcome.reused,
                         "timings": version.metadata.get("timings", {})})

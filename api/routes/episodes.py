@@ -5,7 +5,8 @@ from __future__ import annotations
 from flask import jsonify, request
 from flask_openapi3 import APIBlueprint, Tag
 
-from forecasting.domain.episodes import Episode, EpisodeValidationError, RowError, validate_episodes
+from forecasting.domain.episodes import Episode
+from forecasting.services import episodes as episode_service
 from forecasting.store import EpisodeFilter
 
 from ..auth import current_identity, require
@@ -34,25 +35,22 @@ def _json_body():
     return body
 
 
-def _write(rows: list[dict]) -> dict:
-    """Validate exactly as `forecast import` does, then write all or nothing."""
+def _write(rows: list) -> dict:
+    """Import exactly as `forecast import` does: all or nothing, then a refit is queued."""
     s = services()
-    for i, row in enumerate(rows):
-        if not isinstance(row, dict):
-            raise EpisodeValidationError([RowError(i + 1, "row", "must be a JSON object")])
-    episodes = validate_episodes(list(enumerate(rows, start=1)), s.codebook)
-    summary = s.database.episodes.import_episodes(
-        episodes, actor=current_identity().name, codebook_version=s.codebook.version,
-        source="api")
-    result = summary.as_dict()
-    if summary.changed:
-        result["refit"] = s.on_episodes_changed(current_identity().name)
-    return result
+    outcome = episode_service.import_episodes(
+        s.database, s.codebook, s.refits, enumerate(rows, start=1),
+        actor=current_identity().name, source="api")
+    return outcome.as_dict()
 
 
 @bp.get("", responses={200: EpisodePage, **problems(400)})
 def list_episodes(query: EpisodeQuery):
-    """Episodes in trigger-date order, filtered and paginated (`limit`, `offset`)."""
+    """Episodes in trigger-date order, filtered and paginated (`limit`, `offset`).
+
+    An unknown partner, intelligence type or trigger type is a 400 naming the field and
+    the codes allowed, not an empty page.
+    """
     where = EpisodeFilter(
         partner=[query.partner] if query.partner else (),
         intel_type=[query.intel_type] if query.intel_type else (),
@@ -60,9 +58,9 @@ def list_episodes(query: EpisodeQuery):
         trigger_id=[query.trigger_id] if query.trigger_id else (),
         level=[query.level] if query.level is not None else (),
         since=query.since, until=query.until)
-    store = services().database.episodes
-    return jsonify(total=store.count(where), limit=query.limit, offset=query.offset,
-                   episodes=store.list(where, limit=query.limit, offset=query.offset))
+    s = services()
+    return jsonify(episode_service.list_episodes(s.database, s.codebook, where,
+                                                 limit=query.limit, offset=query.offset))
 
 
 @bp.post("", responses={201: ImportResult, 200: ImportResult, **problems(400, 401, 403, 413)},

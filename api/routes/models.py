@@ -2,27 +2,32 @@
 
 from __future__ import annotations
 
-from flask import Response, jsonify
+from flask import Response, jsonify, request
 from flask_openapi3 import APIBlueprint, Tag
+from pydantic import ValidationError
 
-from forecasting.registry import ModelVersion
+from forecasting.services import models as model_service
 from forecasting.serving import plots
 
-from ..auth import require
-from ..problems import Problem
-from ..schemas import Diagnostics, ModelDetail, ModelList, ModelSummary, PlotPath, VersionPath
+from ..auth import current_identity, require
+from ..problems import Problem, validation_error_response
+from ..schemas import (
+    Diagnostics,
+    ModelDetail,
+    ModelList,
+    ModelSummary,
+    PlotPath,
+    PromoteBody,
+    VersionPath,
+)
 from ..services import services
 from .common import problems
 
 bp = APIBlueprint("models", __name__, url_prefix="/v1/models", abp_tags=[Tag(name="models")])
 
 
-def _summary(mv: ModelVersion, current: str | None) -> dict:
-    meta = mv.metadata
-    return {"version": mv.version, "fitted_at": mv.fitted_at, "episodes": mv.episodes,
-            "verdict": mv.verdict, "reasons": mv.reasons, "current": mv.version == current,
-            "data_hash": meta.get("data_hash"), "priors_hash": meta.get("priors_hash"),
-            "sampler": meta.get("sampler")}
+_PROMOTE_BODY = {"requestBody": {"required": False, "content": {
+    "application/json": {"schema": PromoteBody.model_json_schema()}}}}
 
 
 @bp.get("", responses={200: ModelList})
@@ -30,14 +35,15 @@ def list_models():
     """Every stored version, newest first, with its verdict; which one is current."""
     current = services().models.current_version()
     return jsonify(current=current,
-                   models=[_summary(mv, current) for mv in services().registry.versions()])
+                   models=[model_service.model_summary(mv, current) for mv in services().registry.versions()])
 
 
 @bp.get("/<version>", responses={200: ModelDetail, **problems(404, 503)})
 def get_model(path: VersionPath):
     """One version's full metadata (`current` is an alias)."""
     mv = services().registry.get(path.version)
-    return jsonify({**_summary(mv, services().models.current_version()), "metadata": mv.metadata})
+    return jsonify({**model_service.model_summary(mv, services().models.current_version()),
+                    "metadata": mv.metadata})
 
 
 @bp.get("/<version>/diagnostics", responses={200: Diagnostics, **problems(404, 503)})
@@ -66,13 +72,18 @@ def plot(path: PlotPath):
     return response
 
 
-@bp.post("/<version>/promote", responses={200: ModelSummary, **problems(401, 403, 404, 409)})
+@bp.post("/<version>/promote", responses={200: ModelSummary, **problems(400, 401, 403, 404, 409)},
+         openapi_extensions=_PROMOTE_BODY)
 @require("models:promote")
 def promote(path: VersionPath):
-    """Make a passing version current (also a rollback). Needs a modeler or admin token."""
-    from ..auth import current_identity
-
-    mv = services().registry.promote(path.version)
-    services().database.audit("model:promote", current_identity().name,
-                              {"version": mv.version})
-    return jsonify(_summary(mv, mv.version))
+    """Make a passing version current (also a rollback); optional body `{"reason": "..."}`
+    for the audit log. Needs a modeler or admin token."""
+    payload = request.get_json(silent=True)
+    try:
+        body = PromoteBody.model_validate({} if payload is None else payload)
+    except ValidationError as exc:
+        return validation_error_response(exc)
+    s = services()
+    mv = model_service.promote(s.registry, s.database, path.version, current_identity().name,
+                               body.reason)
+    return jsonify(model_service.model_summary(mv, mv.version))

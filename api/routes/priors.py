@@ -8,11 +8,10 @@ from flask import jsonify
 from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from forecasting.model.priors import PARAMETERS, PriorConfigError, PriorSet
-from forecasting.services.fits import active_priors
+from forecasting.model.priors import PARAMETERS, PriorSet
+from forecasting.services.priors import describe_priors, submit_priors
 
 from ..auth import current_identity, require
-from ..problems import Problem
 from ..services import services
 from .common import problems
 
@@ -52,27 +51,11 @@ class CheckDoc(BaseModel):
     prior_predictive: dict[str, Any]
 
 
-def _validated(body: PriorsBody) -> PriorSet:
-    try:
-        return PriorSet.from_dict(body.priors.model_dump(exclude_none=True))
-    except PriorConfigError as exc:
-        field = str(exc).split(":", 1)[0]
-        raise Problem(400, "Invalid priors", str(exc),
-                      [{"field": f"priors.{field}", "message": str(exc)}]) from None
-
-
-def _doc() -> dict:
-    s = services()
-    priors, source = active_priors(s.database, s.settings)
-    return {"source": source, "content_hash": priors.content_hash, "priors": priors.to_dict(),
-            "history": [{k: v for k, v in r.items() if k != "priors"}
-                        for r in s.database.priors.history(limit=20)]}
-
-
 @bp.get("", responses={200: PriorsDoc})
 def get_priors():
     """The prior set the next fit will use (the newest submitted, else priors/default.toml)."""
-    return jsonify(_doc())
+    s = services()
+    return jsonify(describe_priors(s.database, s.settings))
 
 
 @bp.put("", responses={200: PriorsDoc, **problems(400, 401, 403, 413)})
@@ -80,23 +63,18 @@ def get_priors():
 def put_priors(body: PriorsBody):
     """Submit a whole new prior set: validated, versioned, audited; used from the next fit."""
     s = services()
-    priors = _validated(body)
-    identity = current_identity()
-    before = s.database.priors.latest()
-    record = s.database.priors.save(priors.to_dict(), priors.content_hash, identity.name,
-                                    body.note)
-    doc = _doc()
-    if before is None or record["id"] != before["id"]:
-        doc["refit"] = s.refits.request("priors", identity.name) if s.refits else None
-    return jsonify(doc)
+    submitted = submit_priors(s.database, s.settings, s.refits,
+                              body.priors.model_dump(exclude_none=True), current_identity().name,
+                              body.note)
+    return jsonify(submitted.document)
 
 
 @bp.post("/check", responses={200: CheckDoc, **problems(400, 413)})
 def check_priors(body: PriorsBody):
     """Dry run: what these priors imply before any data (prior predictive); nothing is saved."""
-    from forecasting.model.fitting import prior_predictive
+    from forecasting.model.prior_predictive import prior_predictive
 
-    priors = _validated(body)
+    priors = PriorSet.from_dict(body.priors.model_dump(exclude_none=True))
     summary = prior_predictive(services().codebook, priors, draws=CHECK_DRAWS)
     summary.pop("samples", None)  # raw draws are for plots, not for the wire
     return jsonify(content_hash=priors.content_hash, prior_predictive=summary)

@@ -7,20 +7,21 @@ a fit made by hand and an automated refit are made, gated and recorded the same 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from forecasting.domain.codebook import Codebook
-from forecasting.model.priors import PriorSet, load_priors
 from forecasting.registry import ModelVersion, Registry, VersionExistsError, content_id
+from forecasting.services.models import promote_if_new_and_passing
+from forecasting.services.priors import active_priors
 from forecasting.settings import Settings
 from forecasting.store import Database
 
-if TYPE_CHECKING:  # fitting imports PyMC and JAX: web processes only need active_priors
+if TYPE_CHECKING:  # fitting imports PyMC: it is imported only when a fit runs
     from forecasting.model.fitting import FitResult
 
 log = logging.getLogger(__name__)
+FIT_ACTOR = "forecast fit"
 
 
 @dataclass(frozen=True)
@@ -31,19 +32,11 @@ class FitOutcome:
     result: FitResult | None
 
 
-def active_priors(database: Database, settings: Settings) -> tuple[PriorSet, str]:
-    """The newest prior set submitted through the API, else the shipped default file."""
-    latest = database.priors.latest()
-    if latest is not None:
-        return PriorSet.from_dict(latest["priors"]), f"prior set #{latest['id']}"
-    return load_priors(settings.default_priors_path), str(settings.default_priors_path)
-
-
 def fit_and_register(settings: Settings, database: Database, registry: Registry,
-                     codebook: Codebook, *, promote: bool = True, progress: bool = False,
-                     before_promote: Callable[[ModelVersion], None] | None = None
-                     ) -> FitOutcome:
-    """Fit, gate, store as an immutable version; make it current only if it passed."""
+                     codebook: Codebook, *, promote: bool = True, actor: str = FIT_ACTOR,
+                     progress: bool = False) -> FitOutcome:
+    """Fit, gate, store as an immutable version; make it current (audited as `actor`) only
+    if it passed and `promote` is set."""
     from forecasting.model.fitting import fit_and_diagnose
 
     # read what the fit will see first: changes made during the fit then count as new
@@ -63,12 +56,8 @@ def fit_and_register(settings: Settings, database: Database, registry: Registry,
         version = registry.get(content_id(metadata["model_config"], metadata["priors_hash"],
                                           metadata["data_hash"], metadata["sampler"]))
         reused = True
-    promoted = False
-    current = registry.current_or_none()
-    if promote and version.passed and (current is None or current.version != version.version):
-        if before_promote is not None:
-            before_promote(version)
-        registry.promote(version.version)
-        promoted = True
+    promoted = promote and promote_if_new_and_passing(
+        registry, database, version, actor,
+        f"fitted on {version.episodes} episodes and passed its diagnostics gate")
     log.info("fit %s: verdict %s, promoted %s", version.version, version.verdict, promoted)
     return FitOutcome(version=version, promoted=promoted, reused=reused, result=result)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 
 from forecasting.domain.codebook import Codebook, load_codebook
-from forecasting.domain.interchange import episodes_from_rows, read_rows
+from forecasting.domain.interchange import read_rows
+from forecasting.services.episodes import store_episodes
 from forecasting.settings import Settings
 from forecasting.store import Database, ImportSummary, connect
 
@@ -25,23 +25,15 @@ def initialise(settings: Settings) -> Database:
     return database
 
 
-def _untracked(rows):
-    return rows
-
-
-def import_file(database: Database, codebook: Codebook, path, actor: str, fmt: str | None = None,
-                track: Callable = _untracked, write_progress: Callable | None = None
+def import_file(database: Database, codebook: Codebook, path, actor: str, fmt: str | None = None
                 ) -> ImportSummary:
-    """Validate a whole file, then write it in one transaction (all or nothing).
+    """Validate a whole file and write it all or nothing, queueing no refit.
 
-    `track` wraps the parsed rows (a progress bar over validation); `write_progress`
-    is called with the number of rows written so far.
+    For first-run seeding (a fit follows at once) and benchmarks; users' imports go
+    through forecasting.services.episodes, which queues the refit.
     """
-    episodes = episodes_from_rows(track(read_rows(path, fmt)), codebook)
-    return database.episodes.import_episodes(
-        episodes, actor=actor, codebook_version=codebook.version, source=str(path),
-        progress=write_progress,
-    )
+    return store_episodes(database, codebook, read_rows(path, fmt), actor=actor,
+                          source=str(path))
 
 
 def seed_if_empty(database: Database, settings: Settings) -> ImportSummary | None:

@@ -1,0 +1,96 @@
+"""Evaluation commands: backtest, sbc, sensitivity (their results are stored with the version)."""
+
+from __future__ import annotations
+
+import click
+
+from forecasting.cli import CliContext, echo_json, err, fail, main, out, pass_context
+from forecasting.cli import progress_bar as make_progress
+
+
+def _print_report(report: dict, tables, as_json: bool) -> None:
+    """An evaluation report as JSON, or as tables and where it was stored."""
+    if as_json:
+        echo_json(report)
+        return
+    for table in tables(report):
+        out.print(table)
+    err.print(f"stored in {report['stored_in']}" if report.get("stored_in")
+              else "no model version: results not stored")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--version", default="current", show_default=True,
+              help="Model version whose priors are backtested; results are stored with it.")
+@click.option("--step", "step_months", type=click.IntRange(1), default=24, show_default=True,
+              help="Months between forecast origins.")
+@click.option("--horizon", "horizon_months", type=click.IntRange(1), default=24,
+              show_default=True, help="Months forecast after each origin.")
+@click.option("--min-train", type=click.IntRange(1), default=200, show_default=True,
+              help="Episodes before the first origin.")
+@pass_context
+def backtest(ctx: CliContext, as_json: bool, version: str, step_months: int,
+             horizon_months: int, min_train: int) -> None:
+    """Rolling-origin backtest: the model's scores beside baselines' on the same folds."""
+    from forecasting.evaluation import cli_format
+    from forecasting.evaluation.reports import backtest_report
+
+    database = ctx.database()
+    try:
+        with make_progress() as progress:
+            task = progress.add_task("backtest folds", total=None)
+            report = backtest_report(
+                ctx.settings, database, ctx.codebook, registry=ctx.registry, version=version,
+                step_months=step_months, horizon_months=horizon_months, min_train=min_train,
+                progress=lambda done, total: progress.update(task, completed=done, total=total))
+    except (ValueError, LookupError) as exc:  # too few episodes for the folds asked, ...
+        fail(str(exc))
+    _print_report(report, cli_format.backtest_tables, as_json)
+
+
+@main.command()
+@click.option("--sims", "n_sims", type=click.IntRange(1), default=100, show_default=True,
+              help="Number of simulations.")
+@click.option("--episodes", "n_episodes", type=click.IntRange(10), default=600,
+              show_default=True, help="Episodes per simulated data set.")
+@click.option("--jobs", "n_jobs", type=click.IntRange(1), default=None,
+              help="Worker processes (default: one per core).")
+@click.option("--version", default="current", show_default=True,
+              help="Model version whose priors are checked; results are stored with it.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@pass_context
+def sbc(ctx: CliContext, n_sims: int, n_episodes: int, n_jobs: int | None, version: str,
+        seed: int, as_json: bool) -> None:
+    """Simulation-based calibration: rank-uniformity tests and interval coverage."""
+    from forecasting.evaluation import cli_format
+    from forecasting.evaluation.reports import sbc_report
+
+    try:
+        report = sbc_report(ctx.settings, ctx.codebook, registry=ctx.registry, version=version,
+                            n_sims=n_sims, n_episodes=n_episodes, n_jobs=n_jobs, seed=seed)
+    except (ValueError, LookupError, RuntimeError) as exc:  # bad settings, a failed simulation
+        fail(str(exc))
+    _print_report(report, cli_format.sbc_tables, as_json)
+
+
+@main.command()
+@click.argument("version", default="current")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--recompute", is_flag=True, help="Ignore a stored result.")
+@pass_context
+def sensitivity(ctx: CliContext, version: str, as_json: bool, recompute: bool) -> None:
+    """Power-scaling prior/likelihood sensitivity of VERSION (default: the current one)."""
+    from forecasting.evaluation import cli_format
+    from forecasting.evaluation.reports import sensitivity_report
+
+    try:
+        report = sensitivity_report(ctx.settings, ctx.registry, version, recompute=recompute)
+    except (LookupError, ValueError) as exc:  # a stored fit without a group it needs, ...
+        fail(str(exc))
+    if as_json:
+        echo_json(report)
+        return
+    for table in cli_format.sensitivity_tables(report):
+        out.print(table)

@@ -1,0 +1,161 @@
+"""Model commands: fit, models, promote, diagnose, query."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+from rich.table import Table
+
+from forecasting.cli import CliContext, echo_json, err, fail, main, out, pass_context
+from forecasting.services import models as model_service
+from forecasting.serving.forecasts import ForecastEngine, Scenario
+
+FIT_FAILED_GATE = 3  # exit code of `forecast fit` when the gate fails
+
+
+def _print_diagnostics(mv) -> None:
+    d = mv.metadata.get("diagnostics", {})
+    loo = d.get("loo") or {}
+    table = Table("check", "value", title=f"diagnostics of {mv.version}", title_justify="left")
+    rows = [
+        ("chains x draws", f"{d.get('chains')} x {d.get('draws')}"),
+        ("max R-hat (rank-normalised)", d.get("max_rhat")),
+        ("min bulk ESS", d.get("min_ess_bulk")),
+        ("min tail ESS", d.get("min_ess_tail")),
+        ("max relative MCSE", d.get("max_mcse_relative")),
+        ("divergences", d.get("divergences")),
+        ("tree-depth saturation", d.get("treedepth_fraction")),
+        ("min E-BFMI", d.get("min_ebfmi")),
+        ("PSIS-LOO elpd (se)", (loo.get("error") or
+         f"{loo.get('elpd', float('nan')):.1f} ({loo.get('se', float('nan')):.1f})") if loo else None),
+        ("max Pareto k", loo.get("max_pareto_k")),
+        ("Pareto k counts", loo.get("pareto_k_counts")),
+        ("posterior predictive flags", len((d.get("ppc") or {}).get("flags", []))),
+        ("parameterisation", d.get("parameterization")),
+        ("sampling seconds", (d.get("timings") or {}).get("sampling")),
+    ]
+    for name, value in rows:
+        shown = f"{value:.4g}" if isinstance(value, float) else str(value)
+        table.add_row(name, shown)
+    out.print(table)
+    verdict = mv.verdict
+    out.print(f"verdict: [{'green' if verdict == 'pass' else 'red'}]{verdict}[/]")
+    for reason in mv.reasons:
+        out.print(f"  - {reason}")
+
+
+def _print_fit(outcome) -> None:
+    mv = outcome.version
+    colour = "green" if mv.passed else "red"
+    out.print(f"model version {mv.version}: [{colour}]{mv.verdict}[/] on {mv.episodes} episodes"
+              + (" (identical fit already stored)" if outcome.reused else ""))
+    _print_diagnostics(mv)
+    if outcome.promoted:
+        out.print(f"promoted {mv.version}: it is now the current model")
+    elif not mv.passed:
+        out.print("[red]not promoted[/]: the previous current version (if any) keeps serving")
+
+
+@main.command()
+@click.option("--no-promote", is_flag=True, help="Store the version but do not make it current.")
+@pass_context
+def fit(ctx: CliContext, no_promote: bool) -> None:
+    """Fit the model to every stored episode, gate it, and promote it if it passes."""
+    from forecasting.services.fits import fit_and_register
+
+    database = ctx.database()
+    if database.episodes.count() == 0:
+        fail("the database holds no episodes; `forecast import FILE` first")
+    s = ctx.settings.sampler
+    err.print(f"fitting with {s.sampler}: {s.chains} chains x {s.draws} draws "
+              f"(+{s.tune} tuning) ...")
+    outcome = fit_and_register(ctx.settings, database, ctx.registry, ctx.codebook,
+                               promote=not no_promote, actor=ctx.actor,
+                               progress=err.is_terminal)
+    _print_fit(outcome)
+    if not outcome.version.passed:
+        sys.exit(FIT_FAILED_GATE)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True)
+@pass_context
+def models(ctx: CliContext, as_json: bool) -> None:
+    """List model versions, newest first, with their verdicts."""
+    current = ctx.registry.current_or_none()
+    rows = [model_service.model_summary(mv, current.version if current else None)
+            for mv in ctx.registry.versions()]
+    if as_json:
+        echo_json(rows)
+        return
+    table = Table("", "version", "fitted_at", "episodes", "verdict", "reasons")
+    for r in rows:
+        table.add_row("*" if r["current"] else "", r["version"], r["fitted_at"],
+                      str(r["episodes"]), r["verdict"], "; ".join(r["reasons"]))
+    out.print(table)
+
+
+@main.command()
+@click.argument("version")
+@click.option("--reason", default="", help="Why (kept in the audit log).")
+@click.option("--actor", default=None, help="Who is promoting (default: cli:USER).")
+@click.option("--json", "as_json", is_flag=True, help="Print the version as the API answers.")
+@pass_context
+def promote(ctx: CliContext, version: str, reason: str, actor: str | None,
+            as_json: bool) -> None:
+    """Make a passing VERSION current (also how to roll back)."""
+    mv = model_service.promote(ctx.registry, ctx.database(), version, actor or ctx.actor, reason)
+    if as_json:
+        echo_json(model_service.model_summary(mv, mv.version))
+        return
+    out.print(f"{mv.version} is now the current model")
+
+
+@main.command()
+@click.argument("version", default="current")
+@click.option("--json", "as_json", is_flag=True)
+@pass_context
+def diagnose(ctx: CliContext, version: str, as_json: bool) -> None:
+    """Show the diagnostics and verdict of VERSION (default: the current one)."""
+    mv = ctx.registry.get(version)
+    if as_json:
+        echo_json({"version": mv.version, "verdict": mv.verdict, "reasons": mv.reasons,
+                   "diagnostics": mv.metadata.get("diagnostics", {})})
+        return
+    _print_diagnostics(mv)
+
+
+@main.command()
+@click.argument("partner")
+@click.argument("intel_type")
+@click.option("--trigger-type", default=Scenario.trigger_type, show_default=True)
+@click.option("--severity", type=click.IntRange(0, 3), default=Scenario.severity,
+              show_default=True)
+@click.option("--alignment", type=click.IntRange(0, 3), default=Scenario.alignment,
+              show_default=True)
+@click.option("--version", default="current", show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@pass_context
+def query(ctx: CliContext, partner, intel_type, trigger_type, severity, alignment, version,
+          as_json) -> None:
+    """Forecast for PARTNER restricting INTEL_TYPE under a scenario."""
+    engine = ForecastEngine.from_version(ctx.registry, version, ctx.codebook)
+    forecast = engine.forecast(partner, intel_type, trigger_type, severity, alignment)
+    if as_json:
+        echo_json(forecast)
+        return
+    scenario = forecast["scenario"]
+    out.print(f"[bold]{partner} restricting {intel_type}[/] after a {scenario['trigger_type']} "
+              f"(severity {severity}, alignment {alignment})")
+    table = Table("outcome", "mean", "median", "50% interval", "90% interval")
+    names = {k: v["name"] for k, v in ctx.codebook.levels.items()}
+    for label, stats in [("any restriction", forecast["any_restriction"])] + [
+            (f"level {k} ({names[int(k)]})", v) for k, v in forecast["levels"].items()]:
+        table.add_row(label, f"{stats['mean']:.3f}", f"{stats['median']:.3f}",
+                      "[{:.3f}, {:.3f}]".format(*stats["ci50"]),
+                      "[{:.3f}, {:.3f}]".format(*stats["ci90"]))
+    out.print(table)
+    m = forecast["model"]
+    out.print(f"model {m['version']} fitted {m['fitted_at']} on {m['episodes']} episodes, "
+              f"verdict {m['verdict']}")

@@ -1,0 +1,69 @@
+"""The prior set the next fit uses: which one is active, and submitting a new one.
+
+`forecast priors show|set` and `GET|PUT /v1/priors` call these functions, so that both
+faces validate the same way, store and audit the same rows, and queue the same refit.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from forecasting.model.priors import PriorConfigError, PriorSet, load_priors
+from forecasting.settings import Settings
+from forecasting.store import Database
+
+if TYPE_CHECKING:  # the queue (huey) is only needed by the caller that made the service
+    from forecasting.refits import RefitService
+
+HISTORY_SHOWN = 20
+
+
+def active_priors(database: Database, settings: Settings) -> tuple[PriorSet, str]:
+    """The newest prior set submitted (CLI or API), else the shipped default file."""
+    latest = database.priors.latest()
+    if latest is not None:
+        return PriorSet.from_dict(latest["priors"]), f"prior set #{latest['id']}"
+    return load_priors(settings.default_priors_path), str(settings.default_priors_path)
+
+
+def describe_priors(database: Database, settings: Settings) -> dict[str, Any]:
+    """The active set with its source and hash, and the newest submissions (without bodies)."""
+    priors, source = active_priors(database, settings)
+    return {"source": source, "content_hash": priors.content_hash, "priors": priors.to_dict(),
+            "history": [{k: v for k, v in r.items() if k != "priors"}
+                        for r in database.priors.history(limit=HISTORY_SHOWN)]}
+
+
+def read_priors_file(path: Path | str) -> dict[str, Any]:
+    """A priors TOML file as a plain mapping, not yet validated (`submit_priors` does that)."""
+    try:
+        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise PriorConfigError(f"priors are not valid TOML: {exc}") from None
+
+
+@dataclass(frozen=True)
+class PriorSubmission:
+    record: dict[str, Any]  # the stored prior set now active
+    changed: bool  # False: these priors were already the active set; nothing was stored
+    refit: dict[str, Any] | None  # the refit job queued (or coalesced into) for the change
+    document: dict[str, Any]  # the answer: `describe_priors` after the change, and `refit`
+
+
+def submit_priors(database: Database, settings: Settings, refits: RefitService,
+                  priors: Mapping[str, Any], actor: str, note: str = "") -> PriorSubmission:
+    """Validate a whole prior set, store and audit it, and queue a refit if it changed.
+
+    Raises PriorConfigError naming the first bad key; nothing is stored then.
+    """
+    validated = PriorSet.from_dict(priors)
+    before = database.priors.latest()
+    record = database.priors.save(validated.to_dict(), validated.content_hash, actor, note)
+    changed = before is None or record["id"] != before["id"]
+    refit = refits.request("priors", actor) if changed else None
+    return PriorSubmission(record=record, changed=changed, refit=refit,
+                           document={**describe_priors(database, settings), "refit": refit})
