@@ -1,7 +1,7 @@
 """Diagnostic plots of a fitted model as PNG bytes (arviz-plots on headless matplotlib).
 
 `render(tree, name)` is the one entry point the API and the CLI need; `PLOTS` maps each name to
-its function (tree -> PNG bytes) and `DESCRIPTIONS` says what each shows.
+its function (tree -> PNG bytes).
 Each plot says which groups of the tree it needs, so a missing one is a clear error
 (`PlotUnavailableError`) rather than an exception from deep inside arviz.
 """
@@ -47,7 +47,6 @@ class PlotUnavailableError(LookupError):
 class Plot:
     draw: Callable[[xr.DataTree], Figure]
     needs: tuple[str, ...]
-    description: str
 
 
 def _figure_png(fig: Figure) -> bytes:
@@ -131,14 +130,18 @@ def _ppc(tree: xr.DataTree) -> Figure:
 
 
 _SPECS: dict[str, Plot] = {
-    "trace": Plot(_trace, ("posterior",), "trace and density of the scalar parameters"),
-    "rank": Plot(_rank, ("posterior",), "rank ECDFs per chain of the scalar parameters"),
-    "forest": Plot(_forest, ("posterior",), "intervals of the partner and type effects"),
-    "energy": Plot(_energy, ("sample_stats",), "energy and energy-transition distributions"),
-    "ppc": Plot(_ppc, ("posterior_predictive", "observed_data"),
-                "observed vs replicated frequencies of each level"),
-    "prior_posterior": Plot(_prior_posterior, ("posterior", "prior"),
-                            "prior vs posterior of the scalar parameters"),
+    # trace and density of the scalar parameters
+    "trace": Plot(_trace, ("posterior",)),
+    # rank ECDFs per chain of the scalar parameters
+    "rank": Plot(_rank, ("posterior",)),
+    # intervals of the partner and type effects
+    "forest": Plot(_forest, ("posterior",)),
+    # energy and energy-transition distributions
+    "energy": Plot(_energy, ("sample_stats",)),
+    # observed vs replicated frequencies of each level
+    "ppc": Plot(_ppc, ("posterior_predictive", "observed_data")),
+    # prior vs posterior of the scalar parameters
+    "prior_posterior": Plot(_prior_posterior, ("posterior", "prior")),
 }
 
 
@@ -191,4 +194,3 @@ PLOTS: dict[str, Callable[[xr.DataTree], bytes]] = {
     "trace": trace, "rank": rank, "forest": forest, "energy": energy, "ppc": ppc,
     "prior_posterior": prior_posterior,
 }
-DESCRIPTIONS: dict[str, str] = {name: spec.description for name, spec in _SPECS.items()}
