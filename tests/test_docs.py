@@ -11,7 +11,9 @@ from pathlib import Path
 import click
 import pytest
 
+from api import create_app
 from forecasting.cli import main
+from forecasting.settings import load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -95,26 +97,32 @@ def test_cli_md_documents_no_command_that_does_not_exist():
 
 
 # ---- the API -> docs/api.md ------------------------------------------------------------------
-def _routes(app) -> set[tuple[str, str]]:
-    routes = set()
+@pytest.fixture(scope="module")
+def routes(tmp_path_factory) -> set[tuple[str, str]]:
+    """(method, /path/{param}) of every route; listing them needs no model and no data."""
+    folder = tmp_path_factory.mktemp("docs") / "instance"
+    app = create_app({"SETTINGS": load_settings({"FORECAST_INSTANCE": str(folder)}),
+                      "TESTING": True})
+    found = set()
     for rule in app.url_map.iter_rules():
         if rule.rule.startswith(ASSET_ROUTES):
             continue
         path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule)
-        routes |= {(method, path) for method in rule.methods if method in METHODS}
-    return routes
+        found |= {(method, path) for method in rule.methods if method in METHODS}
+    app.extensions["forecasting"].database.dispose()
+    return found
 
 
-def test_every_api_route_is_in_api_md(app):
+def test_every_api_route_is_in_api_md(routes):
     text = _page("api.md")
-    missing = sorted(f"{m} {p}" for m, p in _routes(app)
+    missing = sorted(f"{m} {p}" for m, p in routes
                      if not re.search(rf"`{m} {re.escape(p)}(?=[`?\s])", text))
     assert not missing, f"routes missing from docs/api.md (as `METHOD /path`): {missing}"
 
 
-def test_api_md_documents_no_route_that_does_not_exist(app):
+def test_api_md_documents_no_route_that_does_not_exist(routes):
     documented = set(re.findall(rf"`({'|'.join(METHODS)}) (/[^`?\s]*)", _page("api.md")))
-    stale = sorted(f"{m} {p}" for m, p in documented - _routes(app))
+    stale = sorted(f"{m} {p}" for m, p in documented - routes)
     assert not stale, f"docs/api.md documents routes that do not exist: {stale}"
 
 
