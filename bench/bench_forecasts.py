@@ -1,4 +1,4 @@
-"""Forecast engine latency on a fabricated 4 chains x 1,000 draws posterior, full codebook.
+"""Forecast engine latency on a real 4 chains x 1,000 draws fit of seed-like data, full codebook.
 
     .venv/bin/python bench/bench_forecasts.py [--queries 5000] [--draws 1000]
 
@@ -10,22 +10,27 @@ registry (save + ForecastEngine.from_version), which a server pays when "current
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))  # the fabricator lives with the test fixtures
+from forecasting.domain.codebook import load_codebook
+from forecasting.registry import Registry
+from forecasting.serving.forecasts import ForecastEngine
+from forecasting.settings import DEFAULT_DATA_DIR, DEFAULT_PRIORS_DIR, GateThresholds, SamplerSettings
 
-from fixtures_registry import fabricate_posterior, fake_metadata  # noqa: E402
 
-from forecasting.domain.codebook import load_codebook  # noqa: E402
-from forecasting.registry import Registry  # noqa: E402
-from forecasting.serving.forecasts import ForecastEngine  # noqa: E402
-from forecasting.settings import DEFAULT_DATA_DIR  # noqa: E402
+def real_fit(codebook, draws: int):
+    """A fit of 800 seed-like episodes with the default priors (compiling takes ~20 s)."""
+    from forecasting.evaluation.simulate import seed_like
+    from forecasting.model.fitting import fit_and_diagnose
+    from forecasting.model.priors import load_priors
+
+    episodes, _ = seed_like(codebook, n=800, seed=5)
+    sampler = SamplerSettings(chains=4, draws=draws, tune=300, seed=1)
+    return fit_and_diagnose(episodes, codebook, load_priors(DEFAULT_PRIORS_DIR / "default.toml"),
+                            sampler, GateThresholds())
 
 
 def timed(fn, repeat: int) -> np.ndarray:
@@ -58,8 +63,9 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
 
     codebook = load_codebook(DEFAULT_DATA_DIR / "codebook.toml")
-    tree = fabricate_posterior(codebook, chains=4, draws=args.draws, with_diagnostic_groups=False)
-    meta = {**fake_metadata(), "version": "bench", "fitted_at": "2026-11-29T00:00:00+00:00"}
+    fit = real_fit(codebook, args.draws)
+    tree = fit.idata
+    meta = {**fit.metadata(), "version": "bench", "fitted_at": "2026-11-29T00:00:00+00:00"}
     start = time.perf_counter()
     cold = ForecastEngine(tree, meta, codebook, cache=False)
     build_ms = (time.perf_counter() - start) * 1e3
@@ -94,9 +100,8 @@ def main(argv=None) -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         registry = Registry(tmp)
-        full = fabricate_posterior(codebook, chains=4, draws=args.draws)
         start = time.perf_counter()
-        version = registry.save(full, fake_metadata()).version
+        version = registry.save(fit.idata, fit.metadata()).version
         save_ms = (time.perf_counter() - start) * 1e3
         start = time.perf_counter()
         ForecastEngine.from_version(registry, version, codebook)

@@ -135,7 +135,20 @@ def package_versions() -> dict[str, str | None]:
 
 
 def utc_now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
+    """Now, as aware UTC ISO text: "2026-11-29T03:00:00.000+00:00"."""
+    return utc_iso(datetime.now(UTC))
+
+
+def utc_iso(moment: datetime | str) -> str:
+    """A timestamp (datetime or ISO text) as aware UTC ISO text, to the millisecond.
+
+    A naive one is refused: its time zone would be a guess.
+    """
+    parsed = datetime.fromisoformat(moment) if isinstance(moment, str) else moment
+    if not isinstance(parsed, datetime) or parsed.utcoffset() is None:
+        raise ValueError(f"timestamp {moment!r} has no time zone; give it in UTC, "
+                         "e.g. 2026-11-29T03:00:00+00:00")
+    return parsed.astimezone(UTC).isoformat(timespec="milliseconds")
 
 
 def _json_default(value):
@@ -380,8 +393,10 @@ class Registry:
         defaults = {"fitted_at": utc_now_iso(), "package_versions": package_versions(),
                     "codebook_version": None, "priors": {}, "timings": {}, "diagnostics": {},
                     "reasons": []}
+        meta = {**defaults, **metadata, "version": version}
+        meta["fitted_at"] = utc_iso(meta["fitted_at"])
         # round trip through JSON now so that an unserialisable value fails before any write
-        return _finite(json.loads(_canonical_json({**defaults, **metadata, "version": version})))
+        return _finite(json.loads(_canonical_json(meta)))
 
     def _tree_to_store(self, idata: xr.DataTree, meta: dict) -> tuple[xr.DataTree, list[str]]:
         tree = idata.copy()  # shallow: the caller's tree and attrs stay untouched

@@ -9,7 +9,7 @@ from __future__ import annotations
 import shutil
 
 import pytest
-from fixtures_registry import fabricate_posterior, fake_metadata
+from fixtures_registry import save_fit_versions
 from helpers import episode_row
 
 from api import create_app
@@ -27,7 +27,7 @@ def auth(token: str) -> dict:
 
 
 @pytest.fixture(scope="session")
-def api_template(tmp_path_factory, codebook, fake_posterior):
+def api_template(tmp_path_factory, codebook, fitted_version):
     """Built once: a seeded database, one token per role, three saved model versions."""
     folder = tmp_path_factory.mktemp("api-template") / "instance"
     settings = load_settings({"FORECAST_INSTANCE": str(folder)})
@@ -38,13 +38,7 @@ def api_template(tmp_path_factory, codebook, fake_posterior):
     tokens = {role: database.tokens.create(f"{role}-token", role) for role in ROLES}
     database.dispose()
     registry = Registry(settings.registry_path)
-    versions = {
-        "served": registry.save(fake_posterior, fake_metadata()).version,
-        "second": registry.save(fabricate_posterior(codebook, seed=7, with_diagnostic_groups=False),
-                                fake_metadata(data_hash="data-0002", episodes=500)).version,
-        "failed": registry.save(fabricate_posterior(codebook, seed=9, with_diagnostic_groups=False),
-                                fake_metadata("fail", data_hash="data-0003")).version,
-    }
+    versions = save_fit_versions(registry, fitted_version)
     return folder, tokens, versions
 
 

@@ -7,12 +7,9 @@ a fresh app themselves (before its first request, as Flask requires).
 from __future__ import annotations
 
 import pytest
-from fixtures_registry import fabricate_posterior, fake_metadata
-from test_evaluation_sensitivity import with_log_prior
 
 from api import create_app
 from forecasting.evaluation import reports
-from forecasting.registry import Registry
 
 PNG = b"\x89PNG\r\n\x1a\nfake"
 
@@ -73,17 +70,14 @@ def test_no_current_model_is_a_503(eval_client):
     assert eval_client.get("/v1/models/current/evaluation").status_code == 503
 
 
-def test_sensitivity_of_a_fit_without_log_prior_is_a_409(eval_client, served_model):
-    response = eval_client.get("/v1/models/current/sensitivity")
+def test_sensitivity_of_a_fit_without_log_prior_is_a_409(eval_client, second_model):
+    response = eval_client.get(f"/v1/models/{second_model.version}/sensitivity")
     assert response.status_code == 409
     assert "log_prior" in response.get_json()["detail"]
 
 
-def test_sensitivity_is_computed_on_demand_then_cached(eval_client, api_settings, codebook):
-    registry = Registry(api_settings.registry_path)
-    tree = with_log_prior(fabricate_posterior(codebook, seed=11, draws=100,
-                                              partners=list(codebook.partner_codes[:4])))
-    mv = registry.save(tree, fake_metadata(data_hash="data-sensitivity"))
+def test_sensitivity_is_computed_on_demand_then_cached(eval_client, api_settings, served_model):
+    mv = served_model
     response = eval_client.get(f"/v1/models/{mv.version}/sensitivity")
     assert response.status_code == 200
     body = response.get_json()

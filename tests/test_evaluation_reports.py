@@ -7,15 +7,13 @@ from types import SimpleNamespace
 
 import pandas as pd
 import pytest
-from fixtures_registry import fabricate_posterior, fake_metadata
+from fixtures_registry import copy_version
 from rich.console import Console
-from test_evaluation_sensitivity import with_log_prior
 
 from forecasting.evaluation import cli_format, reports
 from forecasting.evaluation.simulate import seed_like
-from forecasting.model.priors import load_priors
 from forecasting.registry import Registry
-from forecasting.settings import DEFAULT_PRIORS_DIR, SamplerSettings, load_settings
+from forecasting.settings import SamplerSettings, load_settings
 
 TINY = SamplerSettings(sampler="nutpie", chains=2, draws=100, tune=150, target_accept=0.9,
                        seed=3)
@@ -34,15 +32,11 @@ def settings(tmp_path):
 
 
 @pytest.fixture
-def version(settings, codebook):
-    """A stored version whose metadata carries the default priors, made current."""
-    priors = load_priors(DEFAULT_PRIORS_DIR / "default.toml")
+def version(settings, fitted_version):
+    """A stored version whose metadata carries the default priors, made current: the
+    session's fit."""
     registry = Registry(settings.registry_path)
-    tree = with_log_prior(fabricate_posterior(codebook, seed=2, draws=100,
-                                              partners=list(codebook.partner_codes[:4])))
-    mv = registry.save(tree, fake_metadata(priors=priors.to_dict(),
-                                           priors_hash=priors.content_hash))
-    return registry.promote(mv.version)
+    return registry.promote(copy_version(fitted_version, registry).version)
 
 
 def test_backtest_report_fits_the_model_on_the_past_and_stores_its_report(

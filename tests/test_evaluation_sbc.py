@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import stats
 
 from forecasting.evaluation import sbc
+from forecasting.model.priors import draw_ordered
 from forecasting.settings import DEFAULT_PRIORS_DIR, SamplerSettings
 
 TINY = SamplerSettings(sampler="nutpie", chains=2, draws=100, tune=150, target_accept=0.9,
@@ -22,7 +24,8 @@ def priors():
 def test_cutpoints_are_drawn_from_the_ordered_prior_not_from_sorted_draws():
     spec = {"dist": "Normal", "kwargs": {"mu": [1.0, 2.0, 3.0], "sigma": 1.5}}
     rng = np.random.default_rng(0)
-    draws = np.array([sbc._ordered_normal(spec, rng) for _ in range(4000)])
+    # the draw SBC's true parameters take their cutpoints from (through simulate)
+    draws = np.array([draw_ordered(spec, rng) for _ in range(4000)])
     assert (np.diff(draws, axis=1) > 0).all()
     # reference: rejection from independent normals, by brute force
     raw = np.random.default_rng(1).normal([1.0, 2.0, 3.0], 1.5, (60000, 3))
@@ -44,11 +47,23 @@ def test_tiny_sbc_gives_ranks_in_range_p_values_and_coverage(codebook, priors):
                          n_jobs=1, seed=1)
     assert report["n_ok"] == 3, report["failed"]
     assert report["n_draws"] == 49
+    # every parameter that has a prior is ranked (each element of a vector one)
+    for name in priors:
+        size = np.size(priors[name]["kwargs"].get("mu", 0.0))
+        expected = [name] if size == 1 else [f"{name}[{k}]" for k in range(size)]
+        assert set(expected) <= set(report["ranks"]), name
     for name, ranks in report["ranks"].items():
-        assert all(0 <= r <= 49 for r in ranks), name
-        assert 0.0 <= report["pvalues"][name] <= 1.0
-    assert {"cutpoints[0]", "beta_severity", "sigma_pt", "pt_eff[0,0]"} <= set(report["ranks"])
-    assert 0.0 <= report["adjusted_min_pvalue"] <= 1.0
+        # a rank counts the thinned draws below the truth: 0..49, one per simulation
+        assert len(ranks) == 3 and all(type(r) is int and 0 <= r <= 49 for r in ranks), name
+        # the uniformity test is of these ranks: 3 ranks, 2 bins of 25 rank values
+        low = sum(r < 25 for r in ranks)
+        expected_p = stats.chisquare([low, 3 - low], [1.5, 1.5]).pvalue
+        assert report["pvalues"][name] == pytest.approx(expected_p), name
+        assert report["tests"][name]["observed"] == [low, 3 - low]
+    assert report["min_pvalue"] == min(report["pvalues"].values())
+    assert report["adjusted_min_pvalue"] == pytest.approx(
+        min(1.0, report["min_pvalue"] * len(report["pvalues"])))
+    assert report["uniform"] is (report["adjusted_min_pvalue"] >= 0.01)
     # 90% intervals of the true cell probabilities cover most cells even with tiny fits
     assert 0.7 <= report["coverage"]["0.9"] <= 1.0
     assert report["coverage"]["0.5"] < report["coverage"]["0.9"]

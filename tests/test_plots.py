@@ -2,33 +2,97 @@
 
 from __future__ import annotations
 
+import io
+
+import matplotlib.image as mpimg
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
-from fixtures_registry import fabricate_posterior
+from matplotlib.container import BarContainer, ErrorbarContainer
 
 from forecasting.serving import plots
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# The posterior's scalar parameters, as a user reads them in the trace, rank and
+# prior-vs-posterior plots (sorted; sigma_bloc_type included).
+SCALARS = ["beta_alignment", "beta_severity", "cutpoints", "sigma_bloc", "sigma_bloc_type",
+           "sigma_partner", "sigma_pt", "sigma_trigger", "sigma_type"]
 
 
 @pytest.fixture(scope="module")
-def small_tree(codebook):
-    # few draws and cells: rendering time grows with both, and the pictures need neither
-    return fabricate_posterior(codebook, chains=2, draws=60, n_cells=12)
+def small_tree(fitted_tree):
+    # the session's fit, every 5th draw (4 chains x 60): rendering time grows with the draws,
+    # and the pictures do not need them
+    return fitted_tree.isel(draw=slice(None, None, 5), missing_dims="ignore")
+
+
+@pytest.fixture(scope="module")
+def rendered(small_tree):
+    """Every plot rendered once: name -> (PNG bytes, the figure drawn, figures left open)."""
+    out = {}
+    to_png = plots._figure_png
+    with pytest.MonkeyPatch.context() as patch:
+        for name in plots.PLOTS:
+            figures = []
+            patch.setattr(plots, "_figure_png",
+                          lambda fig, figures=figures: figures.append(fig) or to_png(fig))
+            open_before = set(plt.get_fignums())
+            png = plots.render(small_tree, name)
+            out[name] = (png, figures[0], set(plt.get_fignums()) - open_before)
+    return out
+
+
+def decode(png: bytes) -> np.ndarray:
+    assert png.startswith(PNG_SIGNATURE)
+    return mpimg.imread(io.BytesIO(png), format="png")
 
 
 @pytest.mark.parametrize("name", sorted(plots.PLOTS))
-def test_every_plot_renders_png_bytes_and_closes_its_figure(small_tree, name):
-    open_before = plt.get_fignums()
-    png = plots.render(small_tree, name)
-    assert png.startswith(PNG_SIGNATURE) and len(png) > 1000
-    assert plt.get_fignums() == open_before
+def test_every_plot_is_a_png_of_its_figure_and_closes_it(rendered, name):
+    png, fig, left_open = rendered[name]
+    image = decode(png)
+    width, height = fig.get_size_inches() * plots.DPI
+    assert image.shape[:2] == (pytest.approx(height, abs=1), pytest.approx(width, abs=1))
+    assert height >= 200 and width >= 400
+    # something is drawn: many distinct colours, not a blank canvas
+    assert len(np.unique(image.reshape(-1, image.shape[-1]), axis=0)) > 20
+    assert left_open == set()
+
+
+@pytest.mark.parametrize("name", ["trace", "rank", "prior_posterior"])
+def test_the_scalar_plots_show_every_scalar_parameter(rendered, name):
+    fig = rendered[name][1]
+    labels = {text.split("\n")[0] for ax in fig.axes
+              for text in (ax.get_title(), ax.get_xlabel(), ax.get_ylabel())}
+    assert set(SCALARS) <= labels
+    assert labels - set(SCALARS) <= {"", "Draw", "Fractional ranks"}
+
+
+def test_the_forest_plot_names_every_partner_and_type(rendered, codebook):
+    texts = {t.get_text() for ax in rendered["forest"][1].axes for t in ax.texts}
+    assert set(codebook.partner_codes) | set(codebook.intel_type_codes) <= texts
+
+
+def test_the_predictive_check_shows_observed_shares_and_replicated_intervals(rendered,
+                                                                               small_tree):
+    [ax] = rendered["ppc"][1].axes
+    observed = small_tree["observed_data"]["level_counts"].values
+    shares = observed.sum(axis=0) / observed.sum()
+    [bars] = [c for c in ax.containers if isinstance(c, BarContainer)]
+    np.testing.assert_allclose([bar.get_height() for bar in bars], shares)
+    replicated = plots.level_frequencies(
+        small_tree["posterior_predictive"]["level_counts"].transpose(
+            "chain", "draw", "cell", "level").values).reshape(-1, 4)
+    [errorbar] = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
+    np.testing.assert_allclose(errorbar.lines[0].get_ydata(), np.median(replicated, axis=0))
+    # this fit reproduces the level frequencies it was fitted to
+    lo, hi = np.quantile(replicated, [0.05, 0.95], axis=0)
+    assert ((lo <= shares) & (shares <= hi)).all()
 
 
 def test_each_plot_function_is_what_render_calls(small_tree):
     assert plots.PLOTS["energy"] is plots.energy
-    assert plots.energy(small_tree).startswith(PNG_SIGNATURE)
+    assert plots.energy(small_tree) == plots.render(small_tree, "energy")
 
 
 def test_an_unknown_plot_name_is_an_error_listing_the_names(small_tree):

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
+import platform
+import re
 import subprocess
 import sys
+from importlib import metadata as importlib_metadata
 
 import numpy as np
 import pytest
 import xarray as xr
-from fixtures_registry import fabricate_posterior, fake_metadata
+from fixtures_registry import FAILED_REASON, derive
 
 from forecasting.registry import (
     CURRENT_FILE,
@@ -23,17 +27,31 @@ from forecasting.registry import (
     UnknownVersionError,
     VersionExistsError,
     content_id,
+    utc_now_iso,
 )
 
 
 @pytest.fixture(scope="module")
-def small_tree(codebook):
-    # posterior only: each extra group costs h5netcdf ~0.1 s to write, and these tests save a lot
-    return fabricate_posterior(codebook, chains=2, draws=20, with_diagnostic_groups=False)
+def small_tree(small_fit):
+    """The session's fit, posterior only and 2 chains x 20 draws: these tests save a lot, and
+    every group and draw costs h5netcdf time to write."""
+    posterior = small_fit.idata["posterior"].to_dataset().isel(chain=slice(0, 2),
+                                                               draw=slice(0, 20))
+    tree = xr.DataTree.from_dict({"posterior": posterior})
+    tree.attrs.update(small_fit.idata.attrs)
+    return tree
 
 
-def save(registry, tree, verdict="pass", data_hash="data-a", **overrides) -> ModelVersion:
-    return registry.save(tree, fake_metadata(verdict, data_hash=data_hash, **overrides))
+@pytest.fixture
+def save(small_fit):
+    """save(registry, tree, verdict, data_hash, **metadata changes): the fit's own metadata
+    (what fit_and_register hands to Registry.save), edited."""
+
+    def save(registry, tree, verdict="pass", data_hash="data-a", **changes) -> ModelVersion:
+        return registry.save(*derive(tree, small_fit.metadata(), verdict=verdict,
+                                     data_hash=data_hash, **changes))
+
+    return save
 
 
 def test_content_id_is_stable_and_ignores_key_order():
@@ -43,16 +61,25 @@ def test_content_id_is_stable_and_ignores_key_order():
     assert a != content_id({"x": 1, "y": [1, 2]}, "p", "other-data", {"draws": 10, "chains": 4})
 
 
-def test_saved_tree_loads_back_identical_with_its_identity(model_registry, fake_posterior):
-    mv = model_registry.save(fake_posterior, fake_metadata())
-    loaded = model_registry.load_posterior(mv.version)
-    expected = fake_posterior.copy()
-    expected.attrs.update(version=mv.version, priors_hash="priors-0001", data_hash="data-0001")
+def test_a_fit_loads_back_identical_with_its_identity(model_registry, small_fit):
+    mv = model_registry.save(small_fit.idata, small_fit.metadata())
+    loaded = Registry(model_registry.root).load_posterior(mv.version)
+    expected = small_fit.idata.copy()
+    expected.attrs.update(version=mv.version, priors_hash=small_fit.priors_hash,
+                          data_hash=small_fit.data_fingerprint)
+    # every group, variable, value, dtype (integer counts, boolean flags), coord and attr
     assert loaded.identical(expected)
-    assert "version" not in fake_posterior.attrs  # the caller's tree is left alone
+    assert set(loaded.children) == set(small_fit.idata.children)
+    assert "version" not in small_fit.idata.attrs  # the caller's tree is left alone
+    given = small_fit.metadata()
+    for key in ("episodes", "data_hash", "priors_hash", "priors", "model_config", "sampler",
+                "verdict", "reasons", "codebook_version"):
+        assert mv.metadata[key] == json.loads(json.dumps(given[key])), key
+    assert mv.metadata["diagnostics"]["max_rhat"] == pytest.approx(
+        given["diagnostics"]["max_rhat"], rel=1e-12)
 
 
-def test_loading_selected_groups_keeps_root_attrs(model_registry, small_tree):
+def test_loading_selected_groups_keeps_root_attrs(model_registry, small_tree, save):
     mv = save(model_registry, small_tree)
     tree = model_registry.load_posterior(mv.version, groups=["posterior"])
     assert list(tree.children) == ["posterior"]
@@ -62,19 +89,45 @@ def test_loading_selected_groups_keeps_root_attrs(model_registry, small_tree):
         model_registry.load_posterior(mv.version, groups=["prior"])
 
 
-def test_metadata_records_identity_packages_and_verdict(model_registry, small_tree):
+def test_metadata_records_identity_packages_and_verdict(model_registry, small_tree, save,
+                                                        small_fit):
+    before = dt.datetime.now(dt.UTC)
     mv = save(model_registry, small_tree)
     meta = json.loads((mv.path / "metadata.json").read_text())
     assert meta["version"] == mv.version == content_id(
         meta["model_config"], meta["priors_hash"], meta["data_hash"], meta["sampler"])
-    assert set(PACKAGES) | {"python"} <= set(meta["package_versions"])
-    assert meta["verdict"] == mv.verdict == "pass" and mv.episodes == 412
+    installed = {}
+    for name in PACKAGES:
+        try:
+            installed[name] = importlib_metadata.version(name)
+        except importlib_metadata.PackageNotFoundError:
+            installed[name] = None
+    assert meta["package_versions"] == installed | {"python": platform.python_version()}
+    assert meta["package_versions"]["pymc"] is not None
+    assert meta["verdict"] == mv.verdict == "pass" and mv.episodes == 800
+    fitted = dt.datetime.fromisoformat(mv.fitted_at)
     assert mv.fitted_at.endswith("+00:00")
-    assert meta["diagnostics"]["divergences"] == 0
+    assert before - dt.timedelta(seconds=1) <= fitted <= dt.datetime.now(dt.UTC)
+    assert meta["diagnostics"]["divergences"] == small_fit.diagnostics["divergences"]
+
+
+def test_a_given_fitted_at_is_stored_as_the_same_instant_in_utc(model_registry, small_tree,
+                                                                save):
+    mv = save(model_registry, small_tree, fitted_at="2026-11-29T05:30:00.250+05:30")
+    assert mv.fitted_at == "2026-11-29T00:00:00.250+00:00"
+    with pytest.raises(ValueError, match="has no time zone"):
+        save(model_registry, small_tree, data_hash="naive", fitted_at="2026-11-29T05:30:00")
+
+
+def test_now_is_aware_utc():
+    text = utc_now_iso()
+    assert text.endswith("+00:00")
+    now = dt.datetime.fromisoformat(text)
+    assert abs(now - dt.datetime.now(dt.UTC)) < dt.timedelta(seconds=5)
 
 
 def test_numpy_values_and_undefined_diagnostics_are_stored_as_plain_json(model_registry,
-                                                                        small_tree):
+                                                                        small_tree, save):
     diagnostics = {"max_rhat": np.float64("nan"), "min_ess_bulk": np.float32(812.5),
                    "divergences": np.int64(0), "ebfmi": np.array([0.7, 0.8]), "worst": float("inf")}
     mv = save(model_registry, small_tree, diagnostics=diagnostics)
@@ -83,36 +136,37 @@ def test_numpy_values_and_undefined_diagnostics_are_stored_as_plain_json(model_r
                       "ebfmi": [0.7, 0.8], "worst": None}
 
 
-def test_versions_are_listed_newest_first(model_registry, small_tree):
+def test_versions_are_listed_newest_first(model_registry, small_tree, save):
     first = save(model_registry, small_tree, data_hash="one")
     second = save(model_registry, small_tree, data_hash="two", verdict="fail")
     assert [v.version for v in model_registry.versions()] == [second.version, first.version]
 
 
-def test_saving_an_existing_version_is_refused(model_registry, small_tree):
+def test_saving_an_existing_version_is_refused(model_registry, small_tree, save):
     save(model_registry, small_tree)
     with pytest.raises(VersionExistsError, match="already exists"):
         save(model_registry, small_tree)
 
 
-def test_a_version_that_is_not_the_content_id_is_refused(model_registry, small_tree):
+def test_a_version_that_is_not_the_content_id_is_refused(model_registry, small_tree, save):
     with pytest.raises(ValueError, match="not the content id"):
         save(model_registry, small_tree, version="chosen-by-hand")
 
 
-def test_metadata_missing_required_keys_is_refused(model_registry, small_tree):
-    meta = fake_metadata()
+def test_metadata_missing_required_keys_is_refused(model_registry, small_tree, save,
+                                                   small_fit):
+    meta = small_fit.metadata()
     del meta["data_hash"]
     with pytest.raises(ValueError, match="lacks \\['data_hash'\\]"):
         model_registry.save(small_tree, meta)
     with pytest.raises(ValueError, match="verdict"):
         save(model_registry, small_tree, verdict="maybe")
     with pytest.raises(ValueError, match="no 'posterior' group"):
-        model_registry.save(xr.DataTree(), fake_metadata())
+        model_registry.save(xr.DataTree(), small_fit.metadata())
     assert model_registry.versions() == []
 
 
-def test_no_current_model_until_one_is_promoted(model_registry, small_tree):
+def test_no_current_model_until_one_is_promoted(model_registry, small_tree, save):
     assert model_registry.current_or_none() is None
     with pytest.raises(NoCurrentModelError, match="forecast promote"):
         model_registry.current()
@@ -122,15 +176,15 @@ def test_no_current_model_until_one_is_promoted(model_registry, small_tree):
     assert model_registry.current() == mv == model_registry.get("current")
 
 
-def test_a_failed_version_is_kept_but_cannot_be_promoted(model_registry, small_tree):
+def test_a_failed_version_is_kept_but_cannot_be_promoted(model_registry, small_tree, save):
     failed = save(model_registry, small_tree, verdict="fail")
     assert model_registry.get(failed.version).verdict == "fail"
-    with pytest.raises(GateFailedError, match="max_rhat 1.05"):
+    with pytest.raises(GateFailedError, match=re.escape(FAILED_REASON)):
         model_registry.promote(failed.version)
     assert model_registry.current_or_none() is None
 
 
-def test_promoting_an_earlier_passing_version_rolls_back(model_registry, small_tree):
+def test_promoting_an_earlier_passing_version_rolls_back(model_registry, small_tree, save):
     old = save(model_registry, small_tree, data_hash="old")
     new = save(model_registry, small_tree, data_hash="new")
     model_registry.promote(old.version)
@@ -140,7 +194,7 @@ def test_promoting_an_earlier_passing_version_rolls_back(model_registry, small_t
     assert model_registry.current().version == old.version
 
 
-def test_current_is_switched_by_an_atomic_replace(model_registry, small_tree, monkeypatch):
+def test_current_is_switched_by_an_atomic_replace(model_registry, small_tree, monkeypatch, save):
     old = save(model_registry, small_tree, data_hash="old")
     new = save(model_registry, small_tree, data_hash="new")
     model_registry.promote(old.version)
@@ -159,7 +213,7 @@ def test_current_is_switched_by_an_atomic_replace(model_registry, small_tree, mo
     assert not list(model_registry.root.glob(".tmp-*"))
 
 
-def test_unknown_version_is_an_error_naming_it(model_registry, small_tree):
+def test_unknown_version_is_an_error_naming_it(model_registry, small_tree, save):
     mv = save(model_registry, small_tree)
     for bad in ("0123456789ab", "../etc", ""):
         with pytest.raises(UnknownVersionError, match="unknown model version") as info:
@@ -171,7 +225,7 @@ def test_unknown_version_is_an_error_naming_it(model_registry, small_tree):
         model_registry.load_posterior("0123456789ab")
 
 
-def test_an_interrupted_save_is_never_listed_and_is_cleaned_up(model_registry, small_tree):
+def test_an_interrupted_save_is_never_listed_and_is_cleaned_up(model_registry, small_tree, save):
     model_registry.root.mkdir(parents=True)
     leftover = model_registry.root / ".tmp-killed"
     leftover.mkdir()
@@ -202,7 +256,7 @@ Registry(sys.argv[1]).save(tree, meta)
 
 
 def test_a_save_killed_mid_write_leaves_no_version_and_its_lock_is_released(model_registry,
-                                                                            small_tree):
+                                                                            small_tree, save):
     proc = subprocess.Popen([sys.executable, "-c", KILLED_SAVE, str(model_registry.root)],
                             stdout=subprocess.PIPE, text=True)
     try:
@@ -218,7 +272,7 @@ def test_a_save_killed_mid_write_leaves_no_version_and_its_lock_is_released(mode
     assert len(model_registry.versions()) == 1
 
 
-def test_a_failed_write_leaves_nothing_behind(model_registry, small_tree, monkeypatch):
+def test_a_failed_write_leaves_nothing_behind(model_registry, small_tree, monkeypatch, save):
     def broken(*args, **kwargs):
         raise OSError("disk full")
 
@@ -229,7 +283,7 @@ def test_a_failed_write_leaves_nothing_behind(model_registry, small_tree, monkey
     assert not list(model_registry.root.glob(".tmp-*"))
 
 
-def test_a_tree_whose_identity_was_tampered_with_is_refused(model_registry, small_tree):
+def test_a_tree_whose_identity_was_tampered_with_is_refused(model_registry, small_tree, save):
     mv = save(model_registry, small_tree)
     tampered = model_registry.load_posterior(mv.version)
     tampered.attrs["data_hash"] = "someone-elses-data"
@@ -243,7 +297,7 @@ def test_a_tree_whose_identity_was_tampered_with_is_refused(model_registry, smal
         model_registry.load_posterior(mv.version, groups=["posterior"])
 
 
-def test_a_changed_posterior_file_fails_its_checksum(model_registry, small_tree):
+def test_a_changed_posterior_file_fails_its_checksum(model_registry, small_tree, save):
     mv = save(model_registry, small_tree)
     changed = model_registry.load_posterior(mv.version)
     changed["posterior"]["beta_severity"] = changed["posterior"]["beta_severity"] + 1.0
@@ -252,23 +306,29 @@ def test_a_changed_posterior_file_fails_its_checksum(model_registry, small_tree)
         model_registry.load_posterior(mv.version)
 
 
-def test_a_huge_posterior_predictive_is_not_stored(tmp_path, fake_posterior):
+def test_a_huge_posterior_predictive_is_not_stored(tmp_path, small_fit):
     registry = Registry(tmp_path / "models", max_predictive_bytes=1000)
-    mv = registry.save(fake_posterior, fake_metadata())
+    mv = registry.save(small_fit.idata, small_fit.metadata())
     assert mv.metadata["dropped_groups"] == ["posterior_predictive"]
     stored = registry.load_posterior(mv.version)
-    assert "posterior_predictive" not in stored.children and "observed_data" in stored.children
+    assert set(stored.children) == set(small_fit.idata.children) - {"posterior_predictive"}
+    assert stored["observed_data"].identical(small_fit.idata["observed_data"])
 
 
-def test_registry_with_current_fixture_serves_a_passing_version(registry_with_current, tmp_path):
-    assert registry_with_current.current().verdict == "pass"
+def test_registry_with_current_fixture_serves_the_sessions_fit(registry_with_current, tmp_path,
+                                                                small_fit):
+    current = registry_with_current.current()
+    assert current.verdict == small_fit.verdict.verdict == "pass"
     assert registry_with_current.root == tmp_path / "models"
-    assert registry_with_current.load_posterior("current").attrs["version"] == (
-        registry_with_current.current().version)
+    assert (current.metadata["data_hash"], current.metadata["priors_hash"]) == (
+        small_fit.data_fingerprint, small_fit.priors_hash)
+    stored = registry_with_current.load_posterior("current", groups=["posterior"])
+    assert stored.attrs["version"] == current.version
+    assert stored["posterior"].to_dataset().identical(small_fit.idata["posterior"].to_dataset())
 
 
 def test_simulated_counts_are_stored_compressed_and_load_back_identical(model_registry,
-                                                                       small_tree):
+                                                                       small_tree, save):
     """Integer groups (prior predictive counts per cell and level) shrink many times over;
     at 17,000 cells they would otherwise be ~270 MB a version."""
     counts = np.random.default_rng(0).binomial(2, 0.05, size=(1, 500, 2000, 4))
