@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 from matplotlib.container import BarContainer, ErrorbarContainer
 
+from forecasting.model.arithmetic import PARAMETERS
 from forecasting.serving import plots
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-# The posterior's scalar parameters, as a user reads them in the trace, rank and
-# prior-vs-posterior plots (sorted; sigma_bloc_type included).
-SCALARS = ["beta_alignment", "beta_severity", "cutpoints", "sigma_bloc", "sigma_bloc_type",
-           "sigma_partner", "sigma_pt", "sigma_trigger", "sigma_type"]
+# The model's top-level parameters (the ones priors set): what a user looks for in the trace,
+# rank and prior-vs-posterior plots.
+SCALARS = sorted(PARAMETERS)
 
 
 @pytest.fixture(scope="module")

@@ -24,11 +24,13 @@ import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from forecasting.model.arithmetic import PARAMETERS  # noqa: E402
+
 DPI = 80
 FOREST_VARS = ("partner_eff", "type_eff")
-# Parameters worth a trace: scalars and the cutpoints, not the hundreds of cell effects.
-SCALAR_DIMS = {"chain", "draw", "cutpoint"}
-MAX_TRACE_VARS = 10
+# Parameters worth a trace: the model's top-level ones (scalars and the cutpoints, those the
+# priors set), not the hundreds of cell effects.
+TOP_LEVEL = tuple(sorted(PARAMETERS))
 # pyplot keeps global state; requests rendering in parallel threads must take turns.
 _PYPLOT_LOCK = threading.Lock()
 
@@ -59,10 +61,11 @@ def _figure_png(fig: Figure) -> bytes:
 
 
 def _scalar_vars(ds: xr.Dataset) -> list[str]:
-    names = [n for n, v in ds.data_vars.items() if set(v.dims) <= SCALAR_DIMS]
+    names = [n for n in TOP_LEVEL if n in ds.data_vars]
     if not names:
-        raise PlotUnavailableError("the posterior has no scalar parameters to plot")
-    return sorted(names)[:MAX_TRACE_VARS]
+        raise PlotUnavailableError(f"the posterior has no scalar parameters to plot (none of "
+                                   f"{list(TOP_LEVEL)})")
+    return names
 
 
 def _posterior_scalars(tree: xr.DataTree) -> list[str]:
