@@ -9,14 +9,17 @@ from __future__ import annotations
 import shutil
 
 import pytest
+from click.testing import CliRunner
 from fixtures_registry import save_fit_versions
 from helpers import episode_row
 
 from api import create_app
+from forecasting.cli import main
 from forecasting.domain.episodes import validate_episodes
 from forecasting.registry import Registry
 from forecasting.services.setup import initialise
 from forecasting.settings import load_settings
+from forecasting.store import connect
 
 TYPES = ["sigint", "humint", "geoint", "sources", "methods", "cyber", "ct", "military"]
 ROLES = ("reader", "coder", "modeler", "admin")
@@ -42,11 +45,48 @@ def api_template(tmp_path_factory, codebook, fitted_version):
     return folder, tokens, versions
 
 
+@pytest.fixture(scope="session")
+def fitted_posterior(fitted_version):
+    """The posterior group of the session's fit: what a stand-in fit stores (with `derive`)."""
+    return Registry(fitted_version.path.parent).load_posterior(fitted_version.version,
+                                                               groups=["posterior"])
+
+
+def copy_instance(api_template, folder):
+    """Settings of a fresh copy of the template instance in `folder`."""
+    shutil.copytree(api_template[0], folder)
+    return load_settings({"FORECAST_INSTANCE": str(folder)})
+
+
+def cli_on(settings):
+    """`forecast ARGS...` against the instance of `settings`; returns click's Result."""
+    runner = CliRunner()
+    env = {"FORECAST_INSTANCE": str(settings.instance_path)}
+
+    def invoke(*args):
+        return runner.invoke(main, [str(a) for a in args], env=env, catch_exceptions=False)
+
+    return invoke
+
+
+def audit_rows(settings, *actions: str) -> list[tuple[str, str, dict]]:
+    """(actor, action, detail) of the instance's audit rows of these actions, oldest first."""
+    database = connect(settings.database_url)
+    rows = [(e["actor"], e["action"], e["detail"]) for e in database.audit_entries(limit=10_000)
+            if e["action"] in actions]
+    database.dispose()
+    return rows[::-1]
+
+
 @pytest.fixture
 def api_settings(api_template, tmp_path):
-    folder, _, _ = api_template
-    shutil.copytree(folder, tmp_path / "instance")
-    return load_settings({"FORECAST_INSTANCE": str(tmp_path / "instance")})
+    return copy_instance(api_template, tmp_path / "instance")
+
+
+@pytest.fixture
+def twin_settings(api_template, tmp_path):
+    """A second copy of the same template: one face acts on each, and the two are compared."""
+    return copy_instance(api_template, tmp_path / "twin")
 
 
 @pytest.fixture
