@@ -32,10 +32,11 @@ def test_a_worker_killed_mid_fit_leaves_no_version_and_the_job_is_retried(tmp_pa
                FORECAST_REFIT_SCHEDULE="")
     seed = (DEFAULT_DATA_DIR / "episodes.csv").read_text().splitlines()
     (tmp_path / "some.csv").write_text("\n".join(seed[:201]) + "\n")
-    for args in (["init"], ["import", str(tmp_path / "some.csv")], ["refits", "--now"]):
+    for args in (["init"], ["import", str(tmp_path / "some.csv")]):  # the import queues a refit
         subprocess.run([FORECAST, *args], env=env, check=True, capture_output=True)
     database = connect(load_settings(env).database_url)
     job = lambda: database.refits.list(limit=1)[0]  # noqa: E731
+    assert job()["reason"] == "episodes" and job()["status"] == "queued"
 
     first = subprocess.Popen([FORECAST, "worker"], env=env, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
@@ -61,4 +62,8 @@ def test_a_worker_killed_mid_fit_leaves_no_version_and_the_job_is_retried(tmp_pa
     assert done["attempts"] == 2 and done["version"] is not None
     assert (registry / done["version"] / "metadata.json").exists()
     assert done["episodes"] == 200
+    if done["promoted"]:  # the worker's promotion is audited, naming the job
+        [promotion] = [e for e in database.audit_entries() if e["action"] == "model:promote"]
+        assert promotion["actor"] == "refit-worker"
+        assert promotion["detail"]["version"] == done["version"]
     database.dispose()

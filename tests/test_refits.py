@@ -1,8 +1,8 @@
 from dataclasses import replace
 
 import pytest
-from fixtures_api import auth
-from fixtures_registry import fabricate_posterior, fake_metadata
+from fixtures_api import audit_rows, auth
+from fixtures_registry import FAILED_REASON, derive, fit_metadata
 from helpers import episode_row
 from huey import MemoryHuey
 from huey.exceptions import RetryTask
@@ -13,36 +13,56 @@ from forecasting.refits import RefitService, make_huey, model_status
 from forecasting.registry import Registry
 from forecasting.services.fits import FitOutcome
 from forecasting.services.setup import initialise
+from forecasting.store import connect
 
 
 class FakeFitter:
-    """Stands in for a real fit: stores a fabricated version, promotes it if it passes."""
+    """Stands in for a real fit: stores a version derived from the session's fit with the
+    verdict asked for; as the worker's real fit, it does not promote (the worker does)."""
 
-    def __init__(self, verdict="pass", error=None):
+    def __init__(self, fitted_version, posterior, verdict="pass", error=None):
+        self.tree, self.meta = posterior, fit_metadata(fitted_version)
         self.verdict, self.error, self.calls = verdict, error, 0
 
     def __call__(self, settings, database, registry, codebook):
         self.calls += 1
         if self.error:
             raise self.error
-        meta = fake_metadata(self.verdict, data_hash=f"data-{self.calls}-{self.verdict}",
-                             episodes=database.episodes.count(),
-                             store_revision=database.episodes.latest_revision_id(),
-                             prior_set_id=None)
-        posterior = fabricate_posterior(codebook, seed=self.calls, with_diagnostic_groups=False)
-        version = registry.save(posterior, meta)
-        if version.passed:
-            registry.promote(version.version)
-        return FitOutcome(version=version, promoted=version.passed, reused=False, result=None)
+        tree, meta = derive(self.tree, self.meta, verdict=self.verdict,
+                            data_hash=f"data-{self.calls}-{self.verdict}",
+                            episodes=database.episodes.count(),
+                            store_revision=database.episodes.latest_revision_id(),
+                            prior_set_id=None)
+        version = registry.save(tree, meta)
+        return FitOutcome(version=version, promoted=False, reused=False, result=None)
 
 
 @pytest.fixture
-def service(api_settings, served_model):
+def fake_fitter(fitted_version, fitted_posterior):
+    """FakeFitter(verdict="pass", error=None) with the session's fit to derive from."""
+    return lambda **kwargs: FakeFitter(fitted_version, fitted_posterior, **kwargs)
+
+
+@pytest.fixture
+def up_to_date_model(api_settings, fitted_version, fitted_posterior):
+    """A passing version, current, fitted on exactly this instance's episodes and priors
+    (the template's served version saw another database's episodes)."""
+    database = connect(api_settings.database_url)
+    tree, meta = derive(fitted_posterior, fit_metadata(fitted_version), data_hash="data-now",
+                        episodes=database.episodes.count(), prior_set_id=None,
+                        store_revision=database.episodes.latest_revision_id())
+    database.dispose()
+    registry = Registry(api_settings.registry_path)
+    return registry.promote(registry.save(tree, meta).version)
+
+
+@pytest.fixture
+def service(api_settings, up_to_date_model, fake_fitter):
     database = initialise(api_settings)
     svc = RefitService(settings=api_settings, database=database,
                        registry=Registry(api_settings.registry_path),
                        codebook=load_codebook(api_settings.codebook_path),
-                       huey=MemoryHuey("test-refits"), fit=FakeFitter())
+                       huey=MemoryHuey("test-refits"), fit=fake_fitter())
     yield svc
     database.dispose()
 
@@ -63,7 +83,7 @@ def test_a_burst_of_changes_queues_one_refit(service):
     assert service.huey.pending_count() + service.huey.scheduled_count() == 1
 
 
-def test_a_passing_refit_is_promoted_and_recorded(service, codebook):
+def test_a_passing_refit_is_promoted_and_recorded(service, codebook, api_settings):
     before = service.registry.current().version
     _add_episode(service.database, codebook)
     assert model_status(service.database, service.registry)["stale"] is True
@@ -73,18 +93,25 @@ def test_a_passing_refit_is_promoted_and_recorded(service, codebook):
     assert done["episodes"] == 9 and done["duration_s"] is not None
     assert service.registry.current().version == done["version"] != before
     assert model_status(service.database, service.registry)["stale"] is False
+    # the promotion is audited like one made by hand: who, which version replaced which, why
+    assert audit_rows(api_settings, "model:promote") == [("refit-worker", "model:promote", {
+        "version": done["version"], "previous": before,
+        "reason": f"refit {job['id']} (episodes, requested by coder) passed its diagnostics "
+                  "gate"})]
 
 
-def test_a_failing_refit_never_replaces_the_current_version(service, codebook):
-    service.fit = FakeFitter("fail")
+def test_a_failing_refit_never_replaces_the_current_version(service, codebook, fake_fitter,
+                                                            api_settings):
+    service.fit = fake_fitter(verdict="fail")
     before = service.registry.current().version
     _add_episode(service.database, codebook)
     done = service.run(service.request("episodes", "coder", delay=0)["id"])
     assert done["status"] == "failed" and done["verdict"] == "fail"
-    assert done["detail"]["reasons"] == ["max_rhat 1.05 > 1.01"]
+    assert done["detail"]["reasons"] == [FAILED_REASON]
     assert service.registry.current().version == before
     status = model_status(service.database, service.registry)
     assert status["stale"] is True and status["stale_since"] is not None
+    assert audit_rows(api_settings, "model:promote") == []
 
 
 def test_nothing_to_do_is_skipped_without_fitting(service, codebook):
@@ -120,8 +147,8 @@ def test_a_killed_worker_leaves_no_version_and_its_job_is_retried(service, codeb
     assert done["status"] == "succeeded" and done["attempts"] == 2
 
 
-def test_a_fit_that_raises_is_retried_then_given_up(service, codebook):
-    service.fit = FakeFitter(error=RuntimeError("out of memory"))
+def test_a_fit_that_raises_is_retried_then_given_up(service, codebook, fake_fitter):
+    service.fit = fake_fitter(error=RuntimeError("out of memory"))
     _add_episode(service.database, codebook)
     job = service.request("episodes", "coder", delay=0)
     for _ in range(2):
@@ -151,7 +178,9 @@ def test_refit_status_and_manual_refits_over_http(client, tokens, served_model):
     assert client.get("/v1/refits/9999").status_code == 404
 
 
-def test_posting_episodes_marks_the_model_stale_and_queues_one_refit(client, tokens, served_model):
+def test_posting_episodes_marks_the_model_stale_and_queues_one_refit(client, tokens,
+                                                                    up_to_date_model):
+    assert client.get("/v1/refits").get_json()["stale"] is False
     row = {**episode_row(partner="GBR", intel_type="ct"), "severity": 3, "alignment": 1,
            "level": 3}
     body = client.post("/v1/episodes", json=row, headers=auth(tokens["coder"])).get_json()
@@ -164,7 +193,7 @@ def test_posting_episodes_marks_the_model_stale_and_queues_one_refit(client, tok
     assert len(status["queued"]) == 1
 
 
-def test_redis_queue_delivers_jobs(api_settings):
+def test_redis_queue_delivers_jobs(api_settings, fake_fitter):
     import redis
 
     try:
@@ -178,7 +207,7 @@ def test_redis_queue_delivers_jobs(api_settings):
     svc = RefitService(settings=api_settings, database=database,
                        registry=Registry(api_settings.registry_path),
                        codebook=load_codebook(api_settings.codebook_path), huey=huey,
-                       fit=FakeFitter())
+                       fit=fake_fitter())
     job = svc.request("manual", "modeler", delay=0)
     assert huey.scheduled_count() + huey.pending_count() == 1
     task = (huey.scheduled() or huey.pending())[0]
