@@ -1,7 +1,9 @@
 from fixtures_api import auth
+from fixtures_registry import FAILED_REASON
 
 from api import create_app
-from forecasting.settings import load_settings
+from forecasting.model.priors import load_priors
+from forecasting.settings import DEFAULT_PRIORS_DIR, load_settings
 
 
 def test_models_list_shows_verdicts_and_the_current_version(client, served_model, failed_model):
@@ -15,14 +17,16 @@ def test_models_list_shows_verdicts_and_the_current_version(client, served_model
 def test_current_is_an_alias_and_unknown_versions_are_404(client, served_model):
     current = client.get("/v1/models/current").get_json()
     assert current["version"] == served_model.version
-    assert current["metadata"]["priors_hash"] == "priors-0001"
+    # fitted with the shipped priors, and says so
+    default = load_priors(DEFAULT_PRIORS_DIR / "default.toml")
+    assert current["metadata"]["priors_hash"] == default.content_hash
     missing = client.get("/v1/models/abc123/diagnostics")
     assert missing.status_code == 404 and "unknown model version 'abc123'" in missing.get_json()["detail"]
 
 
 def test_diagnostics_carry_the_verdict_and_reasons(client, failed_model):
     body = client.get(f"/v1/models/{failed_model.version}/diagnostics").get_json()
-    assert body["verdict"] == "fail" and body["reasons"] == ["max_rhat 1.05 > 1.01"]
+    assert body["verdict"] == "fail" and body["reasons"] == [FAILED_REASON]
     assert "max_rhat" in body["diagnostics"]
 
 

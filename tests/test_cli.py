@@ -1,10 +1,15 @@
 import json
+import subprocess
+import sys
 
 import pytest
 from click.testing import CliRunner
+from fixtures_api import cli_on
+from fixtures_registry import FAILED_REASON
 from helpers import csv_text, episode_row
 
 from forecasting.cli import main
+from forecasting.settings import DEFAULT_PRIORS_DIR
 
 TYPES = ["sigint", "humint", "geoint", "sources", "methods", "cyber", "ct", "military"]
 
@@ -96,13 +101,7 @@ def test_token_create_prints_the_token_alone_on_the_last_line(forecast):
 @pytest.fixture
 def forecast_with_models(api_settings, api_template):
     """`forecast` against an instance holding three model versions (one failed), none current."""
-    runner = CliRunner()
-    env = {"FORECAST_INSTANCE": str(api_settings.instance_path)}
-
-    def invoke(*args):
-        return runner.invoke(main, [str(a) for a in args], env=env, catch_exceptions=False)
-
-    return invoke, api_template[2]
+    return cli_on(api_settings), api_template[2]
 
 
 def test_query_needs_a_current_model_then_answers_in_the_contract_shape(forecast_with_models):
@@ -128,33 +127,61 @@ def test_models_promote_and_diagnose(forecast_with_models):
     assert {m["version"]: m["current"] for m in listed}[versions["second"]] is True
     assert {m["version"]: m["verdict"] for m in listed}[versions["failed"]] == "fail"
     diagnosed = forecast("diagnose", versions["failed"])
-    assert "verdict: fail" in diagnosed.output and "max_rhat 1.05 > 1.01" in diagnosed.output
+    assert "verdict: fail" in diagnosed.output and FAILED_REASON in diagnosed.output
     as_json = json.loads(forecast("diagnose", "--json").output)
     assert as_json["version"] == versions["second"] and as_json["verdict"] == "pass"
     assert forecast("diagnose", "nope").exit_code == 1
 
 
+DEFAULT_TOML = (DEFAULT_PRIORS_DIR / "default.toml").read_text()
+
+
+def _priors_file(path, old, new):
+    assert old in DEFAULT_TOML
+    path.write_text(DEFAULT_TOML.replace(old, new))
+    return path
+
+
 def test_priors_show_check_and_set(forecast, tmp_path):
     shown = json.loads(forecast("priors", "show", "--json").output)
-    assert shown["source"].endswith("default.toml")
+    assert shown["source"].endswith("default.toml") and shown["history"] == []
     checked = forecast("priors", "check", "--png", tmp_path / "pp.png")
     assert checked.exit_code == 0 and "P(any restriction)" in checked.output
     assert (tmp_path / "pp.png").read_bytes().startswith(b"\x89PNG")
-    bad = tmp_path / "bad.toml"
-    bad.write_text('sigma_bloc = {dist = "HalfNormal", kwargs = {sigma = -1.0}}\n')
-    refused = forecast("priors", "set", bad)
-    assert refused.exit_code == 1 and "sigma_bloc" in refused.output
-    from forecasting.settings import DEFAULT_PRIORS_DIR
-
-    text = (DEFAULT_PRIORS_DIR / "default.toml").read_text().replace(
-        'sigma_pt = {dist = "HalfNormal", kwargs = {sigma = 0.3}}',
-        'sigma_pt = {dist = "HalfNormal", kwargs = {sigma = 0.2}}')
-    good = tmp_path / "good.toml"
-    good.write_text(text)
+    good = _priors_file(tmp_path / "good.toml",
+                        'sigma_pt = {dist = "HalfNormal", kwargs = {sigma = 0.3}}',
+                        'sigma_pt = {dist = "HalfNormal", kwargs = {sigma = 0.2}}')
     applied = forecast("priors", "set", good, "--note", "tighter")
     assert applied.exit_code == 0 and "prior set #1 is active; refit 1 queued" in applied.output
-    assert json.loads(forecast("priors", "show", "--json").output)["source"] == "prior set #1"
+    shown = json.loads(forecast("priors", "show", "--json").output)
+    assert shown["source"] == "prior set #1" and shown["priors"]["sigma_pt"]["kwargs"] == {
+        "sigma": 0.2}
+    assert shown["history"][0]["note"] == "tighter"
     assert "already active" in forecast("priors", "set", good).output
+
+
+def test_priors_set_refuses_a_negative_scale_naming_the_file_and_key(forecast, tmp_path):
+    # every other prior is the valid default, so the negative scale is the one error found
+    bad = _priors_file(tmp_path / "bad.toml",
+                       'sigma_bloc = {dist = "HalfNormal", kwargs = {sigma = 0.5}}',
+                       'sigma_bloc = {dist = "HalfNormal", kwargs = {sigma = -1.0}}')
+    refused = forecast("priors", "set", bad)
+    assert refused.exit_code == 1
+    message = " ".join(refused.output.split())
+    assert f"{bad}: sigma_bloc.kwargs.sigma: " in message
+    assert "must be positive, got -1.0" in message
+    assert json.loads(forecast("priors", "show", "--json").output)["history"] == []
+    broken = tmp_path / "broken.toml"
+    broken.write_text("sigma_bloc = {dist = ")
+    refused = forecast("priors", "set", broken)
+    assert refused.exit_code == 1 and "priors are not valid TOML" in refused.output
+
+
+def test_python_dash_m_runs_the_cli_as_forecast_run_starts_its_children():
+    result = subprocess.run([sys.executable, "-m", "forecasting.cli", "--help"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "worker" in result.stdout and "fit" in result.stdout
 
 
 @pytest.mark.parametrize(("exit_code", "message"), [
