@@ -8,6 +8,7 @@ from forecasting.domain.cells import aggregate
 from forecasting.evaluation.simulate import simulate_episodes
 from forecasting.model.arithmetic import (
     CENTERS,
+    CLUSTER_VARIABLES,
     EFFECTS,
     FORECAST_VARIABLES,
     PARAMETERS,
@@ -101,12 +102,14 @@ def test_the_arithmetic_gives_the_pymc_models_log_density_on_random_draws(codebo
     rng = np.random.default_rng(6)
     frame = pd.concat([frame, *(frame.assign(level=rng.integers(0, 4, len(frame)))
                                 for _ in range(2))])
+    assert frame.groupby(["trigger_id", "partner"]).size().max() > 1  # clusters of episodes
     cells = aggregate(frame, codebook)
     assert (cells.counts > 0).sum(axis=1).max() >= 3
     model = build_model(cells, default_priors, aggregated=aggregated)
     density = (model.logp(vars=model.observed_RVs) if not aggregated
                else model[LIKELIHOOD])
-    outs = model.replace_rvs_by_values([model[n] for n in FORECAST_VARIABLES] + [density])
+    names = [*FORECAST_VARIABLES, *CLUSTER_VARIABLES]
+    outs = model.replace_rvs_by_values([model[n] for n in names] + [density])
     fn = model.compile_fn(outs, inputs=model.value_vars, on_unused_input="ignore")
     start = model.initial_point()
     level = np.repeat(np.tile(np.arange(4), cells.n_cells), cells.counts.ravel())
@@ -114,8 +117,9 @@ def test_the_arithmetic_gives_the_pymc_models_log_density_on_random_draws(codebo
     for _ in range(5):
         point = {k: v + rng.normal(0, 0.5, np.shape(v)) for k, v in start.items()}
         *values, pymc_density = fn(point)
-        params = dict(zip(FORECAST_VARIABLES, values, strict=True))
+        params = dict(zip(names, values, strict=True))
         eta = linear_predictor(params, cells.partner_idx[row], cells.type_idx[row],
-                               cells.trigger_idx[row], cells.severity[row], cells.alignment[row])
+                               cells.trigger_idx[row], cells.severity[row], cells.alignment[row],
+                               cells.event_idx[row], cells.reaction_idx[row])
         ours = level_log_probability(eta, params["cutpoints"], level).sum()
         assert float(pymc_density) == pytest.approx(ours, rel=1e-9, abs=1e-9)

@@ -100,13 +100,19 @@ def test_a_refit_on_new_data_reuses_the_compiled_model(small_fit, codebook, defa
     from forecasting.domain.cells import aggregate
     from forecasting.evaluation.simulate import seed_like
 
-    episodes = seed_like(codebook, n=500, seed=99)[0]
+    # other episodes on other coded triggers, as many as the cluster slots hold
+    episodes = seed_like(codebook, n=790, seed=99)[0]
     cells = aggregate(episodes, codebook)
     model = build_model(cells, default_priors, small_fit.model_config["parameterization"])
+    assert model.forecast_config["cluster_capacity"] == small_fit.model_config["cluster_capacity"]
+    assert cells.coords["trigger"] != small_fit.idata.posterior.coords["trigger"].values.tolist()
     tree = fit(model, replace(small_sampler, chains=2, draws=20, tune=20), extras=False)
     assert json.loads(tree.attrs["timings"])["compile_cached"] is True
     assert tree.observed_data.sizes["cell"] == cells.n_cells
-    assert int(tree.observed_data["level_counts"].sum()) == 500
+    assert int(tree.observed_data["level_counts"].sum()) == 790
+    # the posterior is labelled with this data's triggers, without the spare slots
+    assert tree.posterior.coords["trigger"].values.tolist() == cells.coords["trigger"]
+    assert tree.posterior.coords["reaction"].values.tolist() == cells.coords["reaction"]
 
 
 def test_a_healthy_set_of_diagnostics_passes_the_gate():
@@ -190,7 +196,9 @@ def test_the_log_likelihood_is_the_multinomial_of_each_cell(small_fit):
                + post["trigger_eff"].values[chain, draw, const["trigger_idx"].values[cell]]
                + post["beta_severity"].values[chain, draw] * (const["severity"].values[cell] - 1.5)
                + post["beta_alignment"].values[chain, draw]
-               * (const["alignment"].values[cell] - 1.5))
+               * (const["alignment"].values[cell] - 1.5)
+               + post["event_eff"].values[chain, draw, const["event_idx"].values[cell]]
+               + post["reaction_eff"].values[chain, draw, const["reaction_idx"].values[cell]])
         cdf = np.r_[0, expit(post["cutpoints"].values[chain, draw] - eta), 1]
         expected = multinomial(counts[cell].sum(), np.diff(cdf)).logpmf(counts[cell])
         got = tree.log_likelihood["level_counts"].values[chain, draw, cell]
@@ -206,7 +214,8 @@ def test_the_model_likelihood_is_the_per_cell_multinomial_up_to_a_constant(seed_
     from forecasting.model.pymc_model import LIKELIHOOD, log_multinomial_coef
 
     model = build_model(seed_like_cells, default_priors)
-    names = ["pt_eff", "trigger_eff", "beta_severity", "beta_alignment", "cutpoints"]
+    names = ["pt_eff", "trigger_eff", "beta_severity", "beta_alignment", "cutpoints",
+             "event_eff", "reaction_eff"]
     outs = model.replace_rvs_by_values([model[n] for n in [*names, LIKELIHOOD]])
     fn = model.compile_fn(outs, inputs=model.value_vars, on_unused_input="ignore")
     rng = np.random.default_rng(4)
@@ -215,13 +224,15 @@ def test_the_model_likelihood_is_the_per_cell_multinomial_up_to_a_constant(seed_
     const = xr.Dataset({k: ("cell", v) for k, v in (
         ("partner_idx", seed_like_cells.partner_idx), ("type_idx", seed_like_cells.type_idx),
         ("trigger_idx", seed_like_cells.trigger_idx),
+        ("event_idx", seed_like_cells.event_idx), ("reaction_idx", seed_like_cells.reaction_idx),
         ("severity", seed_like_cells.severity.astype(float)),
         ("alignment", seed_like_cells.alignment.astype(float)))})
     for _ in range(3):
         point = {k: v + rng.normal(0, 0.5, np.shape(v)) for k, v in start.items()}
         *values, potential = fn(point)
         dims = {"pt_eff": ("partner", "intel_type"), "trigger_eff": ("trigger_type",),
-                "cutpoints": ("cutpoint",)}
+                "cutpoints": ("cutpoint",), "event_eff": ("trigger",),
+                "reaction_eff": ("reaction",)}
         post = xr.Dataset({n: (("chain", "draw", *dims.get(n, ())), np.asarray(v)[None, None])
                            for n, v in zip(names, values, strict=True)},
                           coords={"chain": [0], "draw": [0]})
@@ -320,3 +331,50 @@ def test_a_fitted_tree_round_trips_through_netcdf(small_fit, tmp_path):
     assert back.attrs["severity_center"] == 1.5
     assert np.allclose(back.posterior["pt_eff"], tree.posterior["pt_eff"])
     assert json.loads(back.attrs["parameterization"]) == small_fit.model_config["parameterization"]
+
+
+def test_the_trigger_log_likelihood_integrates_the_cluster_terms_out(small_fit):
+    """One draw, two triggers: the quadrature equals scipy's nested integration of
+    N(u) prod_partners integral N(v) prod_episodes P(level | eta + u + v)."""
+    from scipy import integrate
+    from scipy.special import expit
+
+    from forecasting.model.predictive import trigger_log_likelihood
+
+    tree = small_fit.idata
+    ll, labels = trigger_log_likelihood(tree, max_draws=None)
+    post = tree.posterior.to_dataset().stack(sample=("chain", "draw"))
+    const = tree.constant_data
+    counts = tree.observed_data["level_counts"].values
+    s = 17
+    cut = post["cutpoints"].values[:, s]
+    s_u, s_v = float(post["sigma_event"].values[s]), float(post["sigma_reaction"].values[s])
+    for g in (0, len(labels) - 1):
+        cells = np.flatnonzero(const["event_idx"].values == g)
+        by_partner = {}
+        for c in cells:
+            level = int(np.argmax(counts[c]))
+            eta = (post["pt_eff"].values[const["partner_idx"].values[c],
+                                         const["type_idx"].values[c], s]
+                   + post["trigger_eff"].values[const["trigger_idx"].values[c], s]
+                   + post["beta_severity"].values[s] * (const["severity"].values[c] - 1.5)
+                   + post["beta_alignment"].values[s] * (const["alignment"].values[c] - 1.5))
+            by_partner.setdefault(int(const["reaction_idx"].values[c]), []).append((eta, level))
+
+        def p(level, x):
+            cdf = np.r_[0.0, expit(cut - x), 1.0]
+            return cdf[level + 1] - cdf[level]
+
+        def normal(x, sd):
+            return np.exp(-0.5 * (x / sd) ** 2) / (sd * np.sqrt(2 * np.pi))
+
+        def reactions(u):
+            out = 1.0
+            for episodes in by_partner.values():
+                out *= integrate.quad(lambda v, e=episodes: normal(v, s_v) * np.prod(
+                    [p(level, eta + u + v) for eta, level in e]), -8 * s_v, 8 * s_v)[0]
+            return out
+
+        expected = integrate.quad(lambda u: normal(u, s_u) * reactions(u), -8 * s_u, 8 * s_u,
+                                  limit=200)[0]
+        assert ll[s, g] == pytest.approx(np.log(expected), abs=0.02)

@@ -85,22 +85,49 @@ def test_the_effects_sum_to_zero_in_either_parameterization(seed_like_cells, def
 
 @pytest.mark.parametrize("form", ["centered", "noncentered"])
 def test_partners_are_nested_in_their_bloc(seed_like_cells, default_priors, form):
-    """Partner deviations sum to zero within each bloc and partner x type deviations within
-    each bloc x type and over types: bloc_eff is the mean of its partners' effects, and the
-    bloc and its partners' mean deviation cannot trade off (the ridge of revision 1)."""
+    """Coded partners' deviations sum to zero within each bloc (partner x type deviations
+    within each bloc x type and over types): bloc_eff is the mean of its coded partners'
+    effects, and the bloc and its partners' mean deviation cannot trade off (the ridge of
+    revision 1). A partner never coded is a fresh draw from its bloc, not what the
+    constraint leaves over."""
     import pymc as pm
 
     model = build_model(seed_like_cells, default_priors, form)
     dev, pt_dev, partner, bloc = pm.draw(
         [model["partner_dev"], model["pt_dev"], model["partner_eff"], model["bloc_eff"]],
-        draws=3, random_seed=2)
+        draws=400, random_seed=2)
     bloc_of = seed_like_cells.partner_bloc
+    coded = seed_like_cells.observed_partners
+    assert (~coded).sum() == 2  # seed-like data leave two partners out
     for b in range(len(seed_like_cells.coords["bloc"])):
-        assert np.allclose(dev[:, bloc_of == b].sum(axis=1), 0)
-        assert np.allclose(pt_dev[:, bloc_of == b].sum(axis=1), 0)
-        assert np.allclose(partner[:, bloc_of == b].mean(axis=1), bloc[:, b])
+        members = (bloc_of == b) & coded
+        assert np.allclose(dev[:, members].sum(axis=1), 0)
+        assert np.allclose(pt_dev[:, members].sum(axis=1), 0)
+        assert np.allclose(partner[:, members].mean(axis=1), bloc[:, b])
     assert np.allclose(pt_dev.sum(axis=-1), 0)
-    assert np.abs(dev).min() > 0 and np.abs(pt_dev).min() > 0
+    with_mates = np.array([((bloc_of == bloc_of[i]) & coded).sum() >= 2 or not coded[i]
+                           for i in range(len(bloc_of))])
+    assert np.abs(dev[:, with_mates]).min() > 0 and np.abs(pt_dev[:, with_mates]).min() > 0
+
+
+
+def test_a_partner_never_coded_is_a_fresh_draw_from_its_bloc(codebook, default_priors):
+    """Singapore uncoded beside three coded Indo-Pacific partners: its deviation is
+    independent of theirs and spread like a coded partner's, not minus their sum (which
+    put n times the bloc's shrinkage on it in revision 2)."""
+    import pymc as pm
+
+    cells = aggregate(simulate_episodes(codebook, 600, seed=4, unseen_partners=["SGP"])[0],
+                      codebook)
+    model = build_model(cells, default_priors, "noncentered")
+    dev = pm.draw(model["partner_dev"], draws=2000, random_seed=3)
+    partners = list(cells.coords["partner"])
+    sgp, jpn = dev[:, partners.index("SGP")], dev[:, partners.index("JPN")]
+    mates = [partners.index(p) for p in ("JPN", "KOR", "IND")]
+    assert np.allclose(dev[:, mates].sum(axis=1), 0)
+    assert abs(np.corrcoef(sgp, jpn)[0, 1]) < 0.1
+    # a coded partner of a bloc of three loses a third of its variance to the constraint
+    assert sgp.std() / jpn.std() == pytest.approx(np.sqrt(3 / 2), rel=0.1)
 
 
 def test_the_contrast_basis_is_orthonormal_and_sums_to_zero_within_groups():
@@ -113,6 +140,14 @@ def test_the_contrast_basis_is_orthonormal_and_sums_to_zero_within_groups():
     for g in range(4):
         assert np.allclose(basis[groups == g].sum(axis=0), 0)
     assert np.allclose(basis[groups == 3], 0)
+    # members 1 and 4 never observed: their own free columns, outside the contrasts
+    observed = np.array([True, False, True, True, False, True, True, True])
+    basis = contrast_basis(groups, 4, observed)
+    assert basis.shape == (8, 1 + 1 + 2)  # one contrast in groups 0 and 1, two free columns
+    assert np.allclose(basis.T @ basis, np.eye(4))
+    for g in range(4):
+        assert np.allclose(basis[(groups == g) & observed].sum(axis=0), 0)
+    assert np.allclose(basis[~observed], np.eye(4)[-2:])
 
 
 def test_aggregated_and_per_episode_models_have_the_same_posterior(codebook, default_priors):
@@ -123,6 +158,7 @@ def test_aggregated_and_per_episode_models_have_the_same_posterior(codebook, def
         # few distinct predictor sets, so that cells hold several episodes each
         partner=rng.choice(["GBR", "ISR", "JPN"], 150), intel_type=rng.choice(["humint", "ct"], 150),
         alignment=1)
+    episodes["trigger_id"] = rng.choice(["t1", "t2", "t3"], 150)  # few coded triggers
     cells = aggregate(episodes, codebook)
     assert cells.counts.sum(axis=1).max() > 3
     agg = build_model(cells, default_priors, "noncentered")

@@ -1,14 +1,19 @@
 """Episodes -> aggregated cells, coords and index arrays (pure numpy/pandas, no PyMC).
 
-Episodes with identical predictors (partner, intel_type, trigger_type, severity, alignment)
-are collapsed into one cell with a count per restriction level, so that the cost of a fit
-grows with the number of distinct cells, not with the number of episodes. Coords always
-come from the codebook (the whole vocabulary, not just what the data contain), so that a
-partner with no episodes still gets a forecast from the hyperpriors.
+Episodes with identical predictors (the coded trigger, partner, intel_type, and the
+trigger's type, severity and alignment) are collapsed into one cell with a count per
+restriction level. Since model revision 3 the coded trigger is a predictor (its cluster
+terms: the trigger's event effect, and each partner's reaction to it), so a cell is one
+(trigger, partner, type): one episode, as the natural key is unique. Coords of the
+vocabularies always come from the codebook (the whole vocabulary, not just what the data
+contain), so that a partner with no episodes still gets a forecast from the hyperpriors;
+the coords `trigger` (coded trigger ids) and `reaction` ("trigger:partner") come from the
+data.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -19,7 +24,7 @@ import pandas as pd
 from forecasting.domain.codebook import Codebook, UnknownCodeError
 from forecasting.model.arithmetic import CUTPOINT_LABELS, LEVELS, ORDINAL_VALUES
 
-PREDICTORS = ("partner", "intel_type", "trigger_type", "severity", "alignment")
+PREDICTORS = ("trigger_id", "partner", "intel_type", "trigger_type", "severity", "alignment")
 
 
 class CellsError(ValueError):
@@ -33,7 +38,9 @@ class Cells:
     partner_idx: np.ndarray
     type_idx: np.ndarray
     bloc_idx: np.ndarray
-    trigger_idx: np.ndarray
+    trigger_idx: np.ndarray  # trigger type
+    event_idx: np.ndarray  # coded trigger (coords["trigger"])
+    reaction_idx: np.ndarray  # coded trigger x partner (coords["reaction"])
     severity: np.ndarray
     alignment: np.ndarray
     counts: np.ndarray  # (n_cells, 4): episodes per level
@@ -51,6 +58,11 @@ class Cells:
     def n_per_cell(self) -> np.ndarray:
         return self.counts.sum(axis=1)
 
+    @property
+    def observed_partners(self) -> np.ndarray:
+        """Per partner of the vocabulary: has it any episode?"""
+        return self.episodes_per_group()["partner"] > 0
+
     def level_shares(self) -> np.ndarray:
         total = self.counts.sum(axis=0)
         return total / max(total.sum(), 1)
@@ -58,6 +70,7 @@ class Cells:
     def to_frame(self) -> pd.DataFrame:
         """Readable table: codes instead of indices, one column per level."""
         frame = pd.DataFrame({
+            "trigger_id": np.asarray(self.coords["trigger"], dtype=object)[self.event_idx],
             "partner": np.asarray(self.coords["partner"], dtype=object)[self.partner_idx],
             "intel_type": np.asarray(self.coords["intel_type"], dtype=object)[self.type_idx],
             "trigger_type": np.asarray(self.coords["trigger_type"], dtype=object)[self.trigger_idx],
@@ -155,16 +168,22 @@ def aggregate(episodes: pd.DataFrame | Iterable, codebook: Codebook) -> Cells:
     sev = _ordinal(frame["severity"], "severity")
     ali = _ordinal(frame["alignment"], "alignment")
     level = _ordinal(frame["level"], "level")
+    triggers, e_idx = np.unique(frame["trigger_id"].astype(str).to_numpy(), return_inverse=True)
+    n_e = len(triggers)
 
-    # one integer key per predictor set: fast for 200,000 rows, and sorts deterministically
+    # one integer key per predictor set: fast for 200,000 rows, and sorts deterministically;
+    # the trigger is the least significant part, so that cells of one partner x type are
+    # adjacent (the likelihood kernel sums the gradient of a run in a register)
     n_t, n_tt = len(coords["intel_type"]), len(coords["trigger_type"])
-    key = (((p_idx * n_t + t_idx) * n_tt + tt_idx) * 4 + sev) * 4 + ali
+    key = ((((p_idx * n_t + t_idx) * n_tt + tt_idx) * 4 + sev) * 4 + ali) * n_e + e_idx
     unique, inverse = np.unique(key, return_inverse=True)
     counts = np.zeros((len(unique), len(LEVELS)), dtype=np.int64)
     np.add.at(counts, (inverse, level), 1)
 
-    ali_u = unique % 4
-    rest = unique // 4
+    e_u = unique % n_e if n_e else unique
+    rest = unique // max(n_e, 1)
+    ali_u = rest % 4
+    rest //= 4
     sev_u = rest % 4
     rest //= 4
     tt_u = rest % n_tt
@@ -172,16 +191,23 @@ def aggregate(episodes: pd.DataFrame | Iterable, codebook: Codebook) -> Cells:
     t_u = rest % n_t
     p_u = rest // n_t
     partner_bloc = partner_bloc_index(codebook)
+    reactions, r_u = np.unique(e_u * len(coords["partner"]) + p_u, return_inverse=True)
+    coords["trigger"] = [str(t) for t in triggers]
+    coords["reaction"] = [f"{triggers[r // len(coords['partner'])]}:"
+                          f"{coords['partner'][r % len(coords['partner'])]}" for r in reactions]
 
-    table = np.column_stack([p_u, t_u, tt_u, sev_u, ali_u, counts]).astype(np.int64)
+    table = np.column_stack([e_u, p_u, t_u, tt_u, sev_u, ali_u, counts]).astype(np.int64)
     digest = hashlib.sha256()
-    digest.update(repr((coords["partner"], coords["intel_type"], coords["trigger_type"])).encode())
+    digest.update(repr((coords["partner"], coords["intel_type"], coords["trigger_type"],
+                        coords["trigger"])).encode())
     digest.update(np.ascontiguousarray(table).tobytes())
     return Cells(
         partner_idx=p_u,
         type_idx=t_u,
         bloc_idx=partner_bloc[p_u],
         trigger_idx=tt_u,
+        event_idx=e_u,
+        reaction_idx=r_u.astype(np.int64),
         severity=sev_u,
         alignment=ali_u,
         counts=counts,
@@ -196,14 +222,12 @@ def aggregate(episodes: pd.DataFrame | Iterable, codebook: Codebook) -> Cells:
 def empty_cells(codebook: Codebook) -> Cells:
     """Cells with no episodes: one placeholder cell with zero counts (prior-only models)."""
     frame = pd.DataFrame({
+        "trigger_id": ["no-trigger"],
         "partner": [codebook.partner_codes[0]], "intel_type": [codebook.intel_type_codes[0]],
         "trigger_type": [codebook.trigger_type_codes[0]], "severity": [0], "alignment": [0],
         "level": [0],
     })
     full = aggregate(frame, codebook)
     digest = hashlib.sha256(b"no episodes").hexdigest()
-    return Cells(
-        partner_idx=full.partner_idx, type_idx=full.type_idx, bloc_idx=full.bloc_idx,
-        trigger_idx=full.trigger_idx, severity=full.severity, alignment=full.alignment,
-        counts=np.zeros_like(full.counts), coords=full.coords, partner_bloc=full.partner_bloc,
-        n_episodes=0, fingerprint=digest, codebook_version=codebook.version)
+    return dataclasses.replace(full, counts=np.zeros_like(full.counts), n_episodes=0,
+                               fingerprint=digest)

@@ -7,12 +7,10 @@ unhealthy, without the full diagnostics (LOO, predictive checks) of a served fit
 
 from __future__ import annotations
 
-import warnings
-
-import arviz as az
 import xarray as xr
 
 from forecasting.model.arithmetic import PARAMETERS
+from forecasting.model.diagnostics import summary_table
 
 WATCHED = tuple(PARAMETERS)  # the top-level parameters
 
@@ -22,9 +20,7 @@ def quick_diagnostics(tree: xr.DataTree) -> dict:
     names = [n for n in WATCHED if n in posterior]
     out = {"max_rhat": None, "min_ess_bulk": None, "divergences": None}
     if names and posterior.sizes.get("chain", 1) > 1:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            summary = az.summary(tree, var_names=names, kind="diagnostics", round_to="none")
+        summary = summary_table(tree, names)
         out["max_rhat"] = float(summary["r_hat"].max())
         out["min_ess_bulk"] = float(summary["ess_bulk"].min())
     if "sample_stats" in tree.children and "diverging" in tree["sample_stats"]:

@@ -9,11 +9,18 @@ Parameters are named as in the posterior contract; sample axes (chain, draw, ...
 first, written `...` below:
 
     eta = pt_eff[..., partner, type] + scenario_eff[..., trigger type, severity, alignment]
+          + event_eff[..., trigger] + reaction_eff[..., trigger x partner]
     pt_eff = bloc + partner-within-bloc + type + bloc x type + partner x type
     scenario_eff = trigger_eff + beta_severity * (severity - 1.5)
                    + beta_alignment * (alignment - 1.5)
     P(level <= k) = sigmoid(cutpoints[k] - eta),  k = 0, 1, 2
     P(any restriction) = P(level >= 1) = 1 - P(level = 0)
+
+The last two terms (revision 3) are the clusters: one coded trigger touches several partners
+(event_eff, shared by all of them, sd sigma_event) and one partner's reaction to it spans
+several types (reaction_eff, sd sigma_reaction). A forecast for a new trigger integrates
+both out: their sum is Normal(0, sigma_event^2 + sigma_reaction^2) (`cluster_sd`,
+`integrate_clusters`).
 """
 
 from __future__ import annotations
@@ -68,6 +75,21 @@ EFFECTS: dict[str, GroupEffect] = {
                                 ("partner_contrast", "type_contrast")),
     "trigger_type": GroupEffect(("trigger_type",), "sigma_trigger", "trigger_eff"),
 }
+
+
+@dataclass(frozen=True)
+class ClusterEffect:
+    """One cluster term: a Normal(0, scale) draw per coded trigger (or trigger x partner)."""
+
+    dim: str
+    scale: str
+    variable: str
+
+
+CLUSTERS: dict[str, ClusterEffect] = {
+    "event": ClusterEffect("trigger", "sigma_event", "event_eff"),
+    "reaction": ClusterEffect("reaction", "sigma_reaction", "reaction_eff"),
+}
 SCALES = {effect.scale: name for name, effect in EFFECTS.items()}  # scale -> effect
 
 
@@ -84,9 +106,12 @@ PARAMETERS: dict[str, Parameter] = {
     "cutpoints": Parameter(size=N_CUTPOINTS),
     **{slope: Parameter() for slope in SLOPES.values()},
     **{effect.scale: Parameter(effect=name, positive=True) for name, effect in EFFECTS.items()},
+    **{cluster.scale: Parameter(positive=True) for cluster in CLUSTERS.values()},
 }
 # Derived quantities every fit stores (the forecasts read the first five, plots the rest).
 FORECAST_VARIABLES = ("cutpoints", "pt_eff", "trigger_eff", *SLOPES.values())
+CLUSTER_SCALES = tuple(cluster.scale for cluster in CLUSTERS.values())
+CLUSTER_VARIABLES = tuple(cluster.variable for cluster in CLUSTERS.values())
 SUMMARY_EFFECTS = ("bloc_eff", "partner_eff", "type_eff", "trigger_eff", "pt_eff")
 
 
@@ -122,15 +147,23 @@ def scenario_effects(trigger_eff, beta_severity, beta_alignment):
 
 
 def linear_predictor(params: Mapping[str, Any], partner, intel_type, trigger_type, severity,
-                     alignment) -> np.ndarray:
+                     alignment, trigger=None, reaction=None) -> np.ndarray:
     """eta (..., n) for rows given by their indices (partner, type, trigger type) and 0-3 values.
 
-    `params` holds the forecast variables (`FORECAST_VARIABLES`), sample axes first.
+    `params` holds the forecast variables (`FORECAST_VARIABLES`), sample axes first. With
+    `trigger` and `reaction` (indices into event_eff and reaction_eff), the rows are coded
+    episodes and their cluster terms are added; without, eta is a new trigger's, before its
+    cluster terms (see `integrate_clusters`).
     """
     table = scenario_effects(params["trigger_eff"], params["beta_severity"],
                              params["beta_alignment"])
-    return (params["pt_eff"][..., partner, intel_type]
-            + table[..., trigger_type, severity, alignment])
+    eta = (params["pt_eff"][..., partner, intel_type]
+           + table[..., trigger_type, severity, alignment])
+    if trigger is not None:
+        eta = eta + params["event_eff"][..., trigger]
+    if reaction is not None:
+        eta = eta + params["reaction_eff"][..., reaction]
+    return eta
 
 
 # -- from eta to the levels -------------------------------------------------------------------
@@ -182,6 +215,35 @@ def level_log_probability(eta: np.ndarray, cutpoints: np.ndarray, level: np.ndar
     log_up, log_lo = log_expit(upper), log_expit(lower)
     with np.errstate(divide="ignore"):
         return log_up + np.log1p(-np.exp(np.minimum(log_lo - log_up, -1e-12)))
+
+
+# Gauss-Hermite rule for E[f(Z)], Z ~ Normal(0, 1): f is a smooth function of a logistic,
+# and the cluster sd stays near 1 logit, where 15 nodes are exact to about 1e-7
+_NODES, _WEIGHTS = np.polynomial.hermite_e.hermegauss(15)
+_WEIGHTS = _WEIGHTS / _WEIGHTS.sum()
+
+
+def cluster_sd(sigma_event, sigma_reaction):
+    """sd of a new trigger's cluster terms, event + reaction, for one cell."""
+    return np.sqrt(np.square(sigma_event) + np.square(sigma_reaction))
+
+
+def integrate_clusters(eta: np.ndarray, cutpoints: np.ndarray, sd: np.ndarray, axis: int = -1
+                       ) -> np.ndarray:
+    """P(level = k) for a new trigger: level probabilities averaged over eta + sd * Z.
+
+    `sd` broadcasts against eta (per draw); the layout is `level_probabilities`'.
+    """
+    probs = None
+    # Python floats keep the caller's dtype (the forecast engine's draws are float32)
+    for node, weight in zip(_NODES.tolist(), _WEIGHTS.tolist(), strict=True):
+        term = level_probabilities(eta + sd * node, cutpoints, axis=axis)
+        term *= weight
+        if probs is None:
+            probs = term
+        else:
+            probs += term
+    return probs
 
 
 def any_restriction(probs: np.ndarray, axis: int = -1) -> np.ndarray:

@@ -20,19 +20,49 @@ from scipy.special import logsumexp
 from forecasting.model.predictive import OBSERVED, episode_log_likelihood
 
 
-def _posterior_sd(posterior: xr.DataTree) -> pd.Series:
-    """Posterior sd of every scalar entry, labelled as az.summary labels them."""
+def _flatten(ds: xr.Dataset, name: str) -> pd.Series:
+    """Every scalar entry of every variable, labelled "name[coord, coord]"."""
     out = {}
-    for name, da in posterior.data_vars.items():
-        sd = da.std(("chain", "draw"))
-        if sd.ndim == 0:
-            out[name] = float(sd)
+    for var, da in ds.data_vars.items():
+        if da.ndim == 0:
+            out[var] = float(da)
             continue
-        for idx, value in zip(np.ndindex(sd.shape), sd.values.ravel(), strict=True):
-            labels = ", ".join(str(sd.coords[d].values[i]) for d, i in zip(sd.dims, idx,
+        for idx, value in zip(np.ndindex(da.shape), da.values.ravel(), strict=True):
+            labels = ", ".join(str(da.coords[d].values[i]) for d, i in zip(da.dims, idx,
                                                                           strict=True))
-            out[f"{name}[{labels}]"] = float(value)
-    return pd.Series(out)
+            out[f"{var}[{labels}]"] = float(value)
+    return pd.Series(out, name=name)
+
+
+def _dataset(result: xr.DataTree | xr.Dataset) -> xr.Dataset:
+    """An ArviZ statistic of a one-group tree, as a Dataset (it may come back at the root)."""
+    if isinstance(result, xr.DataTree):
+        return (result["posterior"] if "posterior" in result.children else result).to_dataset()
+    return result
+
+
+def summary_table(tree: xr.DataTree, var_names: list[str] | None = None) -> pd.DataFrame:
+    """R-hat, bulk and tail ESS, MCSE of the mean and sd of every scalar posterior entry.
+
+    Built from az.rhat / az.ess / az.mcse, which keep each entry's coords: az.summary of
+    ArviZ 1.3 labels the rows of two-dimensional variables out of order (pt_eff[ISR, humint]
+    got another cell's numbers), so its labels cannot name the worst entries.
+    """
+    posterior = tree.posterior.to_dataset()
+    if var_names is not None:
+        posterior = posterior[var_names]
+    data = xr.DataTree.from_dict({"posterior": posterior})
+    with warnings.catch_warnings():
+        # R-hat of a constant divides by zero; `diagnose` sorts such entries out
+        warnings.simplefilter("ignore", RuntimeWarning)
+        columns = [
+            _flatten(_dataset(az.rhat(data)), "r_hat"),
+            _flatten(_dataset(az.ess(data, method="bulk")), "ess_bulk"),
+            _flatten(_dataset(az.ess(data, method="tail")), "ess_tail"),
+            _flatten(_dataset(az.mcse(data)), "mcse_mean"),
+            _flatten(posterior.std(("chain", "draw")), "sd"),
+        ]
+    return pd.concat(columns, axis=1)
 
 
 def _float(x) -> float | None:
@@ -160,13 +190,20 @@ def posterior_predictive_check(tree: xr.DataTree, prob: float = 0.9) -> dict[str
 def diagnose(tree: xr.DataTree, worst: int = 5) -> dict[str, Any]:
     """Convergence, efficiency, PSIS-LOO and predictive checks of a fit (JSON-serialisable)."""
     t0 = time.perf_counter()
-    summary = az.summary(tree, kind="diagnostics", round_to="none")
-    summary = summary[np.isfinite(summary["r_hat"].astype(float))]  # constant entries (none so far)
-    sd = _posterior_sd(tree.posterior).reindex(summary.index).replace(0, np.nan)
-    rel_mcse = summary["mcse_mean"].astype(float) / sd
+    summary = summary_table(tree)
+    undefined = ~np.isfinite(summary["r_hat"].to_numpy(dtype=float))
+    # identical in every draw of every chain: zero by construction (a partner alone in its
+    # bloc has no deviation), not a diagnostic; anything else without an R-hat is frozen
+    fixed = summary["sd"].to_numpy(dtype=float) <= 1e-12
+    constant = sorted(summary.index[undefined & fixed])
+    frozen = sorted(summary.index[undefined & ~fixed])
+    summary = summary[~undefined]
+    rel_mcse = summary["mcse_mean"] / summary["sd"].replace(0, np.nan)
     stats = tree.sample_stats
     diag: dict[str, Any] = {
         "n_parameters": int(len(summary)),
+        "constant": constant,
+        "frozen": frozen,
         "chains": int(tree.posterior.sizes["chain"]),
         "draws": int(tree.posterior.sizes["draw"]),
         "max_rhat": _float(summary["r_hat"].max()),

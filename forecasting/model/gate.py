@@ -31,6 +31,10 @@ def gate(diagnostics: dict[str, Any], thresholds: GateThresholds) -> Verdict:
 
     d = diagnostics
     t = thresholds
+    frozen = d.get("frozen") or []
+    if frozen:  # no R-hat although it varies: chains that never moved, or moved apart
+        shown = ", ".join(frozen[:5]) + (f" and {len(frozen) - 5} more" if len(frozen) > 5 else "")
+        reasons.append(f"frozen: {len(frozen)} quantities have no R-hat ({shown}; needed none)")
     check("max_rhat", d.get("max_rhat"), lambda v: v <= t.max_rhat, f"<= {t.max_rhat}")
     check("min_ess_bulk", d.get("min_ess_bulk"), lambda v: v >= t.min_ess_bulk,
           f">= {t.min_ess_bulk:g}")

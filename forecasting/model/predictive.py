@@ -13,15 +13,18 @@ import warnings
 import numpy as np
 import pymc as pm
 import xarray as xr
+from scipy.special import logsumexp
 
 from forecasting.model.arithmetic import (
+    CLUSTER_SCALES,
+    CLUSTER_VARIABLES,
     FORECAST_VARIABLES,
     level_log_probability,
     level_probabilities,
     linear_predictor,
 )
 from forecasting.model.pymc_model import log_multinomial_coef
-from forecasting.model.sampling import structure_key
+from forecasting.model.sampling import drop_spare_slots, structure_key
 
 OBSERVED = "level_counts"
 _PRIORS: dict[tuple, xr.Dataset] = {}  # per-process cache: (structure, draws, seed) -> prior
@@ -42,12 +45,15 @@ def add_observed_data(tree: xr.DataTree, model: pm.Model) -> None:
 
 
 def _cell_eta(params: xr.Dataset, const: xr.Dataset, cells=slice(None)) -> np.ndarray:
-    """eta (chain, draw, cell) of the fit's cells (or a subset) under draws `params`."""
-    values = {name: params[name].values for name in FORECAST_VARIABLES}
+    """eta (chain, draw, cell) of the fit's cells (or a subset) under draws `params`, their
+    cluster terms included."""
+    values = {name: params[name].values
+              for name in (*FORECAST_VARIABLES, *CLUSTER_VARIABLES)}
     return linear_predictor(values, const["partner_idx"].values[cells],
                             const["type_idx"].values[cells], const["trigger_idx"].values[cells],
                             const["severity"].values[cells].astype(int),
-                            const["alignment"].values[cells].astype(int))
+                            const["alignment"].values[cells].astype(int),
+                            const["event_idx"].values[cells], const["reaction_idx"].values[cells])
 
 
 def cell_level_probabilities(tree: xr.DataTree, params: xr.Dataset | None = None) -> np.ndarray:
@@ -134,4 +140,64 @@ def prior_draws(model: pm.Model, draws: int, seed: int) -> xr.Dataset:
             prior = pm.sample_prior_predictive(draws=draws, model=model, var_names=names,
                                                random_seed=seed)
         _PRIORS[key] = prior["prior"].to_dataset()
-    return _PRIORS[key]
+    return drop_spare_slots(_PRIORS[key], model)
+
+
+# Gauss-Hermite rule for the cluster integrals of `trigger_log_likelihood`
+_TRIGGER_NODES, _TRIGGER_WEIGHTS = np.polynomial.hermite_e.hermegauss(15)
+_TRIGGER_LOG_WEIGHTS = np.log(_TRIGGER_WEIGHTS / _TRIGGER_WEIGHTS.sum())
+
+
+def trigger_log_likelihood(tree: xr.DataTree, max_draws: int | None = 1000
+                           ) -> tuple[np.ndarray, list[str]]:
+    """log p(a coded trigger's episodes | parameters), its cluster terms integrated out:
+    (draws, trigger), thinned evenly to `max_draws`, and the trigger labels.
+
+        log integral N(u; 0, sigma_event) prod_{partners p} integral N(v; 0, sigma_reaction)
+                    prod_{episodes i of p} P(level_i | eta_i + u + v) dv du
+
+    This is the predictive density of a trigger left out (a new event's u and v are fresh
+    draws), the unit of leave-one-trigger-out: summing the conditional per-episode terms
+    instead would keep the left-out trigger's own u and v, fitted to it. Gauss-Hermite
+    quadrature, 15 x 15 nodes per draw.
+    """
+    post = tree.posterior.to_dataset()
+    const = tree.constant_data.to_dataset()
+    counts = tree.observed_data[OBSERVED].values
+    cell, level = np.nonzero(counts)
+    weight = counts[cell, level].astype(float)
+    flat = {name: post[name].values.reshape(-1, *post[name].shape[2:])
+            for name in (*FORECAST_VARIABLES, *CLUSTER_SCALES)}
+    n = flat["cutpoints"].shape[0]
+    keep = (np.unique(np.linspace(0, n - 1, min(n, max_draws)).round().astype(int))
+            if max_draws else np.arange(n))
+    params = {name: value[keep] for name, value in flat.items()}
+    eta = linear_predictor(params, const["partner_idx"].values[cell],
+                           const["type_idx"].values[cell], const["trigger_idx"].values[cell],
+                           const["severity"].values[cell].astype(int),
+                           const["alignment"].values[cell].astype(int))  # (S, pairs)
+    u = params["sigma_event"][:, None] * _TRIGGER_NODES  # (S, K)
+    v = params["sigma_reaction"][:, None] * _TRIGGER_NODES
+    shift = u[:, :, None] + v[:, None, :]  # (S, Ku, Kv)
+    cut = params["cutpoints"]  # (S, 3)
+    event = const["event_idx"].values[cell]
+    reaction = const["reaction_idx"].values[cell]
+    labels = [str(t) for t in post.coords["trigger"].values]
+    out = np.zeros((len(keep), len(labels)))
+    order = np.argsort(event, kind="stable")
+    bounds = np.searchsorted(event[order], np.arange(len(labels) + 1))
+    for g in range(len(labels)):
+        rows = order[bounds[g]:bounds[g + 1]]
+        if not len(rows):
+            continue
+        reactions = np.unique(reaction[rows])
+        per_reaction = np.zeros((len(reactions),) + shift.shape)
+        for i in rows:
+            ll = level_log_probability(eta[:, i, None, None] + shift, cut[:, None, None, :],
+                                       level[i]) * weight[i]
+            per_reaction[np.searchsorted(reactions, reaction[i])] += ll
+        # each partner's reaction integrated out, then the event
+        per_reaction = logsumexp(per_reaction + _TRIGGER_LOG_WEIGHTS, axis=-1)  # (R, S, Ku)
+        total = per_reaction.sum(axis=0)
+        out[:, g] = logsumexp(total + _TRIGGER_LOG_WEIGHTS, axis=-1)
+    return out, labels

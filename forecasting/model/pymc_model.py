@@ -40,6 +40,7 @@ from scipy.special import gammaln
 from forecasting.domain.cells import Cells
 from forecasting.model.arithmetic import (
     CENTERS,
+    CLUSTERS,
     EFFECTS,
     LEVELS,
     ORDINAL_VALUES,
@@ -51,7 +52,7 @@ from forecasting.model.likelihood import level_weights, ordinal_loglik, term_ord
 from forecasting.model.priors import PriorSet, distribution_kwargs
 
 MODEL_NAME = "ordinal-hierarchical"
-MODEL_REVISION = 2  # bump when the graph changes in a way that changes the posterior
+MODEL_REVISION = 3  # bump when the graph changes in a way that changes the posterior
 
 PARAMETERIZATIONS = ("centered", "noncentered")
 # Fisher information (logit^-2) a weakly observed group's data must carry before its effect
@@ -124,34 +125,56 @@ def log_multinomial_coef(counts: np.ndarray) -> np.ndarray:
 LIKELIHOOD = "level_counts_loglik"
 
 
-def contrast_basis(groups: np.ndarray, n_groups: int | None = None) -> np.ndarray:
-    """(n, n - groups present) orthonormal columns spanning "sums to zero within each group".
+def contrast_basis(groups: np.ndarray, n_groups: int | None = None,
+                   observed: np.ndarray | None = None) -> np.ndarray:
+    """Orthonormal columns: "sums to zero within each group" over the observed members,
+    and one free column per unobserved member.
 
-    Each column is a Helmert contrast among the members of one group. `B @ z` with
-    z ~ Normal(0, sigma) i.i.d. is a Normal(0, sigma) vector conditioned to sum to zero
-    within every group (B has orthonormal columns, so B B^T is that projection).
+    Each contrast column is a Helmert contrast among the observed members of one group.
+    `B @ z` with z ~ Normal(0, sigma) i.i.d. gives the observed members a Normal(0, sigma)
+    vector conditioned to sum to zero within every group (B has orthonormal columns, so
+    B B^T is that projection), and every unobserved member a fresh Normal(0, sigma): a
+    partner never coded is a new draw from its bloc, not whatever the constraint leaves
+    over (which would put n times the bloc's shrinkage on it).
     """
     groups = np.asarray(groups)
     n_groups = int(groups.max()) + 1 if n_groups is None else n_groups
+    observed = np.ones(len(groups), dtype=bool) if observed is None else np.asarray(observed)
     columns = []
     for g in range(n_groups):
-        members = np.flatnonzero(groups == g)
-        if len(members) < 2:
-            continue
-        for row in helmert(len(members)):
-            col = np.zeros(len(groups))
-            col[members] = row
-            columns.append(col)
+        members = np.flatnonzero((groups == g) & observed)
+        if len(members) >= 2:
+            for row in helmert(len(members)):
+                col = np.zeros(len(groups))
+                col[members] = row
+                columns.append(col)
+    for member in np.flatnonzero(~observed):
+        col = np.zeros(len(groups))
+        col[member] = 1.0
+        columns.append(col)
     return np.array(columns).T.reshape(len(groups), len(columns))
 
 
-def contrast_coords(groups: np.ndarray, labels: list) -> list[str]:
-    """Labels of `contrast_basis` columns: "<group>.<k>", k = 1 .. size - 1."""
+def contrast_coords(groups: np.ndarray, labels: list, members: list,
+                    observed: np.ndarray | None = None) -> list[str]:
+    """Labels of `contrast_basis` columns: "<group>.<k>", then the unobserved members."""
+    groups = np.asarray(groups)
+    observed = np.ones(len(groups), dtype=bool) if observed is None else np.asarray(observed)
     out = []
     for g, label in enumerate(labels):
-        size = int(np.sum(np.asarray(groups) == g))
+        size = int(np.sum((groups == g) & observed))
         out += [f"{label}.{k}" for k in range(1, size)]
-    return out
+    return out + [str(members[i]) for i in np.flatnonzero(~observed)]
+
+
+def cluster_capacity(n: int) -> int:
+    """Slots for n cluster effects: the next power of two, at least 64.
+
+    The sampler's dimension is fixed when the model is compiled; with spare slots (free
+    Normal(0, 1) draws that no episode touches, dropped from the stored posterior) a refit
+    after a newly coded trigger reuses the compiled model instead of recompiling.
+    """
+    return max(64, 1 << max(int(n) - 1, 0).bit_length())
 
 
 def prior_variable(name: str, priors: PriorSet, **kwargs):
@@ -216,6 +239,12 @@ def build_model(cells: Cells, priors: PriorSet,
     """
     form = resolve_parameterization(cells, priors, parameterization)
     coords = {k: list(v) for k, v in cells.coords.items()}
+    capacity = {}
+    for cluster in CLUSTERS.values():
+        labels = coords[cluster.dim]
+        capacity[cluster.dim] = cluster_capacity(len(labels))
+        coords[cluster.dim] = labels + [f"(spare {k})" for k in
+                                        range(len(labels), capacity[cluster.dim])]
     if aggregated:
         obs_dim = "cell"
         rows = np.arange(cells.n_cells)
@@ -225,15 +254,19 @@ def build_model(cells: Cells, priors: PriorSet,
         rows = expanded["row"]
     coords[obs_dim] = np.arange(len(rows))
     n_types = len(cells.coords["intel_type"])
-    basis = {"partner": contrast_basis(cells.partner_bloc, len(cells.coords["bloc"])),
+    observed = cells.observed_partners
+    basis = {"partner": contrast_basis(cells.partner_bloc, len(cells.coords["bloc"]), observed),
              "intel_type": contrast_basis(np.zeros(n_types, dtype=int), 1)}
-    coords["partner_contrast"] = contrast_coords(cells.partner_bloc, list(cells.coords["bloc"]))
+    coords["partner_contrast"] = contrast_coords(cells.partner_bloc, list(cells.coords["bloc"]),
+                                                 list(cells.coords["partner"]), observed)
     coords["type_contrast"] = [f"c{k}" for k in range(1, n_types)]
 
     with pm.Model(coords=coords) as model:
         p_idx = pm.Data("partner_idx", cells.partner_idx[rows], dims=obs_dim)
         t_idx = pm.Data("type_idx", cells.type_idx[rows], dims=obs_dim)
         tt_idx = pm.Data("trigger_idx", cells.trigger_idx[rows], dims=obs_dim)
+        e_idx = pm.Data("event_idx", cells.event_idx[rows], dims=obs_dim)
+        r_idx = pm.Data("reaction_idx", cells.reaction_idx[rows], dims=obs_dim)
         # values 0-3, which index the scenario table (arithmetic.scenario_effects)
         severity = pm.Data("severity", cells.severity[rows], dims=obs_dim)
         alignment = pm.Data("alignment", cells.alignment[rows], dims=obs_dim)
@@ -251,6 +284,13 @@ def build_model(cells: Cells, priors: PriorSet,
         bloc_type_eff = _effect("bloc_type", form["bloc_type"], priors, basis)
         pt_dev = _effect("partner_type", form["partner_type"], priors, basis)
         trigger_eff = _effect("trigger_type", form["trigger_type"], priors, basis)
+        # one trigger's episodes share its event effect, one partner's reaction its own:
+        # non-centred, since each trigger or reaction holds a few episodes at most
+        clusters = {}
+        for name, cluster in CLUSTERS.items():
+            sigma = prior_variable(cluster.scale, priors)
+            z = pm.Normal(f"{cluster.variable}_z", 0.0, 1.0, dims=cluster.dim)
+            clusters[name] = pm.Deterministic(cluster.variable, sigma * z, dims=cluster.dim)
 
         partner_value, pt_value = partner_type_effects(bloc_eff, partner_dev, type_eff,
                                                        bloc_type_eff, pt_dev, partner_bloc)
@@ -258,21 +298,28 @@ def build_model(cells: Cells, priors: PriorSet,
         pt_eff = pm.Deterministic("pt_eff", pt_value, dims=("partner", "intel_type"))
 
         if aggregated:
-            # eta of a cell = pt_eff[partner, type] + scenario_eff[trigger, severity,
-            # alignment]: two tables the likelihood kernel gathers from
+            # eta of a cell = pt_eff[partner, type] + scenario_eff[trigger type, severity,
+            # alignment] + event_eff[trigger] + reaction_eff[reaction]: four tables the
+            # likelihood kernel gathers from
             scenario_eff = scenario_effects(trigger_eff, beta_severity, beta_alignment)
-            effects = pt.concatenate([pt_eff.reshape((-1,)), scenario_eff.reshape((-1,))])
+            effects = pt.concatenate([pt_eff.reshape((-1,)), scenario_eff.reshape((-1,)),
+                                      clusters["event"], clusters["reaction"]])
             # the counts themselves are data for the fit's observed_data group
             pm.Data("counts", cells.counts, dims=("cell", "level"))
-            data = {name: pm.Data(name, value) for name, value in likelihood_data(cells).items()}
+            data = {name: pm.Data(name, value)
+                    for name, value in likelihood_data(cells, capacity["trigger"]).items()}
             pm.Potential(LIKELIHOOD, ordinal_loglik(cutpoints, effects, **data))
         else:
             params = {"pt_eff": pt_eff, "trigger_eff": trigger_eff,
-                      "beta_severity": beta_severity, "beta_alignment": beta_alignment}
-            eta = linear_predictor(params, p_idx, t_idx, tt_idx, severity, alignment)
+                      "beta_severity": beta_severity, "beta_alignment": beta_alignment,
+                      "event_eff": clusters["event"], "reaction_eff": clusters["reaction"]}
+            eta = linear_predictor(params, p_idx, t_idx, tt_idx, severity, alignment,
+                                   e_idx, r_idx)
             pm.OrderedLogistic("restriction", eta=eta, cutpoints=cutpoints,
                                observed=expanded["level"], dims="episode")
 
+    vocabulary = {k: v for k, v in cells.coords.items()
+                  if k not in {cluster.dim for cluster in CLUSTERS.values()}}
     model.forecast_config = {
         "model": MODEL_NAME,
         "revision": MODEL_REVISION,
@@ -282,22 +329,36 @@ def build_model(cells: Cells, priors: PriorSet,
         "severity_center": CENTERS["severity"],
         "alignment_center": CENTERS["alignment"],
         "codebook_version": cells.codebook_version,
-        "coords": {k: [str(x) for x in v] for k, v in cells.coords.items()},
+        # what the compiled graph depends on besides the data: the vocabulary, which
+        # partners are coded (the contrasts), the cluster slots
+        "coords": {k: [str(x) for x in v] for k, v in vocabulary.items()},
+        "observed_partners": [str(p) for p, seen in zip(cells.coords["partner"], observed,
+                                                        strict=True) if seen],
+        "cluster_capacity": capacity,
     }
+    model.cluster_sizes = {cluster.dim: len(cells.coords[cluster.dim])
+                           for cluster in CLUSTERS.values()}
     return model
 
 
-def likelihood_data(cells: Cells) -> dict[str, np.ndarray]:
+def likelihood_data(cells: Cells, trigger_slots: int | None = None) -> dict[str, np.ndarray]:
     """What the aggregated likelihood reads: the cells' weights per level
-    (`ordinal_likelihood.level_weights`) and `effect_idx` (2, n), each cell's entries in
-    the effects table: its partner x type in pt_eff (row-major), then its
-    trigger x severity x alignment in scenario_eff, after the partner x type block.
+    (`likelihood.level_weights`) and `effect_idx` (4, n), each cell's entries in the
+    effects table: its partner x type in pt_eff (row-major), its
+    trigger type x severity x alignment in scenario_eff, its coded trigger in event_eff
+    (`trigger_slots` entries), its reaction in reaction_eff, each block after the previous.
     Cells in the kernel's `term_order` (the likelihood is a sum over cells)."""
     n_types = len(cells.coords["intel_type"])
     n_values = len(ORDINAL_VALUES)
+    trigger_slots = cluster_capacity(len(cells.coords["trigger"])) if trigger_slots is None \
+        else trigger_slots
     partner_type = cells.partner_idx * n_types + cells.type_idx
     scenario = (cells.trigger_idx * n_values + cells.severity) * n_values + cells.alignment
-    effect_idx = np.stack([partner_type, len(cells.coords["partner"]) * n_types + scenario])
+    offset_scenario = len(cells.coords["partner"]) * n_types
+    offset_event = offset_scenario + len(cells.coords["trigger_type"]) * n_values * n_values
+    offset_reaction = offset_event + trigger_slots
+    effect_idx = np.stack([partner_type, offset_scenario + scenario,
+                           offset_event + cells.event_idx, offset_reaction + cells.reaction_idx])
     weights = level_weights(cells.counts)
     order = term_order(weights["term_weight"])
     return {"effect_idx": np.ascontiguousarray(effect_idx[:, order], dtype=np.int64),

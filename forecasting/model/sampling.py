@@ -118,6 +118,18 @@ def _sample_pm(model, settings: SamplerSettings, progress: bool, timings: dict):
     return tree
 
 
+def drop_spare_slots(draws: xr.Dataset, model: pm.Model) -> xr.Dataset:
+    """The cluster effects' spare slots (pymc_model.cluster_capacity) removed, and their
+    labels taken from the model (a compiled model reused with new data keeps the labels
+    it was compiled with)."""
+    sizes = getattr(model, "cluster_sizes", {})
+    for dim, n in sizes.items():
+        if dim in draws.dims:
+            draws = draws.isel({dim: slice(0, n)}).assign_coords(
+                {dim: np.asarray(model.coords[dim][:n], dtype=object)})
+    return draws
+
+
 def sample(model: pm.Model, settings: SamplerSettings, progress: bool = False
            ) -> tuple[xr.DataTree, dict[str, Any]]:
     """Posterior draws of `model` (posterior, sample_stats, ...) and the timings (s)."""
@@ -129,4 +141,5 @@ def sample(model: pm.Model, settings: SamplerSettings, progress: bool = False
         tree = _sample_nutpie(model, settings, progress, timings)
     else:
         tree = _sample_pm(model, settings, progress, timings)
+    tree["posterior"] = drop_spare_slots(tree["posterior"].to_dataset(), model)
     return tree, timings

@@ -3,7 +3,11 @@
 Pure numpy (no PyMC, no Flask). The model's maths is forecasting.model.arithmetic's: a
 cell's linear predictor is its entry of pt_eff plus the scenario's entry of the
 trigger x severity x alignment table (`scenario_effects`), and level probabilities follow
-from the cutpoints (`level_probabilities`).
+from the cutpoints (`level_probabilities`). A forecast is for a new trigger: its cluster
+terms (the event's, the partner's reaction's) are integrated out (`integrate_clusters`), so
+the interval says how much events vary, not only how uncertain the parameters are. A
+forecast for a coded trigger conditions on its coded reactions instead
+(forecasting.serving.live_events).
 
 A `ForecastEngine` copies the draws of one model version into numpy arrays once (chain x draw
 stacked into one sample axis, which is the last, contiguous axis, so that the per-cell sorts for
@@ -22,7 +26,19 @@ import numpy as np
 import xarray as xr
 
 from forecasting.domain.codebook import Codebook, UnknownCodeError
-from forecasting.model.arithmetic import CENTERS, LEVEL_LABELS, level_probabilities, scenario_effects
+from forecasting.model.arithmetic import (
+    CENTERS,
+    CLUSTER_SCALES,
+    LEVEL_LABELS,
+    cluster_sd,
+    integrate_clusters,
+    scenario_effects,
+)
+from forecasting.serving.live_events import (
+    MAX_DRAWS,
+    CodedReactions,
+    conditional_level_probabilities,
+)
 
 DECIMALS = 4
 # Summary statistics of every quantity: the mean, then these quantiles.
@@ -131,6 +147,16 @@ def _stats_dict(row: list[float]) -> dict:
     return {"mean": mean, "median": q50, "ci50": [q25, q75], "ci90": [q05, q95]}
 
 
+@dataclass(frozen=True)
+class CodedTrigger:
+    """A coded trigger and its reactions coded so far (episodes: partner, intel_type, level,
+    and whatever else should be echoed back, e.g. sources)."""
+
+    trigger_id: str
+    scenario: Scenario
+    episodes: tuple[Mapping, ...]
+
+
 class ForecastEngine:
     """Forecasts from one model version's posterior draws (immutable, so thread-safe).
 
@@ -167,6 +193,12 @@ class ForecastEngine:
         table = scenario_effects(self._trigger_eff.T, _draws(ds["beta_severity"], ()),
                                  _draws(ds["beta_alignment"], ()))  # samples first
         self._scenario_eta = np.ascontiguousarray(np.moveaxis(table, 0, -1), dtype=DTYPE)
+        # a version without cluster terms (model revision 2) has none to integrate out
+        scales = [_draws(ds[name], ()) if name in ds else np.zeros_like(self._cutpoints[0])
+                  for name in CLUSTER_SCALES]
+        self._cluster_sd = cluster_sd(*scales).astype(DTYPE)  # (S,)
+        self._cluster_scales = {name: scale for name, scale in zip(CLUSTER_SCALES, scales,
+                                                                   strict=True)}
         self.n_draws = self._cutpoints.shape[-1]
         self._cache_enabled = cache
         self._answers: dict[tuple, np.ndarray] = {}
@@ -230,6 +262,43 @@ class ForecastEngine:
             stats = self._summaries(self._pt_eff[p, t] + self._scenario_eta[scenario_key])
             self._remember(key, stats)
         return self._shape(partner, intel_type, scenario, stats)
+
+    def conditioned(self, partner: str, intel_type: str, trigger: CodedTrigger) -> dict:
+        """One cell after a coded trigger, conditioned on its reactions coded so far.
+
+        The cell's own episode, if it is coded, is left out of the conditioning (the answer
+        is what the other reactions say about it) and reported as `observed_level`.
+        """
+        if not self._cluster_scales:
+            raise NotInModelError("trigger_id", trigger.trigger_id, self.version)
+        p, t, scenario_key = self._cell_key(partner, intel_type, trigger.scenario)
+        keep = np.unique(np.linspace(0, self.n_draws - 1, min(self.n_draws, MAX_DRAWS))
+                         .round().astype(int))
+        scenario_eta = self._scenario_eta[scenario_key][keep]
+        others = [e for e in trigger.episodes
+                  if (e["partner"], e["intel_type"]) != (partner, intel_type)]
+        own = [e for e in trigger.episodes
+               if (e["partner"], e["intel_type"]) == (partner, intel_type)]
+        partners = list(dict.fromkeys(e["partner"] for e in others))
+        coded = CodedReactions(
+            reaction=np.array([partners.index(e["partner"]) for e in others], dtype=int),
+            eta=np.array([self._pt_eff[self._index("partner", e["partner"], self._partner_index),
+                                       self._index("intel_type", e["intel_type"],
+                                                   self._type_index), keep] + scenario_eta
+                          for e in others]).reshape(len(others), len(keep)),
+            level=np.array([int(e["level"]) for e in others], dtype=int))
+        probs = conditional_level_probabilities(
+            (self._pt_eff[p, t, keep] + scenario_eta)[None, :], self._cutpoints[:, keep],
+            self._cluster_scales["sigma_event"][keep],
+            self._cluster_scales["sigma_reaction"][keep], coded,
+            partners.index(partner) if partner in partners else None)
+        stats = _rounded(summarise_levels(probs.astype(DTYPE), overwrite=True))[0]
+        answer = self._shape(partner, intel_type, trigger.scenario, stats)
+        answer["trigger_id"] = trigger.trigger_id
+        answer["conditioned_on"] = [dict(e) for e in others]
+        answer["observed_level"] = int(own[0]["level"]) if own else None
+        answer["draws_used"] = int(len(keep))
+        return answer
 
     def batch(self, queries: list[Mapping]) -> list[dict]:
         """Many cells at once; every query is validated before any is computed."""
@@ -296,8 +365,8 @@ class ForecastEngine:
             return []
         p_idx, t_idx = np.array([c[2] for c in cells]), np.array([c[3] for c in cells])
         cell_eta = self._pt_eff[p_idx, t_idx]  # (N, S)
-        probs_a = level_probabilities(cell_eta + eta_a, self._cutpoints, axis=-2)
-        probs_b = level_probabilities(cell_eta + eta_b, self._cutpoints, axis=-2)
+        probs_a = self._level_probabilities(cell_eta + eta_a)
+        probs_b = self._level_probabilities(cell_eta + eta_b)
         # P(any) = 1 - P(level 0), so the difference in any is a's level 0 minus b's
         diff = probs_a[:, 0] - probs_b[:, 0]  # (N, S)
         stats_a, stats_b = _rounded(summarise_levels(probs_a)), _rounded(summarise_levels(probs_b))
@@ -317,8 +386,11 @@ class ForecastEngine:
 
     def _summaries(self, eta: np.ndarray) -> np.ndarray:
         """Linear predictors (..., S) -> rounded summaries (..., 5, 6)."""
-        probs = level_probabilities(eta, self._cutpoints, axis=-2)  # (..., 4, S)
-        return _rounded(summarise_levels(probs, overwrite=True))
+        return _rounded(summarise_levels(self._level_probabilities(eta), overwrite=True))
+
+    def _level_probabilities(self, eta: np.ndarray) -> np.ndarray:
+        """(..., S) linear predictors of a new trigger -> (..., 4, S), its clusters integrated."""
+        return integrate_clusters(eta, self._cutpoints, self._cluster_sd, axis=-2)
 
     def _cached(self, key: tuple) -> np.ndarray | None:
         p, t, scenario_key = key

@@ -1,0 +1,84 @@
+"""Forecasts for a coded trigger, conditioned on the reactions coded so far (pure numpy).
+
+"Israel has already compartmentalised after this trigger: how likely is Saudi Arabia to?"
+Per posterior draw, the trigger's event effect u and each partner's reaction effect v have
+the posterior
+
+    p(u, v_1..v_m | coded episodes) ~ N(u; 0, sigma_event) prod_p N(v_p; 0, sigma_reaction)
+                                       prod_{coded episodes i of p} P(level_i | eta_i + u + v_p)
+
+which depends on the rest of the model only through the draw (the cutpoints, the cells'
+linear predictors, the two scales). On a grid of u and v (quadrature, no refit) the
+partners' reactions integrate out one by one; a cell of a partner already coded conditions
+on its own reaction v too, a partner not yet coded draws a fresh one. The same holds for a
+trigger the model was fitted on (its u is then informed by the same episodes through the
+draws) and for one coded since: both use the episodes coded now.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.special import logsumexp
+
+from forecasting.model.arithmetic import level_log_probability, level_probabilities
+
+GRID_POINTS = 31  # per effect, on [-5, 5] sd: the weights are smooth on this scale
+GRID_HALF_WIDTH = 5.0
+MAX_DRAWS = 1000  # draws used per live answer (thinned evenly): the grid multiplies the work
+
+
+def _grid() -> tuple[np.ndarray, np.ndarray]:
+    """Standard-normal grid points and log weights (trapezoid rule times the density)."""
+    z = np.linspace(-GRID_HALF_WIDTH, GRID_HALF_WIDTH, GRID_POINTS)
+    log_w = -0.5 * z**2
+    return z, log_w - logsumexp(log_w)
+
+
+@dataclass(frozen=True)
+class CodedReactions:
+    """The coded episodes of one trigger: per episode its partner's position among the
+    trigger's coded partners, its linear predictor before clusters (S,), and its level."""
+
+    reaction: np.ndarray  # (n,) int: which coded partner
+    eta: np.ndarray  # (n, S)
+    level: np.ndarray  # (n,) int
+
+
+def conditional_level_probabilities(eta: np.ndarray, cutpoints: np.ndarray,
+                                    sigma_event: np.ndarray, sigma_reaction: np.ndarray,
+                                    coded: CodedReactions, reaction: int | None) -> np.ndarray:
+    """P(level = k) of cells of one partner (m, S) -> (m, 4, S), given the coded episodes.
+
+    `eta` (m, S): the cells' linear predictors before clusters; `cutpoints` (3, S);
+    `reaction`: the queried partner's position among the coded partners, or None if it has
+    no coded episode (its reaction effect is then a fresh draw).
+    """
+    z, log_w = _grid()
+    # (G, S) grid values of u and v per draw
+    u = z[:, None] * sigma_event[None, :]
+    v = z[:, None] * sigma_reaction[None, :]
+    per_draw_cutpoints = cutpoints.T  # (S, 3): level_log_probability takes samples first
+    n_partners = int(coded.reaction.max()) + 1 if len(coded.reaction) else 0
+    # log-likelihood of each coded partner's episodes on the (u, v) grid: (P, Gu, Gv, S)
+    loglik = np.zeros((n_partners, len(z), len(z), eta.shape[-1]))
+    for i in range(len(coded.level)):
+        shifted = coded.eta[i][None, None, :] + u[:, None, :] + v[None, :, :]
+        loglik[coded.reaction[i]] += level_log_probability(shifted, per_draw_cutpoints,
+                                                           coded.level[i])
+    # each coded partner's reaction integrated out: (P, Gu, S)
+    marginal = logsumexp(loglik + log_w[None, None, :, None], axis=2)
+    others = marginal.sum(axis=0) - (marginal[reaction] if reaction is not None else 0.0)
+    log_u = log_w[:, None] + others  # (Gu, S)
+    if reaction is None:
+        log_joint = log_u[:, None, :] + log_w[None, :, None]  # fresh v
+    else:
+        log_joint = log_u[:, None, :] + log_w[None, :, None] + loglik[reaction]
+    weight = np.exp(log_joint - logsumexp(log_joint, axis=(0, 1), keepdims=True))  # (Gu, Gv, S)
+    out = np.zeros(eta.shape[:-1] + (4, eta.shape[-1]))
+    for a in range(len(z)):
+        for b in range(len(z)):
+            shift = u[a] + v[b]  # (S,)
+            out += weight[a, b] * level_probabilities(eta + shift, cutpoints, axis=-2)
+    return out

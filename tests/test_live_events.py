@@ -1,0 +1,74 @@
+"""Forecasts for a coded trigger condition on the reactions coded so far."""
+
+import numpy as np
+import pytest
+from scipy import integrate
+from scipy.special import expit
+
+from forecasting.serving.live_events import CodedReactions, conditional_level_probabilities
+
+CUT = np.array([[0.5], [1.5], [2.5]])  # one draw
+
+
+def _p(level, eta):
+    cdf = np.r_[0.0, expit(CUT[:, 0] - eta), 1.0]
+    return cdf[level + 1] - cdf[level]
+
+
+def _norm(x, sd):
+    return np.exp(-0.5 * (x / sd) ** 2) / (sd * np.sqrt(2 * np.pi))
+
+
+def test_conditioning_equals_direct_integration_for_a_partner_not_yet_coded():
+    """Two partners coded (one restricted twice, one not): P(any) for a third partner is the
+    ratio of two double integrals over u (and each coded partner's v), done here by scipy."""
+    s_u, s_v = 1.2, 0.8
+    coded = CodedReactions(reaction=np.array([0, 0, 1]), eta=np.array([[0.3], [-0.2], [0.1]]),
+                           level=np.array([2, 3, 0]))
+    query_eta = 0.4
+
+    def partner_likelihood(u, rows):
+        def integrand(v):
+            return _norm(v, s_v) * np.prod([_p(coded.level[i], coded.eta[i, 0] + u + v)
+                                            for i in rows])
+        return integrate.quad(integrand, -8 * s_v, 8 * s_v)[0]
+
+    def weight(u):
+        return _norm(u, s_u) * partner_likelihood(u, [0, 1]) * partner_likelihood(u, [2])
+
+    def p_any_fresh_v(u):
+        return integrate.quad(lambda v: _norm(v, s_v) * (1 - _p(0, query_eta + u + v)),
+                              -8 * s_v, 8 * s_v)[0]
+
+    numerator = integrate.quad(lambda u: weight(u) * p_any_fresh_v(u), -8 * s_u, 8 * s_u)[0]
+    denominator = integrate.quad(weight, -8 * s_u, 8 * s_u)[0]
+    probs = conditional_level_probabilities(np.array([[query_eta]]), CUT, np.array([s_u]),
+                                            np.array([s_v]), coded, reaction=None)
+    assert probs.shape == (1, 4, 1)
+    assert probs[0, :, 0].sum() == pytest.approx(1.0)
+    assert 1 - probs[0, 0, 0] == pytest.approx(numerator / denominator, abs=2e-3)
+
+
+def test_a_partner_already_coded_conditions_on_its_own_reaction_too():
+    s_u, s_v = 1.0, 1.0
+    coded = CodedReactions(reaction=np.array([0, 0]), eta=np.array([[0.0], [0.0]]),
+                           level=np.array([3, 3]))
+    own = conditional_level_probabilities(np.array([[0.0]]), CUT, np.array([s_u]),
+                                          np.array([s_v]), coded, reaction=0)
+    other = conditional_level_probabilities(np.array([[0.0]]), CUT, np.array([s_u]),
+                                            np.array([s_v]), coded, reaction=None)
+    nothing = conditional_level_probabilities(
+        np.array([[0.0]]), CUT, np.array([s_u]), np.array([s_v]),
+        CodedReactions(np.zeros(0, int), np.zeros((0, 1)), np.zeros(0, int)), reaction=None)
+    # its own suspensions say more about the same partner than about another one
+    assert 1 - own[0, 0, 0] > 1 - other[0, 0, 0] > 1 - nothing[0, 0, 0]
+
+
+def test_without_an_event_effect_other_partners_reactions_say_nothing():
+    coded = CodedReactions(reaction=np.array([0, 0]), eta=np.array([[0.0], [0.0]]),
+                           level=np.array([3, 3]))
+    empty = CodedReactions(np.zeros(0, int), np.zeros((0, 1)), np.zeros(0, int))
+    args = (np.array([[0.2]]), CUT, np.array([1e-9]), np.array([0.7]))
+    after = conditional_level_probabilities(*args, coded, reaction=None)
+    before = conditional_level_probabilities(*args, empty, reaction=None)
+    np.testing.assert_allclose(after, before, atol=1e-9)
