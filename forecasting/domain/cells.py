@@ -49,6 +49,7 @@ class Cells:
     n_episodes: int
     fingerprint: str
     codebook_version: str = ""
+    trigger_years: np.ndarray | None = None  # per coords["trigger"], NaN where undated
 
     @property
     def n_cells(self) -> int:
@@ -170,6 +171,11 @@ def aggregate(episodes: pd.DataFrame | Iterable, codebook: Codebook) -> Cells:
     level = _ordinal(frame["level"], "level")
     triggers, e_idx = np.unique(frame["trigger_id"].astype(str).to_numpy(), return_inverse=True)
     n_e = len(triggers)
+    # a trigger's date (its decade, for the predictive checks), when the episodes carry it
+    trigger_years = np.full(n_e, np.nan)
+    if "trigger_date" in frame.columns:
+        years = pd.to_datetime(frame["trigger_date"], errors="coerce").dt.year.to_numpy(float)
+        trigger_years[e_idx] = years
 
     # one integer key per predictor set: fast for 200,000 rows, and sorts deterministically;
     # the trigger is the least significant part, so that cells of one partner x type are
@@ -216,6 +222,7 @@ def aggregate(episodes: pd.DataFrame | Iterable, codebook: Codebook) -> Cells:
         n_episodes=int(len(frame)),
         fingerprint=digest.hexdigest(),
         codebook_version=codebook.version,
+        trigger_years=trigger_years,
     )
 
 

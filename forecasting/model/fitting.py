@@ -125,6 +125,10 @@ def fit_and_diagnose(episodes: pd.DataFrame, codebook: Codebook, priors: PriorSe
     model = build_model(cells, priors, parameterization)
     t_build = time.perf_counter() - t0
     tree = fit(model, sampler_settings, progress=progress)
+    if cells.trigger_years is not None:  # the trigger dates' years, for the checks by decade
+        tree["constant_data"] = tree["constant_data"].to_dataset().assign(
+            trigger_year=xr.DataArray(cells.trigger_years, dims="trigger",
+                                      coords={"trigger": cells.coords["trigger"]}))
     diagnostics = diagnose(tree)
     verdict = gate(diagnostics, gate_thresholds)
     config = dict(model.forecast_config)

@@ -167,7 +167,9 @@ def trigger_log_likelihood(tree: xr.DataTree, max_draws: int | None = 1000
     cell, level = np.nonzero(counts)
     weight = counts[cell, level].astype(float)
     flat = {name: post[name].values.reshape(-1, *post[name].shape[2:])
-            for name in (*FORECAST_VARIABLES, *CLUSTER_SCALES)}
+            for name in (*FORECAST_VARIABLES, *CLUSTER_SCALES) if name in post}
+    for name in CLUSTER_SCALES:  # a variant without clusters: nothing to integrate
+        flat.setdefault(name, np.zeros(flat["cutpoints"].shape[0]))
     n = flat["cutpoints"].shape[0]
     keep = (np.unique(np.linspace(0, n - 1, min(n, max_draws)).round().astype(int))
             if max_draws else np.arange(n))

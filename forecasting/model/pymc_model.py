@@ -205,8 +205,19 @@ def _nested_effect(effect: str, form: str, priors: PriorSet, basis: dict[str, np
     return pm.Deterministic(name, scale * value, dims=dims)
 
 
-def _effect(effect: str, form: str, priors: PriorSet, basis: dict[str, np.ndarray]):
+def _absent(name: str, dims: tuple[str, ...] | str, model_coords: dict):
+    """A term left out of a simpler variant: zeros under the same name and dims, so that
+    the posterior contract (and the forecasts) hold for every variant."""
+    dims = (dims,) if isinstance(dims, str) else dims
+    shape = tuple(len(model_coords[d]) for d in dims)
+    return pm.Deterministic(name, pt.zeros(shape), dims=dims or None)
+
+
+def _effect(effect: str, form: str, priors: PriorSet, basis: dict[str, np.ndarray],
+            terms: frozenset[str]):
     spec = EFFECTS[effect]
+    if effect not in terms:
+        return _absent(spec.variable, spec.dims, pm.modelcontext(None).coords)
     if spec.contrasts:
         return _nested_effect(effect, form, priors, basis)
     dims, name = spec.dims, spec.variable
@@ -227,16 +238,33 @@ def _expand(cells: Cells) -> dict[str, np.ndarray]:
     return {"row": row, "level": np.repeat(level, reps)}
 
 
+TERMS = (*EFFECTS, "slopes", *CLUSTERS)
+# Simpler models the served one is compared with (leaving triggers out): what each keeps.
+VARIANTS: dict[str, frozenset[str]] = {
+    "full": frozenset(TERMS),
+    "no_clusters": frozenset(TERMS) - set(CLUSTERS),
+    "main_effects": frozenset({"bloc", "partner", "intel_type", "trigger_type", "slopes"}),
+    "intercept": frozenset(),
+}
+
+
 def build_model(cells: Cells, priors: PriorSet,
                 parameterization: dict[str, str] | str | None = None,
-                aggregated: bool = True) -> pm.Model:
+                aggregated: bool = True, variant: str = "full") -> pm.Model:
     """The restriction model for these cells and priors.
+
+    `variant` names a simpler model (`VARIANTS`: the terms it keeps; the others are zeros
+    under their usual names) for model comparison; "full" is the served model.
 
     `parameterization` overrides the data-driven choice per effect (a dict) or for all
     effects ("centered" / "noncentered"). `aggregated=False` builds the per-episode model
     (an OrderedLogistic per episode) on the same data; it exists for the equivalence test.
     The model's `forecast_config` attribute records what a fit must store with it.
     """
+    if variant not in VARIANTS:
+        raise ValueError(f"Requested variant '{variant}' but it must be one of "
+                         f"{list(VARIANTS)}")
+    terms = VARIANTS[variant]
     form = resolve_parameterization(cells, priors, parameterization)
     coords = {k: list(v) for k, v in cells.coords.items()}
     capacity = {}
@@ -275,19 +303,25 @@ def build_model(cells: Cells, priors: PriorSet,
 
         cutpoints = prior_variable("cutpoints", priors, dims="cutpoint",
                                    transform=pm.distributions.transforms.ordered)
-        beta_severity = prior_variable("beta_severity", priors)
-        beta_alignment = prior_variable("beta_alignment", priors)
+        if "slopes" in terms:
+            beta_severity = prior_variable("beta_severity", priors)
+            beta_alignment = prior_variable("beta_alignment", priors)
+        else:
+            beta_severity = _absent("beta_severity", (), coords)
+            beta_alignment = _absent("beta_alignment", (), coords)
 
-        bloc_eff = _effect("bloc", form["bloc"], priors, basis)
-        partner_dev = _effect("partner", form["partner"], priors, basis)
-        type_eff = _effect("intel_type", form["intel_type"], priors, basis)
-        bloc_type_eff = _effect("bloc_type", form["bloc_type"], priors, basis)
-        pt_dev = _effect("partner_type", form["partner_type"], priors, basis)
-        trigger_eff = _effect("trigger_type", form["trigger_type"], priors, basis)
+        group_effects = {effect: _effect(effect, form[effect], priors, basis, terms)
+                         for effect in EFFECTS}
+        bloc_eff, partner_dev, type_eff, bloc_type_eff, pt_dev, trigger_eff = (
+            group_effects[e] for e in ("bloc", "partner", "intel_type", "bloc_type", "partner_type",
+                                 "trigger_type"))
         # one trigger's episodes share its event effect, one partner's reaction its own:
         # non-centred, since each trigger or reaction holds a few episodes at most
         clusters = {}
         for name, cluster in CLUSTERS.items():
+            if name not in terms:
+                clusters[name] = _absent(cluster.variable, cluster.dim, coords)
+                continue
             sigma = prior_variable(cluster.scale, priors)
             z = pm.Normal(f"{cluster.variable}_z", 0.0, 1.0, dims=cluster.dim)
             clusters[name] = pm.Deterministic(cluster.variable, sigma * z, dims=cluster.dim)
@@ -323,6 +357,7 @@ def build_model(cells: Cells, priors: PriorSet,
     model.forecast_config = {
         "model": MODEL_NAME,
         "revision": MODEL_REVISION,
+        "variant": variant,
         "aggregated": aggregated,
         "parameterization": dict(form),
         "priors_hash": priors.content_hash,
