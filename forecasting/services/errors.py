@@ -21,6 +21,7 @@ from forecasting.registry import (
     UnknownVersionError,
     VersionExistsError,
 )
+from forecasting.services.forecasts import InconsistentTriggerError, UnknownTriggerError
 from forecasting.serving.forecasts import NotInModelError, ScenarioError
 from forecasting.store import UnknownEpisodeError
 from forecasting.store.db import SchemaOutOfDateError
@@ -36,12 +37,14 @@ ERRORS: tuple[tuple[type[Exception], int, str], ...] = (
     (PriorConfigError, 400, "Invalid priors"),
     (TokenError, 400, "Invalid token request"),
     (UnknownEpisodeError, 404, "Unknown episode"),
+    (UnknownTriggerError, 404, "Unknown trigger"),
     (UnknownVersionError, 404, "Unknown model version"),
     (NotInModelError, 404, "Not in this model version"),
     (NoEvaluationError, 404, "No evaluation"),
     (GateFailedError, 409, "Model version failed its diagnostics gate"),
     (VersionExistsError, 409, "Model version exists"),
     (SensitivityUnavailableError, 409, "Sensitivity unavailable"),
+    (InconsistentTriggerError, 409, "Trigger coded inconsistently"),
     (NoCurrentModelError, 503, "No current model"),
     (SchemaOutOfDateError, 503, "Database not initialised"),
     (IntegrityError, 500, "Model version is corrupted"),
@@ -64,7 +67,8 @@ def field_errors(exc: BaseException) -> list[dict[str, Any]] | None:
     if isinstance(exc, UnknownCodeError):
         return [{"field": exc.field, "message": f"unknown code {exc.value!r}",
                  "allowed": exc.allowed}]
-    if isinstance(exc, ScenarioError | NotInModelError):
+    if isinstance(exc, ScenarioError | NotInModelError | UnknownTriggerError
+                  | InconsistentTriggerError):
         return [{"field": exc.field, "message": str(exc)}]
     if isinstance(exc, PriorConfigError):
         # messages start with the key they are about: "sigma_bloc.kwargs.sigma: must be ..."
