@@ -243,6 +243,7 @@ TERMS = (*EFFECTS, "slopes", *CLUSTERS)
 VARIANTS: dict[str, frozenset[str]] = {
     "full": frozenset(TERMS),
     "no_clusters": frozenset(TERMS) - set(CLUSTERS),
+    "reaction_only": frozenset(TERMS) - {"event"},  # clusters without the shared event effect
     "main_effects": frozenset({"bloc", "partner", "intel_type", "trigger_type", "slopes"}),
     "intercept": frozenset(),
 }
