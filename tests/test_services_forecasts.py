@@ -141,3 +141,5 @@ def test_a_scenario_given_with_a_trigger_is_refused_naming_it():
     with pytest.raises(ScenarioError, match="^severity: ") as caught:
         refuse_scenario({"partner", "severity", "trigger_id"})
     assert caught.value.field == "severity"
+    with pytest.raises(ScenarioError, match="^alignment: "):  # any iterable, once
+        refuse_scenario(name for name in ("partner", "alignment"))

@@ -49,8 +49,9 @@ class InconsistentTriggerError(ValueError):
 def refuse_scenario(given: Iterable[str]) -> None:
     """With a trigger id, the trigger's coding fixes the scenario: asking for another is an
     error naming the first scenario field given (ScenarioError), never silently ignored."""
+    given = set(given)
     for field in SCENARIO_FIELDS:
-        if field in set(given):
+        if field in given:
             raise ScenarioError(field, "the trigger's coded scenario applies with trigger_id; "
                                 "leave out trigger_type, severity and alignment")
 
