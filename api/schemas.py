@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, RootModel
 
 from forecasting.serving.forecasts import Scenario
 
@@ -41,6 +41,16 @@ class ScenarioQuery(Strict):
 class ForecastQuery(ScenarioQuery):
     partner: Code = Field(description="Partner code, e.g. ISR")
     intel_type: Code = Field(description="Intelligence type code, e.g. humint")
+
+
+TriggerId = Annotated[str, Field(min_length=1, max_length=120)]
+
+
+class OneForecastQuery(ForecastQuery):
+    trigger_id: TriggerId | None = Field(
+        None, description="A coded trigger: the forecast conditions on its reactions coded so "
+                          "far, under the scenario the trigger is coded with (give no "
+                          "trigger_type, severity or alignment with it)")
 
 
 class GridQuery(ScenarioQuery):
@@ -89,6 +99,33 @@ class Forecast(BaseModel):
     any_restriction: Summary
     levels: dict[Literal["0", "1", "2", "3"], Summary]
     model: ModelStamp
+
+
+class ConditionedEpisode(BaseModel):
+    """One coded reaction a live forecast conditions on."""
+
+    partner: str
+    intel_type: str
+    level: int
+    trigger_date: str
+    sources: list[str]
+    confidence: str
+
+
+class LiveForecast(Forecast):
+    """A forecast for a coded trigger, conditioned on its reactions coded so far."""
+
+    trigger_id: str
+    conditioned_on: list[ConditionedEpisode] = Field(
+        description="The trigger's coded episodes the answer conditions on: all of them but "
+                    "the queried cell's own")
+    observed_level: int | None = Field(
+        description="The queried cell's own coded level after this trigger, if coded")
+    draws_used: int = Field(description="Posterior draws the conditioning was computed from")
+
+
+class ForecastAnswer(RootModel[LiveForecast | Forecast]):
+    """A forecast; with trigger_id, a live forecast (conditioned on the coded reactions)."""
 
 
 class BatchBody(Strict):

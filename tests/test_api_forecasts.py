@@ -1,7 +1,9 @@
+import json
 import threading
 
 import pytest
-from fixtures_api import auth
+from fixtures_api import TYPES, auth, cli_on
+from helpers import episode_row
 
 from forecasting.registry import Registry
 
@@ -165,3 +167,88 @@ def test_promotion_over_http_needs_a_modeler_and_refuses_failed_versions(
     actions = [e["action"] for e in client.application.extensions["forecasting"]
                .database.audit_entries()]
     assert actions.count("model:promote") == 2
+
+
+# --- live-event forecasts (trigger_id) -------------------------------------------------------
+# The template instance codes one trigger: ISR's eight types after the 2017 disclosure
+# (severity 3, alignment 1), `sources` at level 1 and the rest at 0 (fixtures_api).
+TRIGGER = "2017-oval-office-disclosure"
+LIVE_URL = f"/v1/forecasts?partner=ISR&intel_type=humint&trigger_id={TRIGGER}"
+
+
+def test_a_live_forecast_conditions_on_the_triggers_other_episodes(client, served_model):
+    r = client.get(LIVE_URL)
+    assert r.status_code == 200
+    body = r.get_json()
+    assert set(body) == CONTRACT_KEYS | {"trigger_id", "conditioned_on", "observed_level",
+                                         "draws_used"}
+    assert body["trigger_id"] == TRIGGER
+    # the trigger fixes the scenario: its coded type, severity and alignment
+    assert body["scenario"] == {"trigger_type": "disclosure_incident", "severity": 3,
+                                "alignment": 1}
+    # every coded episode of the trigger but ISR humint's own, which is reported apart
+    assert [(e["partner"], e["intel_type"], e["level"]) for e in body["conditioned_on"]] == [
+        ("ISR", t, int(t == "sources")) for t in TYPES if t != "humint"]
+    assert body["observed_level"] == 0
+    assert set(body["conditioned_on"][0]) == {"partner", "intel_type", "level", "trigger_date",
+                                              "sources", "confidence"}
+    assert body["conditioned_on"][0]["sources"] == ["The Washington Post, 2017-05-15",
+                                                    "The New York Times, 2017-05-16"]
+    assert body["model"]["version"] == served_model.version
+    other = client.get(f"/v1/forecasts?partner=GBR&intel_type=sigint&trigger_id={TRIGGER}")
+    assert other.get_json()["observed_level"] is None
+    assert len(other.get_json()["conditioned_on"]) == len(TYPES)
+
+
+def test_a_live_forecast_is_revalidated_against_the_episodes_coded_since(client, served_model,
+                                                                        tokens):
+    first = client.get(LIVE_URL)
+    etag = first.headers["ETag"]
+    assert first.headers["Cache-Control"] == "no-cache"
+    assert first.headers["X-Model-Version"] == served_model.version
+    # not the version-only tag of a new-trigger forecast: the store's revision is in it
+    assert f"-r{first.headers['X-Store-Revision']}-" in etag
+    assert client.get(LIVE_URL, headers={"If-None-Match": etag}).status_code == 304
+    coded = client.post("/v1/episodes", headers=auth(tokens["coder"]), json=episode_row(
+        partner="SAU", intel_type="sigint", level=3))
+    assert coded.status_code in (200, 201), coded.get_json()
+    again = client.get(LIVE_URL, headers={"If-None-Match": etag})
+    assert again.status_code == 200 and again.headers["ETag"] != etag
+    assert ("SAU", "sigint", 3) in [(e["partner"], e["intel_type"], e["level"])
+                                    for e in again.get_json()["conditioned_on"]]
+
+
+def test_the_api_and_the_cli_give_the_same_live_forecast(client, served_model, api_settings):
+    api = client.get(f"/v1/forecasts?partner=SAU&intel_type=cyber&trigger_id={TRIGGER}")
+    cli = cli_on(api_settings)("query", "SAU", "cyber", "--trigger-id", TRIGGER, "--json")
+    assert cli.exit_code == 0, cli.output
+    assert json.loads(cli.output) == api.get_json()
+
+
+def test_an_unknown_trigger_is_a_404_naming_trigger_id(client, served_model):
+    r = client.get("/v1/forecasts?partner=ISR&intel_type=humint&trigger_id=no-such-trigger")
+    assert r.status_code == 404 and r.mimetype == "application/problem+json"
+    body = r.get_json()
+    assert body["title"] == "Unknown trigger"
+    assert body["errors"][0]["field"] == "trigger_id" and "no-such-trigger" in body["detail"]
+
+
+@pytest.mark.parametrize("given", ["severity=3", "trigger_type=disclosure_incident",
+                                   "alignment=1"])
+def test_a_scenario_with_a_trigger_id_is_a_400_naming_the_field(client, served_model, given):
+    r = client.get(f"{LIVE_URL}&{given}")
+    assert r.status_code == 400 and r.mimetype == "application/problem+json"
+    field = given.split("=")[0]
+    assert r.get_json()["errors"][0]["field"] == field
+    assert r.get_json()["detail"].startswith(f"{field}: ")
+
+
+def test_the_openapi_document_describes_the_live_answer(client):
+    spec = client.get("/openapi.json").get_json()
+    operation = spec["paths"]["/v1/forecasts"]["get"]
+    assert "trigger_id" in [p["name"] for p in operation["parameters"]]
+    live = spec["components"]["schemas"]["LiveForecast"]
+    assert {"trigger_id", "conditioned_on", "observed_level", "draws_used"} <= set(live["required"])
+    episode = spec["components"]["schemas"]["ConditionedEpisode"]
+    assert set(episode["properties"]) == {"partner", "intel_type", "level", "trigger_date",
+                                          "sources", "confidence"}

@@ -1,19 +1,26 @@
-"""Forecasts from the current model version: one cell, a batch, the grid, a comparison."""
+"""Forecasts from the current model version: one cell (for a new trigger, or live for a coded
+one), a batch, the grid, a comparison."""
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Callable
+
+from flask import Response, jsonify, request
 from flask_openapi3 import APIBlueprint, Tag
+
+from forecasting.services.forecasts import live_forecast, refuse_scenario
 
 from ..problems import Problem
 from ..schemas import (
     BatchBody,
     CompareQuery,
     CompareResponse,
-    Forecast,
+    ForecastAnswer,
     ForecastList,
-    ForecastQuery,
     GridQuery,
     GridResponse,
+    OneForecastQuery,
 )
 from ..services import services
 from .common import problems, versioned
@@ -31,13 +38,43 @@ def _codes(text: str | None, field: str, everything) -> list[str]:
     return codes
 
 
-@bp.get("", responses={200: Forecast, **problems(400, 404, 503)})
-def one(query: ForecastQuery):
-    """P(any restriction) and each level's probability for one partner x type and scenario."""
-    engine = services().models.engine()
-    forecast = engine.forecast(query.partner, query.intel_type, query.trigger_type,
-                               query.severity, query.alignment)
-    return versioned(forecast, engine.version)
+def live(answer: Callable[[], dict], version: str, revision: int) -> Response:
+    """A live answer depends on the episodes coded so far, not only on the model version: its
+    ETag holds the store's latest revision id too (read before the episodes, so that a tag
+    never vouches for episodes newer than it names). A match answers 304 without computing."""
+    digest = hashlib.sha256(f"{version}|{revision}|{request.full_path}".encode()
+                            ).hexdigest()[:24]
+    etag = f"{version}-r{revision}-{digest}"
+    headers = {"Cache-Control": "no-cache", "X-Model-Version": version,
+               "X-Store-Revision": str(revision)}
+    if etag in request.if_none_match:
+        response = Response(status=304, headers=headers)
+    else:
+        response = jsonify(answer())
+        response.headers.update(headers)
+    response.set_etag(etag)
+    return response
+
+
+@bp.get("", responses={200: ForecastAnswer, **problems(400, 404, 409, 503)})
+def one(query: OneForecastQuery):
+    """P(any restriction) and each level's probability for one partner x type and scenario.
+
+    With `trigger_id`: for that coded trigger, conditioned on its reactions coded so far,
+    under the scenario it is coded with; the answer lists the episodes it conditioned on.
+    """
+    if query.trigger_id is not None:
+        refuse_scenario(query.model_fields_set)
+    svc = services()
+    engine = svc.models.engine()
+    if query.trigger_id is None:
+        forecast = engine.forecast(query.partner, query.intel_type, query.trigger_type,
+                                   query.severity, query.alignment)
+        return versioned(forecast, engine.version)
+    revision = svc.database.episodes.latest_revision_id()
+    return live(lambda: live_forecast(engine, svc.database, svc.codebook, query.partner,
+                                      query.intel_type, query.trigger_id),
+                engine.version, revision)
 
 
 @bp.post("/batch", responses={200: ForecastList, **problems(400, 404, 413, 503)})
