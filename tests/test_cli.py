@@ -118,6 +118,28 @@ def test_query_needs_a_current_model_then_answers_in_the_contract_shape(forecast
     assert unknown.exit_code == 1 and "partner: unknown code 'XXX'" in unknown.output
 
 
+def test_query_with_a_trigger_id_shows_what_the_forecast_conditioned_on(forecast_with_models):
+    """The template instance codes ISR's eight types after the 2017 disclosure (fixtures_api)."""
+    forecast, versions = forecast_with_models
+    assert forecast("promote", versions["served"]).exit_code == 0
+    trigger = "2017-oval-office-disclosure"
+    shown = forecast("query", "SAU", "humint", "--trigger-id", trigger)
+    assert shown.exit_code == 0, shown.output
+    assert f"after trigger {trigger}, a disclosure_incident (severity 3, alignment 1)" in \
+        shown.output
+    assert "SAU humint itself: not coded yet" in shown.output
+    assert f"conditioned on 8 coded episodes of trigger {trigger}" in shown.output
+    assert "The Washington Post, 2017-05-15" in shown.output and "any restriction" in shown.output
+    own = json.loads(forecast("query", "ISR", "sources", "--trigger-id", trigger, "--json").output)
+    assert own["observed_level"] == 1 and len(own["conditioned_on"]) == 7
+    assert "ISR sources itself: coded level 1" in forecast(
+        "query", "ISR", "sources", "--trigger-id", trigger).output
+    refused = forecast("query", "SAU", "humint", "--trigger-id", trigger, "--severity", 2)
+    assert refused.exit_code == 1 and "severity: the trigger's coded scenario" in refused.output
+    unknown = forecast("query", "SAU", "humint", "--trigger-id", "no-such-trigger")
+    assert unknown.exit_code == 1 and "trigger_id: no episode is coded" in unknown.output
+
+
 def test_models_promote_and_diagnose(forecast_with_models):
     forecast, versions = forecast_with_models
     refused = forecast("promote", versions["failed"])

@@ -5,10 +5,12 @@ from __future__ import annotations
 import sys
 
 import click
+from click.core import ParameterSource
 from rich.table import Table
 
 from forecasting.cli import CliContext, echo_json, err, fail, main, out, pass_context
 from forecasting.services import models as model_service
+from forecasting.services.forecasts import live_forecast, refuse_scenario
 from forecasting.serving.forecasts import ForecastEngine, Scenario
 
 FIT_FAILED_GATE = 3  # exit code of `forecast fit` when the gate fails
@@ -134,20 +136,33 @@ def diagnose(ctx: CliContext, version: str, as_json: bool) -> None:
               show_default=True)
 @click.option("--alignment", type=click.IntRange(0, 3), default=Scenario.alignment,
               show_default=True)
+@click.option("--trigger-id", default=None, metavar="ID",
+              help="A coded trigger: condition on its reactions coded so far, under the scenario "
+                   "it is coded with (no --trigger-type, --severity or --alignment then).")
 @click.option("--version", default="current", show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 @pass_context
-def query(ctx: CliContext, partner, intel_type, trigger_type, severity, alignment, version,
-          as_json) -> None:
-    """Forecast for PARTNER restricting INTEL_TYPE under a scenario."""
+def query(ctx: CliContext, partner, intel_type, trigger_type, severity, alignment, trigger_id,
+          version, as_json) -> None:
+    """Forecast for PARTNER restricting INTEL_TYPE under a scenario, or after a coded trigger."""
+    if trigger_id is not None:  # the trigger's coding fixes the scenario
+        given = click.get_current_context().get_parameter_source
+        refuse_scenario(name for name in ("trigger_type", "severity", "alignment")
+                        if given(name) != ParameterSource.DEFAULT)
     engine = ForecastEngine.from_version(ctx.registry, version, ctx.codebook)
-    forecast = engine.forecast(partner, intel_type, trigger_type, severity, alignment)
+    if trigger_id is None:
+        forecast = engine.forecast(partner, intel_type, trigger_type, severity, alignment)
+    else:
+        forecast = live_forecast(engine, ctx.database(), ctx.codebook, partner, intel_type,
+                                 trigger_id)
     if as_json:
         echo_json(forecast)
         return
     scenario = forecast["scenario"]
-    out.print(f"[bold]{partner} restricting {intel_type}[/] after a {scenario['trigger_type']} "
-              f"(severity {severity}, alignment {alignment})")
+    out.print(f"[bold]{partner} restricting {intel_type}[/] after "
+              + (f"trigger {trigger_id}, a " if trigger_id else "a ")
+              + f"{scenario['trigger_type']} (severity {scenario['severity']}, "
+              f"alignment {scenario['alignment']})")
     table = Table("outcome", "mean", "median", "50% interval", "90% interval")
     names = {k: v["name"] for k, v in ctx.codebook.levels.items()}
     for label, stats in [("any restriction", forecast["any_restriction"])] + [
@@ -156,6 +171,31 @@ def query(ctx: CliContext, partner, intel_type, trigger_type, severity, alignmen
                       "[{:.3f}, {:.3f}]".format(*stats["ci50"]),
                       "[{:.3f}, {:.3f}]".format(*stats["ci90"]))
     out.print(table)
+    if trigger_id is not None:
+        _print_conditioning(forecast, names)
     m = forecast["model"]
     out.print(f"model {m['version']} fitted {m['fitted_at']} on {m['episodes']} episodes, "
               f"verdict {m['verdict']}")
+
+
+def _print_conditioning(forecast: dict, names: dict[int, str]) -> None:
+    """What a live forecast rests on: the cell's own coded level, the episodes conditioned on."""
+    observed = forecast["observed_level"]
+    out.print(f"{forecast['partner']} {forecast['intel_type']} itself: " + (
+        "not coded yet" if observed is None
+        else f"coded level {observed} ({names[observed]}), left out of the conditioning"))
+    episodes = forecast["conditioned_on"]
+    if not episodes:
+        out.print(f"no other episode of trigger {forecast['trigger_id']} is coded: the forecast "
+                  f"is that of a new trigger of its kind ({forecast['draws_used']} draws)")
+        return
+    table = Table("partner", "intel_type", "level", "trigger_date", "confidence",
+                  title=f"conditioned on {len(episodes)} coded episodes of trigger "
+                        f"{forecast['trigger_id']} ({forecast['draws_used']} draws)",
+                  title_justify="left")
+    # one line per episode: --json has every source whole
+    table.add_column("sources", overflow="ellipsis", no_wrap=True, max_width=80)
+    for e in episodes:
+        table.add_row(e["partner"], e["intel_type"], f"{e['level']} ({names[e['level']]})",
+                      e["trigger_date"], e["confidence"], " | ".join(e["sources"]))
+    out.print(table)
