@@ -5,6 +5,11 @@ the origin and forecasts the episodes whose trigger falls in [origin, origin + h
 are defined once and shared by every forecaster, so per-episode score differences are paired.
 Exact refits (no approximate LFO): the model is small and nutpie reuses the compiled graph
 through `with_data` when the parameterization does not change between folds.
+
+The unit is the trigger: a trigger's episodes are all on one side of every origin (its date
+is its first episode's), the model forecasts held-out episodes as a *new* trigger's (its
+event and reaction effects integrated out at each draw's sigma_event and sigma_reaction,
+never a training trigger's effects), and score differences are bootstrapped over triggers.
 """
 
 from __future__ import annotations
@@ -23,7 +28,13 @@ from forecasting.evaluation import calibration
 from forecasting.evaluation._diagnostics import quick_diagnostics
 from forecasting.evaluation.baselines import BASELINES
 from forecasting.evaluation.scoring import SCORES, paired_bootstrap, score_episodes
-from forecasting.model.arithmetic import FORECAST_VARIABLES, level_probabilities, linear_predictor
+from forecasting.model.arithmetic import (
+    CLUSTER_SCALES,
+    FORECAST_VARIABLES,
+    cluster_sd,
+    integrate_clusters,
+    linear_predictor,
+)
 from forecasting.model.priors import PriorSet
 from forecasting.settings import SamplerSettings
 
@@ -51,11 +62,23 @@ class Fold:
     test: np.ndarray
 
 
+def trigger_dates(frame: pd.DataFrame) -> np.ndarray:
+    """Each episode's trigger date, the same for every episode of one trigger (its earliest,
+    should a trigger's episodes disagree), so that no fold splits a trigger."""
+    dates = pd.to_datetime(frame["trigger_date"])
+    if "trigger_id" in frame:
+        dates = dates.groupby(frame["trigger_id"].to_numpy()).transform("min")
+    return dates.to_numpy()
+
+
 def make_folds(frame: pd.DataFrame, spec: FoldSpec = FoldSpec()) -> list[Fold]:
-    """Origins every `step_months` from the first date with `min_train` earlier episodes."""
+    """Origins every `step_months` from the first date with `min_train` earlier episodes.
+
+    Episodes are placed by their trigger's date (`trigger_dates`): a trigger is either
+    wholly before an origin (training) or wholly after it."""
     if spec.step_months < 1 or spec.horizon_months < 1 or spec.min_train < 1:
         raise ValueError("step_months, horizon_months and min_train must be positive")
-    dates = pd.to_datetime(frame["trigger_date"]).to_numpy()
+    dates = trigger_dates(frame)
     if len(dates) == 0:
         return []
     order = np.sort(dates)
@@ -80,7 +103,12 @@ def make_folds(frame: pd.DataFrame, spec: FoldSpec = FoldSpec()) -> list[Fold]:
 
 def predictive_probs(posterior: xr.Dataset, frame: pd.DataFrame,
                      coords: Mapping[str, list]) -> np.ndarray:
-    """Posterior predictive P(level = k) of each episode (rows x 4): the mean over draws."""
+    """Posterior predictive P(level = k) of each episode as a new trigger's (rows x 4): per
+    draw, the cluster terms integrated out at its sigma_event and sigma_reaction (absent in a
+    model without clusters: none), then the mean over draws.
+
+    Whatever the episodes' trigger ids, no coded trigger's event or reaction effect is used:
+    held-out triggers are new to the fit."""
     p = pd.Index(coords["partner"]).get_indexer(frame["partner"])
     t = pd.Index(coords["intel_type"]).get_indexer(frame["intel_type"])
     tt = pd.Index(coords["trigger_type"]).get_indexer(frame["trigger_type"])
@@ -89,14 +117,18 @@ def predictive_probs(posterior: xr.Dataset, frame: pd.DataFrame,
     params = {name: posterior[name].values for name in FORECAST_VARIABLES}
     eta = linear_predictor(params, p, t, tt, frame["severity"].to_numpy(np.int64),
                            frame["alignment"].to_numpy(np.int64))  # (chain, draw, rows)
-    probs = level_probabilities(eta, params["cutpoints"][..., None, :])
+    scales = [posterior[name].values if name in posterior else np.zeros(eta.shape[:-1])
+              for name in CLUSTER_SCALES]
+    sd = cluster_sd(*scales)[..., None]  # (chain, draw, 1)
+    probs = integrate_clusters(eta, params["cutpoints"][..., None, :], sd)
     return probs.mean(axis=(0, 1))
 
 
 def hierarchical_forecaster(codebook: Codebook, priors: PriorSet,
                             sampler: SamplerSettings = BACKTEST_SAMPLER,
                             parameterization: dict | str | None = None) -> Callable:
-    """fit_predict for the served model: fit on `train` (no extras), forecast `test`."""
+    """fit_predict for the served model: fit on `train` (no extras), forecast `test` as new
+    triggers (`predictive_probs`)."""
     from forecasting.domain.cells import aggregate
     from forecasting.model.fitting import fit
     from forecasting.model.pymc_model import build_model
