@@ -8,7 +8,6 @@ from forecasting.domain.cells import aggregate
 from forecasting.evaluation.simulate import simulate_episodes
 from forecasting.model.arithmetic import (
     CENTERS,
-    CLUSTER_VARIABLES,
     EFFECTS,
     FORECAST_VARIABLES,
     PARAMETERS,
@@ -108,7 +107,7 @@ def test_the_arithmetic_gives_the_pymc_models_log_density_on_random_draws(codebo
     model = build_model(cells, default_priors, aggregated=aggregated)
     density = (model.logp(vars=model.observed_RVs) if not aggregated
                else model[LIKELIHOOD])
-    names = [*FORECAST_VARIABLES, *CLUSTER_VARIABLES]
+    names = [*FORECAST_VARIABLES, "cluster_eff"]  # a reaction's event + reaction effects
     outs = model.replace_rvs_by_values([model[n] for n in names] + [density])
     fn = model.compile_fn(outs, inputs=model.value_vars, on_unused_input="ignore")
     start = model.initial_point()
@@ -118,8 +117,9 @@ def test_the_arithmetic_gives_the_pymc_models_log_density_on_random_draws(codebo
         point = {k: v + rng.normal(0, 0.5, np.shape(v)) for k, v in start.items()}
         *values, pymc_density = fn(point)
         params = dict(zip(names, values, strict=True))
+        params["reaction_eff"] = params.pop("cluster_eff")
         eta = linear_predictor(params, cells.partner_idx[row], cells.type_idx[row],
                                cells.trigger_idx[row], cells.severity[row], cells.alignment[row],
-                               cells.event_idx[row], cells.reaction_idx[row])
+                               reaction=cells.reaction_idx[row])
         ours = level_log_probability(eta, params["cutpoints"], level).sum()
         assert float(pymc_density) == pytest.approx(ours, rel=1e-9, abs=1e-9)

@@ -41,6 +41,7 @@ class Cells:
     trigger_idx: np.ndarray  # trigger type
     event_idx: np.ndarray  # coded trigger (coords["trigger"])
     reaction_idx: np.ndarray  # coded trigger x partner (coords["reaction"])
+    reaction_event: np.ndarray  # the coded trigger of every reaction
     severity: np.ndarray
     alignment: np.ndarray
     counts: np.ndarray  # (n_cells, 4): episodes per level
@@ -214,6 +215,7 @@ def aggregate(episodes: pd.DataFrame | Iterable, codebook: Codebook) -> Cells:
         trigger_idx=tt_u,
         event_idx=e_u,
         reaction_idx=r_u.astype(np.int64),
+        reaction_event=(reactions // len(coords["partner"])).astype(np.int64),
         severity=sev_u,
         alignment=ali_u,
         counts=counts,

@@ -34,6 +34,7 @@ from __future__ import annotations
 import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
+import xarray as xr
 from scipy.linalg import helmert
 from scipy.special import gammaln
 
@@ -268,12 +269,11 @@ def build_model(cells: Cells, priors: PriorSet,
     terms = VARIANTS[variant]
     form = resolve_parameterization(cells, priors, parameterization)
     coords = {k: list(v) for k, v in cells.coords.items()}
-    capacity = {}
-    for cluster in CLUSTERS.values():
-        labels = coords[cluster.dim]
-        capacity[cluster.dim] = cluster_capacity(len(labels))
-        coords[cluster.dim] = labels + [f"(spare {k})" for k in
-                                        range(len(labels), capacity[cluster.dim])]
+    n_reactions = len(coords["reaction"])
+    capacity = {"reaction": cluster_capacity(n_reactions)}
+    coords["reaction"] = coords["reaction"] + [f"(spare {k})" for k in
+                                               range(n_reactions, capacity["reaction"])]
+    del coords["trigger"]  # a trigger's event effect is drawn after sampling (`split_clusters`)
     if aggregated:
         obs_dim = "cell"
         rows = np.arange(cells.n_cells)
@@ -294,7 +294,7 @@ def build_model(cells: Cells, priors: PriorSet,
         p_idx = pm.Data("partner_idx", cells.partner_idx[rows], dims=obs_dim)
         t_idx = pm.Data("type_idx", cells.type_idx[rows], dims=obs_dim)
         tt_idx = pm.Data("trigger_idx", cells.trigger_idx[rows], dims=obs_dim)
-        e_idx = pm.Data("event_idx", cells.event_idx[rows], dims=obs_dim)
+        pm.Data("event_idx", cells.event_idx[rows], dims=obs_dim)
         r_idx = pm.Data("reaction_idx", cells.reaction_idx[rows], dims=obs_dim)
         # values 0-3, which index the scenario table (arithmetic.scenario_effects)
         severity = pm.Data("severity", cells.severity[rows], dims=obs_dim)
@@ -316,17 +316,7 @@ def build_model(cells: Cells, priors: PriorSet,
         bloc_eff, partner_dev, type_eff, bloc_type_eff, pt_dev, trigger_eff = (
             group_effects[e] for e in ("bloc", "partner", "intel_type", "bloc_type", "partner_type",
                                  "trigger_type"))
-        # one trigger's episodes share its event effect, one partner's reaction its own:
-        # non-centred, since each trigger or reaction holds a few episodes at most
-        clusters = {}
-        for name, cluster in CLUSTERS.items():
-            if name not in terms:
-                clusters[name] = _absent(cluster.variable, cluster.dim, coords)
-                continue
-            sigma = prior_variable(cluster.scale, priors)
-            z = pm.Normal(f"{cluster.variable}_z", 0.0, 1.0, dims=cluster.dim)
-            clusters[name] = pm.Deterministic(cluster.variable, sigma * z, dims=cluster.dim)
-
+        cluster_eff = _cluster_effects(cells, priors, terms, capacity["reaction"], coords)
         partner_value, pt_value = partner_type_effects(bloc_eff, partner_dev, type_eff,
                                                        bloc_type_eff, pt_dev, partner_bloc)
         pm.Deterministic("partner_eff", partner_value, dims="partner")
@@ -334,22 +324,21 @@ def build_model(cells: Cells, priors: PriorSet,
 
         if aggregated:
             # eta of a cell = pt_eff[partner, type] + scenario_eff[trigger type, severity,
-            # alignment] + event_eff[trigger] + reaction_eff[reaction]: four tables the
-            # likelihood kernel gathers from
+            # alignment] + cluster_eff[reaction]: three tables the likelihood kernel gathers
             scenario_eff = scenario_effects(trigger_eff, beta_severity, beta_alignment)
             effects = pt.concatenate([pt_eff.reshape((-1,)), scenario_eff.reshape((-1,)),
-                                      clusters["event"], clusters["reaction"]])
+                                      cluster_eff])
             # the counts themselves are data for the fit's observed_data group
             pm.Data("counts", cells.counts, dims=("cell", "level"))
             data = {name: pm.Data(name, value)
-                    for name, value in likelihood_data(cells, capacity["trigger"]).items()}
+                    for name, value in likelihood_data(cells).items()}
             pm.Potential(LIKELIHOOD, ordinal_loglik(cutpoints, effects, **data))
         else:
             params = {"pt_eff": pt_eff, "trigger_eff": trigger_eff,
                       "beta_severity": beta_severity, "beta_alignment": beta_alignment,
-                      "event_eff": clusters["event"], "reaction_eff": clusters["reaction"]}
+                      "reaction_eff": cluster_eff}
             eta = linear_predictor(params, p_idx, t_idx, tt_idx, severity, alignment,
-                                   e_idx, r_idx)
+                                   reaction=r_idx)
             pm.OrderedLogistic("restriction", eta=eta, cutpoints=cutpoints,
                                observed=expanded["level"], dims="episode")
 
@@ -372,32 +361,121 @@ def build_model(cells: Cells, priors: PriorSet,
                                                         strict=True) if seen],
         "cluster_capacity": capacity,
     }
-    model.cluster_sizes = {cluster.dim: len(cells.coords[cluster.dim])
-                           for cluster in CLUSTERS.values()}
+    model.cluster_sizes = {"reaction": n_reactions}
+    model.cluster_triggers = {"labels": list(cells.coords["trigger"]),
+                              "of_reaction": cells.reaction_event}
     return model
 
 
-def likelihood_data(cells: Cells, trigger_slots: int | None = None) -> dict[str, np.ndarray]:
+def likelihood_data(cells: Cells) -> dict[str, np.ndarray]:
     """What the aggregated likelihood reads: the cells' weights per level
-    (`likelihood.level_weights`) and `effect_idx` (4, n), each cell's entries in the
+    (`likelihood.level_weights`) and `effect_idx` (3, n), each cell's entries in the
     effects table: its partner x type in pt_eff (row-major), its
-    trigger type x severity x alignment in scenario_eff, its coded trigger in event_eff
-    (`trigger_slots` entries), its reaction in reaction_eff, each block after the previous.
-    Cells in the kernel's `term_order` (the likelihood is a sum over cells)."""
+    trigger type x severity x alignment in scenario_eff, its reaction in cluster_eff, each
+    block after the previous. Cells in the kernel's `term_order` (the likelihood is a sum
+    over cells)."""
     n_types = len(cells.coords["intel_type"])
     n_values = len(ORDINAL_VALUES)
-    trigger_slots = cluster_capacity(len(cells.coords["trigger"])) if trigger_slots is None \
-        else trigger_slots
     partner_type = cells.partner_idx * n_types + cells.type_idx
     scenario = (cells.trigger_idx * n_values + cells.severity) * n_values + cells.alignment
     offset_scenario = len(cells.coords["partner"]) * n_types
-    offset_event = offset_scenario + len(cells.coords["trigger_type"]) * n_values * n_values
-    offset_reaction = offset_event + trigger_slots
+    offset_cluster = offset_scenario + len(cells.coords["trigger_type"]) * n_values * n_values
     effect_idx = np.stack([partner_type, offset_scenario + scenario,
-                           offset_event + cells.event_idx, offset_reaction + cells.reaction_idx])
+                           offset_cluster + cells.reaction_idx])
     weights = level_weights(cells.counts)
     order = term_order(weights["term_weight"])
     return {"effect_idx": np.ascontiguousarray(effect_idx[:, order], dtype=np.int64),
             "term_weight": np.ascontiguousarray(weights["term_weight"][:, order]),
             "eta_weight": weights["eta_weight"][order],
             "level_totals": weights["level_totals"]}
+
+
+def cluster_layout(reaction_event: np.ndarray, slots: int) -> dict[str, np.ndarray]:
+    """Where each reaction sits in its trigger's group, for `_cluster_effects` (data, so
+    that a compiled model serves other triggers): reactions come sorted by trigger; spare
+    slots are groups of one."""
+    reaction_event = np.asarray(reaction_event)
+    n = len(reaction_event)
+    start = np.arange(slots)
+    end = np.arange(1, slots + 1)
+    if n:
+        first = np.r_[True, reaction_event[1:] != reaction_event[:-1]]
+        group_start = np.flatnonzero(first)
+        group_end = np.r_[group_start[1:], n]
+        group = np.cumsum(first) - 1
+        start[:n] = group_start[group]
+        end[:n] = group_end[group]
+    return {"cluster_group_start": start.astype(np.int64),
+            "cluster_group_end": end.astype(np.int64),
+            "cluster_group_size": (end - start).astype(float),
+            "cluster_position": (np.arange(slots) - start).astype(float)}
+
+
+def _cluster_effects(cells: Cells, priors: PriorSet, terms: frozenset[str], slots: int,
+                     coords: dict):
+    """cluster_eff[r] = event_eff[trigger of r] + reaction_eff[r], drawn jointly.
+
+    A trigger's episodes share its event effect u ~ N(0, sigma_event), one partner's
+    reaction its own v ~ N(0, sigma_reaction). The data see only c_r = u + v_r, whose
+    prior within a trigger of m reactions is N(0, sigma_reaction^2 I + sigma_event^2 J).
+    Sampling u and every v (m + 1 coordinates for m sums) leaves a ridge the sampler
+    crawls along when a trigger has one coded partner (most do); here c is drawn from m
+    coordinates in the covariance's eigenbasis: the group mean (eigenvalue
+    sigma_reaction^2 + m sigma_event^2) and Helmert contrasts within the group
+    (sigma_reaction^2). Non-centred, since a reaction holds a few episodes at most.
+    The event effects are drawn from their conditional given c after sampling
+    (`split_clusters`).
+    """
+    scales = {}
+    for name, cluster in CLUSTERS.items():
+        scales[name] = prior_variable(cluster.scale, priors) if name in terms else None
+    if all(scale is None for scale in scales.values()):
+        return _absent("cluster_eff", "reaction", coords)
+    sigma_u = scales["event"] if scales["event"] is not None else pt.constant(0.0)
+    sigma_v = scales["reaction"] if scales["reaction"] is not None else pt.constant(0.0)
+    layout = {name: pm.Data(name, value, dims="reaction")
+              for name, value in cluster_layout(cells.reaction_event, slots).items()}
+    start, end = layout["cluster_group_start"], layout["cluster_group_end"]
+    size, position = layout["cluster_group_size"], layout["cluster_position"]
+    z = pm.Normal("cluster_eff_z", 0.0, 1.0, dims="reaction")
+    # the group-mean coordinate sits on the group's first reaction
+    mean_scale = pt.sqrt(sigma_v**2 + size * sigma_u**2) / pt.sqrt(size)
+    mean_part = (mean_scale * z)[start]
+    # contrast k of a group (its k-th reaction, k >= 1) weighs 1/sqrt(k(k+1)) on the
+    # reactions before it and -k/sqrt(k(k+1)) on itself
+    # (a first reaction's branch is unused; its denominator kept finite for the gradient)
+    a = pt.switch(pt.gt(position, 0),
+                  z / pt.sqrt(pt.maximum(position * (position + 1.0), 1.0)), 0.0)
+    suffix = pt.concatenate([pt.cumsum(a[::-1])[::-1], pt.zeros((1,))])  # sum of a[r:]
+    after = suffix[pt.arange(slots) + 1] - suffix[end]
+    contrast_part = sigma_v * (after - position * a)
+    return pm.Deterministic("cluster_eff", mean_part + contrast_part, dims="reaction")
+
+
+def split_clusters(posterior: xr.Dataset, model: pm.Model, seed: int) -> xr.Dataset:
+    """event_eff (trigger) and reaction_eff (reaction) from the sampled cluster_eff, each
+    draw's event effects drawn from their conditional given the sums (the data see only
+    the sums): u | c ~ N(sigma_u^2 S / (sigma_v^2 + m sigma_u^2),
+    sigma_u^2 sigma_v^2 / (sigma_v^2 + m sigma_u^2)), S the sum of the trigger's c."""
+    info = getattr(model, "cluster_triggers", None)
+    if info is None or "cluster_eff" not in posterior:
+        return posterior
+    c = posterior["cluster_eff"].values  # (chain, draw, reaction)
+    of_reaction = np.asarray(info["of_reaction"])
+    n_triggers = len(info["labels"])
+    shape = c.shape[:2]
+    s_u = posterior["sigma_event"].values if "sigma_event" in posterior else np.zeros(shape)
+    s_v = posterior["sigma_reaction"].values if "sigma_reaction" in posterior \
+        else np.zeros(shape)
+    m = np.bincount(of_reaction, minlength=n_triggers).astype(float)
+    total = np.zeros(shape + (n_triggers,))
+    np.add.at(total, (..., of_reaction), c)
+    var_u, var_v = (s_u**2)[..., None], (s_v**2)[..., None]
+    denom = np.maximum(var_v + m * var_u, 1e-300)
+    mean = var_u * total / denom
+    sd = np.sqrt(var_u * var_v / denom)
+    u = mean + sd * np.random.default_rng(seed).standard_normal(mean.shape)
+    return posterior.assign(
+        event_eff=(("chain", "draw", "trigger"), u),
+        reaction_eff=(("chain", "draw", "reaction"), c - u[..., of_reaction]),
+    ).assign_coords(trigger=np.asarray(info["labels"], dtype=object))

@@ -22,7 +22,7 @@ from forecasting.domain.cells import aggregate
 from forecasting.domain.codebook import Codebook
 from forecasting.model.likelihood import register_jax
 from forecasting.model.priors import PriorSet
-from forecasting.model.pymc_model import build_model
+from forecasting.model.pymc_model import build_model, split_clusters
 from forecasting.settings import SamplerSettings
 
 SAMPLERS = ("nutpie", "numpyro", "pymc")
@@ -141,5 +141,6 @@ def sample(model: pm.Model, settings: SamplerSettings, progress: bool = False
         tree = _sample_nutpie(model, settings, progress, timings)
     else:
         tree = _sample_pm(model, settings, progress, timings)
-    tree["posterior"] = drop_spare_slots(tree["posterior"].to_dataset(), model)
+    posterior = drop_spare_slots(tree["posterior"].to_dataset(), model)
+    tree["posterior"] = split_clusters(posterior, model, settings.seed + 3)
     return tree, timings
