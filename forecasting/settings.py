@@ -18,15 +18,53 @@ DEFAULT_PRIORS_DIR = PROJECT_ROOT / "priors"
 
 @dataclass(frozen=True)
 class GateThresholds:
-    """Diagnostics a fit must meet before it may be served."""
+    """What a fit must meet before it may be served (forecasting.model.gate states the rule,
+    docs/model.md "The gate" the reasons). Each is a setting FORECAST_GATE_<FIELD>; they are
+    chosen from principle, never loosened to make a fit pass."""
 
     max_rhat: float = 1.01
     min_ess_bulk: float = 400.0
     min_ess_tail: float = 400.0
     max_divergences: int = 0
     min_ebfmi: float = 0.3
-    max_pareto_k: float = 0.7
     max_treedepth_fraction: float = 0.01
+    # posterior predictive checks: a headline check fails below this two-sided p-value
+    ppc_alpha: float = 0.01
+    # a per-group check lies outside its central 99% interval below this two-sided p-value
+    ppc_group_alpha: float = 0.01
+    # ... and the fit fails when more than this share of the per-group checks do. Under a
+    # well-calibrated model each lies outside with probability 0.01 or less (in-sample p-values
+    # are conservative): for the ~100 checks of the seed data, more than 5% outside has
+    # probability 0.1% if they are independent, 1.7% if they come in pairs, 3% in fours
+    ppc_max_group_outside: float = 0.05
+
+
+GATE_SETTINGS = {  # setting -> GateThresholds field
+    "FORECAST_GATE_MAX_RHAT": "max_rhat",
+    "FORECAST_GATE_MIN_ESS_BULK": "min_ess_bulk",
+    "FORECAST_GATE_MIN_ESS_TAIL": "min_ess_tail",
+    "FORECAST_GATE_MAX_DIVERGENCES": "max_divergences",
+    "FORECAST_GATE_MIN_EBFMI": "min_ebfmi",
+    "FORECAST_GATE_MAX_TREEDEPTH_FRACTION": "max_treedepth_fraction",
+    "FORECAST_GATE_PPC_ALPHA": "ppc_alpha",
+    "FORECAST_GATE_PPC_GROUP_ALPHA": "ppc_group_alpha",
+    "FORECAST_GATE_PPC_MAX_GROUP_OUTSIDE": "ppc_max_group_outside",
+}
+_PROBABILITIES = ("ppc_alpha", "ppc_group_alpha", "ppc_max_group_outside",
+                  "max_treedepth_fraction")
+
+
+def _gate_thresholds(env) -> GateThresholds:
+    values = {}
+    for name, attr in GATE_SETTINGS.items():
+        default = getattr(GateThresholds, attr)
+        read = _env_int if isinstance(default, int) else _env_float
+        value = read(env, name, default)
+        if value < 0 or (attr in _PROBABILITIES and value >= 1):
+            limit = "between 0 and 1" if attr in _PROBABILITIES else "not negative"
+            raise ValueError(f"{name}={env.get(name)!r} must be {limit}")
+        values[attr] = value
+    return GateThresholds(**values)
 
 
 @dataclass(frozen=True)
@@ -128,6 +166,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         data_dir=Path(env.get("FORECAST_DATA_DIR") or DEFAULT_DATA_DIR).resolve(),
         priors_dir=Path(env.get("FORECAST_PRIORS_DIR") or DEFAULT_PRIORS_DIR).resolve(),
         sampler=sampler,
+        gate=_gate_thresholds(env),
         queue_url=env.get("FORECAST_QUEUE_URL", ""),
         refit_delay_seconds=_env_float(env, "FORECAST_REFIT_DELAY", 10.0),
         refit_schedule=_cron(env.get("FORECAST_REFIT_SCHEDULE", "0 3 * * *")),

@@ -15,9 +15,14 @@ import arviz as az
 import numpy as np
 import pandas as pd
 import xarray as xr
+from scipy import sparse
 from scipy.special import logsumexp
 
-from forecasting.model.predictive import OBSERVED, episode_log_likelihood
+from forecasting.model.predictive import (
+    OBSERVED,
+    episode_log_likelihood,
+    trigger_log_likelihood,
+)
 
 
 def _flatten(ds: xr.Dataset, name: str) -> pd.Series:
@@ -42,7 +47,8 @@ def _dataset(result: xr.DataTree | xr.Dataset) -> xr.Dataset:
 
 
 def summary_table(tree: xr.DataTree, var_names: list[str] | None = None) -> pd.DataFrame:
-    """R-hat, bulk and tail ESS, MCSE of the mean and sd of every scalar posterior entry.
+    """R-hat, bulk and tail ESS, MCSE of the mean, sd and the number of chains in which it
+    never changes, of every scalar posterior entry.
 
     Built from az.rhat / az.ess / az.mcse, which keep each entry's coords: az.summary of
     ArviZ 1.3 labels the rows of two-dimensional variables out of order (pt_eff[ISR, humint]
@@ -61,6 +67,9 @@ def summary_table(tree: xr.DataTree, var_names: list[str] | None = None) -> pd.D
             _flatten(_dataset(az.ess(data, method="tail")), "ess_tail"),
             _flatten(_dataset(az.mcse(data)), "mcse_mean"),
             _flatten(posterior.std(("chain", "draw")), "sd"),
+            # chains in which the entry never changes: stuck, unless it is constant everywhere
+            _flatten((posterior.max("draw") == posterior.min("draw")).sum("chain"),
+                     "stuck_chains"),
         ]
     return pd.concat(columns, axis=1)
 
@@ -88,15 +97,6 @@ def _treedepth_fraction(stats: xr.Dataset) -> float | None:
     return None
 
 
-def _level_shares(counts: np.ndarray, groups: np.ndarray, n_groups: int) -> np.ndarray:
-    """Level shares per group; counts (..., cell, level) -> (..., group, level)."""
-    onehot = np.zeros((len(groups), n_groups))
-    onehot[np.arange(len(groups)), groups] = 1.0
-    totals = np.einsum("...cl,cg->...gl", counts, onehot)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return totals / totals.sum(axis=-1, keepdims=True)
-
-
 def _loo(tree: xr.DataTree):
     with warnings.catch_warnings():
         # high Pareto k is reported through the counts, not as a warning
@@ -122,21 +122,23 @@ def _loo_summary(loo, weights: np.ndarray | None) -> dict[str, Any]:
             "pareto_k_counts": {b: int(w[m].sum()) for b, m in bands.items()}}
 
 
-def _loo_or_error(compute) -> dict[str, Any]:
+def _loo_or_error(compute, errors=(ValueError,)) -> dict[str, Any]:
     """A LOO summary, or why there is none: PSIS raises when a tail of importance weights has
-    no spread, as when chains never moved. Without `max_pareto_k` the gate fails the fit."""
+    no spread, as when chains never moved (which the convergence checks fail)."""
     try:
         return compute()
-    except ValueError as exc:
+    except errors as exc:
         return {"error": f"PSIS-LOO could not be computed: {exc}"}
 
 
 def episode_loo(tree: xr.DataTree) -> dict[str, Any]:
-    """PSIS-LOO leaving out one episode at a time (the gate's LOO).
+    """PSIS-LOO leaving out one episode at a time (reported; not a gate check).
 
     The stored log_likelihood is per cell, and leaving out a whole cell of exchangeable
     episodes is a leave-many-out that PSIS handles badly (high Pareto k for cells holding
-    several restrictions); forecasts are per episode, so this is the LOO that matters.
+    several restrictions). With the cluster effects (model revision 3) an episode can carry
+    most of what its reaction effect learns, so its Pareto k is high: that says PSIS is
+    unreliable for that leave-one-out, not that the fit is unhealthy.
     """
     ll, weights = episode_log_likelihood(tree)
     tree = xr.DataTree.from_dict({
@@ -152,52 +154,242 @@ def episode_loo(tree: xr.DataTree) -> dict[str, Any]:
     return summary
 
 
-def posterior_predictive_check(tree: xr.DataTree, prob: float = 0.9) -> dict[str, Any]:
-    """Observed level shares per bloc and per intel type vs the posterior predictive."""
+# Leave-one-trigger-out: draws used (thinned evenly; the quadrature costs ~6 ms per draw on
+# the seed data) and the Pareto k above which a trigger is influential (PSIS's threshold).
+TRIGGER_LOO_DRAWS = 400
+INFLUENTIAL_PARETO_K = 0.7
+
+
+def trigger_loo(tree: xr.DataTree, max_draws: int | None = TRIGGER_LOO_DRAWS,
+                worst: int = 5) -> dict[str, Any]:
+    """PSIS-LOO leaving out one coded trigger (all its episodes) at a time.
+
+    The unit is predictive.trigger_log_likelihood: each trigger's episodes with its event and
+    reaction effects integrated out, i.e. what the model predicts for a new event. A Pareto
+    k above INFLUENTIAL_PARETO_K says the posterior without that event differs too much from
+    the full one for importance sampling: the event is influential, and its fold needs an
+    exact refit before its elpd can be trusted (model comparison does that). The thinned
+    draws are taken as independent (relative efficiency 1).
+    """
+    ll, labels = trigger_log_likelihood(tree, max_draws)
+    data = xr.DataTree.from_dict({
+        "posterior": xr.Dataset({"draw_index": (("chain", "draw"), np.arange(len(ll))[None])}),
+        "log_likelihood": xr.Dataset({"trigger_ll": (("chain", "draw", "trigger"), ll[None])},
+                                     coords={"trigger": labels}),
+    })
+    loo = _loo(data)
+    summary = _loo_summary(loo, None)
+    k = np.asarray(loo.pareto_k).ravel()
+    order = np.argsort(-np.nan_to_num(k, nan=np.inf), kind="stable")
+    influential = [int(i) for i in order if not k[i] <= INFLUENTIAL_PARETO_K]
+    summary.update({
+        "unit": "trigger",
+        "draws": int(len(ll)),
+        "k_threshold": INFLUENTIAL_PARETO_K,
+        "n_influential": len(influential),
+        "influential": {labels[i]: _float(k[i]) for i in influential},
+        "worst": {labels[i]: _float(k[i]) for i in order[:worst]},
+    })
+    return summary
+
+
+# ---- posterior predictive checks ----------------------------------------------------------
+# Each check is a test quantity T(y), computed on the observed counts and on every replicated
+# data set of the posterior_predictive group, with its posterior predictive p-values and the
+# central PPC_PROB interval of T(y_rep). The gate (forecasting.model.gate) applies the rule.
+PPC_PROB = 0.99
+# Groups with fewer episodes are exempt; they are pooled into one group per family (itself
+# checked when it reaches this size), so that their episodes still count.
+PPC_MIN_GROUP_EPISODES = 20
+PPC_MAX_DRAWS = 4000  # replicated data sets used (thinned evenly beyond)
+_PPC_VALUES_PER_BLOCK = 20_000_000  # replicated counts per block (bounds memory)
+POOLED = "(pooled)"
+
+
+def _evenly(n: int, most: int | None) -> np.ndarray:
+    return (np.unique(np.linspace(0, n - 1, most).round().astype(int))
+            if most and n > most else np.arange(n))
+
+
+def _check(observed: float, replicated: np.ndarray, prob: float, scale: float = 1.0
+           ) -> dict[str, Any]:
+    """T(y) against T(y_rep) over the replicated data sets.
+
+    p_greater = P(T(y_rep) >= T(y)), p_less = P(T(y_rep) <= T(y)); p = min(1, 2 min(both)) is
+    the two-sided p-value the gate reads (ties count on both sides, so a discrete T with
+    many ties is never extreme by accident). `scale` turns counts into shares for reporting;
+    the comparison itself is on exact counts.
+    """
+    rep = np.asarray(replicated, dtype=float)
+    tie = 1e-9 * max(1.0, abs(observed))  # a ratio computed in another order is still a tie
+    p_greater = float(np.mean(rep >= observed - tie))
+    p_less = float(np.mean(rep <= observed + tie))
+    lo, hi = np.quantile(rep, [(1 - prob) / 2, (1 + prob) / 2], method="inverted_cdf")
+    return {"observed": float(observed) * scale, "mean": float(rep.mean()) * scale,
+            "lower": float(lo) * scale, "upper": float(hi) * scale,
+            "p_greater": p_greater, "p_less": p_less,
+            "p": min(1.0, 2 * min(p_greater, p_less))}
+
+
+def _families(tree: xr.DataTree) -> dict[str, tuple[np.ndarray, list[str]]]:
+    """Per grouping: the group of every cell and the groups' labels."""
+    const = tree.constant_data
+    coords = tree.posterior.coords
+    p_idx = const["partner_idx"].values
+    families = {
+        "bloc": (const["partner_bloc"].values[p_idx], [str(b) for b in coords["bloc"].values]),
+        "intel_type": (const["type_idx"].values, [str(t) for t in coords["intel_type"].values]),
+        "partner": (p_idx, [str(p) for p in coords["partner"].values]),
+    }
+    if "trigger_year" in const and "event_idx" in const:
+        year = const["trigger_year"].values.astype(float)[const["event_idx"].values]
+        decade = np.where(np.isfinite(year), np.floor(np.nan_to_num(year) / 10) * 10, -1)
+        labels = sorted({int(d) for d in decade})
+        families["decade"] = (np.searchsorted(labels, decade),
+                              [f"{d}s" if d >= 0 else "undated" for d in labels])
+    return families
+
+
+def _group_matrix(groups: np.ndarray, n_groups: int, n_episodes: np.ndarray, minimum: int
+                  ) -> tuple[np.ndarray, np.ndarray, list[int], bool]:
+    """One-hot (cell, group) with a last column pooling the small groups (when there are two
+    or more); episodes per column; the small groups; whether they were pooled."""
+    onehot = np.zeros((len(groups), n_groups + 1))
+    onehot[np.arange(len(groups)), groups] = 1.0
+    per_group = n_episodes @ onehot[:, :n_groups]
+    small = [g for g in range(n_groups) if 0 < per_group[g] < minimum]
+    pooled = len(small) >= 2
+    if pooled:
+        onehot[:, n_groups] = onehot[:, small].sum(axis=1)
+    return onehot, n_episodes @ onehot, small, pooled
+
+
+def posterior_predictive_check(tree: xr.DataTree, prob: float = PPC_PROB,
+                               min_group_episodes: int = PPC_MIN_GROUP_EPISODES,
+                               max_draws: int | None = PPC_MAX_DRAWS) -> dict[str, Any]:
+    """Posterior predictive checks of what the forecasts depend on (JSON-serialisable).
+
+    headline: the overall share of each level; the number of (trigger, partner) clusters
+      with any restriction and the number of triggers with any restriction; the dispersion
+      index (variance over mean) of the restricted episodes per cluster and per trigger.
+      The last four test what revision 2 got wrong, that the episodes of one reaction are
+      independent given the covariates: the dispersion index, the classical statistic for
+      extra-binomial variation, is the one with power against it (docs/model.md, "The gate").
+    groups: the level shares per bloc, per intel type and per partner, and the share of
+      episodes restricted per decade of the trigger (constant_data trigger_year). Groups with
+      fewer than `min_group_episodes` episodes are exempt, and pooled into one group.
+    flags: every non-exempt check whose two-sided p-value is below 1 - prob (outside its
+      interval); group_checks and group_outside count the non-exempt per-group ones.
+    """
     if "posterior_predictive" not in tree.children or OBSERVED not in tree.posterior_predictive:
         return {}
-    obs = tree.observed_data[OBSERVED].values
-    pred = tree.posterior_predictive[OBSERVED].values.reshape(-1, *obs.shape)
+    obs = tree.observed_data[OBSERVED].transpose("cell", "level").values.astype(float)
+    pred = tree.posterior_predictive[OBSERVED].transpose("chain", "draw", "cell", "level")
+    pred = pred.values.reshape(-1, *obs.shape)
+    pred = pred[_evenly(len(pred), max_draws)]
     const = tree.constant_data
-    p_idx = const["partner_idx"].values
-    groupings = {
-        "bloc": (const["partner_bloc"].values[p_idx], list(tree.posterior.coords["bloc"].values)),
-        "intel_type": (const["type_idx"].values, list(tree.posterior.coords["intel_type"].values)),
-    }
-    lo_q, hi_q = (1 - prob) / 2, 1 - (1 - prob) / 2
-    out: dict[str, Any] = {"prob": prob, "flags": []}
-    for name, (groups, labels) in groupings.items():
-        o = _level_shares(obs.astype(float), groups, len(labels))
-        p = _level_shares(pred.astype(float), groups, len(labels))
+    n_cell = obs.sum(axis=-1)
+    n_levels = obs.shape[-1]
+    clusters = {name: const[name].values for name in ("reaction_idx", "event_idx")
+                if name in const}
+    families = _families(tree)
+    matrices = {name: _group_matrix(groups, len(labels), n_cell, min_group_episodes)
+                for name, (groups, labels) in families.items()}
+    # (cluster, cell) membership, sparse: 200,000 episodes make tens of thousands of clusters
+    membership = {name: sparse.csr_array((np.ones(len(idx)), (idx, np.arange(len(idx)))))
+                  for name, idx in clusters.items()}
+
+    def statistics(counts: np.ndarray) -> dict[str, np.ndarray]:
+        """Every test quantity of counts (..., cell, level), as counts."""
+        restricted = n_cell - counts[..., 0]  # (..., cell)
+        out = {"level": counts.sum(axis=-2)}  # (..., level)
+        for name, member in membership.items():
+            per_cluster = member @ restricted.T  # (cluster, ...)
+            out[name] = (per_cluster > 0).sum(axis=0)
+            mean = per_cluster.mean(axis=0)
+            out[f"{name} dispersion"] = np.divide(per_cluster.var(axis=0), mean,
+                                                  out=np.zeros_like(mean), where=mean > 0)
+        for name, (onehot, *_) in matrices.items():
+            out[name] = np.swapaxes(np.swapaxes(counts, -1, -2) @ onehot, -1, -2)  # (.., g, l)
+        return out
+
+    observed = statistics(obs)
+    step = max(1, _PPC_VALUES_PER_BLOCK // obs.size)
+    blocks = [statistics(pred[i:i + step].astype(float)) for i in range(0, len(pred), step)]
+    replicated = {k: np.concatenate([b[k] for b in blocks]) for k in observed}
+    total = float(n_cell.sum())
+
+    headline = {}
+    for k in range(n_levels):
+        headline[f"share of level {k}"] = _check(observed["level"][k], replicated["level"][:, k],
+                                                 prob, 1 / total)
+    unit = {"reaction_idx": "clusters", "event_idx": "triggers"}
+    for name in clusters:
+        headline[f"{unit[name]} with any restriction"] = _check(observed[name],
+                                                                replicated[name], prob)
+    for name in clusters:
+        headline[f"dispersion of restrictions across {unit[name]}"] = _check(
+            observed[f"{name} dispersion"], replicated[f"{name} dispersion"], prob)
+
+    groups: dict[str, Any] = {}
+    for name, (_, labels) in families.items():
+        _, n_group, small, pooled = matrices[name]
         table = {}
-        for g, label in enumerate(labels):
-            if not np.isfinite(o[g]).all():
+        for g, label in enumerate([*labels, POOLED]):
+            n = float(n_group[g])
+            if n == 0:
                 continue  # no episodes in this group
-            rows = {}
-            for k in range(o.shape[-1]):
-                lo, hi = np.nanquantile(p[:, g, k], [lo_q, hi_q])
-                outside = bool(o[g, k] < lo - 1e-12 or o[g, k] > hi + 1e-12)
-                rows[str(k)] = {"observed": float(o[g, k]), "mean": float(np.nanmean(p[:, g, k])),
-                                "lower": float(lo), "upper": float(hi), "outside": outside}
-                if outside:
-                    out["flags"].append(f"{name}={label} level {k}: observed share "
-                                        f"{o[g, k]:.3f} outside [{lo:.3f}, {hi:.3f}]")
-            table[str(label)] = rows
-        out[name] = table
-    return out
+            o, r = observed[name][g], replicated[name][:, g]
+            if name == "decade":  # episodes restricted: all levels above 0
+                checks = {"any restriction": _check(n - o[0], n - r[:, 0], prob, 1 / n)}
+            else:
+                checks = {f"level {k}": _check(o[k], r[:, k], prob, 1 / n)
+                          for k in range(n_levels)}
+            entry: dict[str, Any] = {"n_episodes": int(n), "exempt": bool(n < min_group_episodes)}
+            if g == len(labels):
+                entry["members"] = [labels[s] for s in small]
+            elif g in small and pooled:
+                entry["pooled_into"] = POOLED
+            entry["checks"] = checks
+            table[label] = entry
+        groups[name] = table
+
+    alpha = 1 - prob
+    flags = [f"{name}: observed {row['observed']:.4g} outside [{row['lower']:.4g}, "
+             f"{row['upper']:.4g}] (p = {row['p']:.3g})"
+             for name, row in headline.items() if row["p"] < alpha]
+    n_checks = n_outside = 0
+    for family, table in groups.items():
+        for label, entry in table.items():
+            if entry["exempt"]:
+                continue
+            for quantity, row in entry["checks"].items():
+                n_checks += 1
+                if row["p"] < alpha:
+                    n_outside += 1
+                    flags.append(f"{family}={label} {quantity}: observed share "
+                                 f"{row['observed']:.3f} outside [{row['lower']:.3f}, "
+                                 f"{row['upper']:.3f}] (p = {row['p']:.3g})")
+    return {"prob": prob, "min_group_episodes": min_group_episodes, "draws": int(len(pred)),
+            "headline": headline, "groups": groups, "group_checks": n_checks,
+            "group_outside": n_outside, "flags": flags}
 
 
-def diagnose(tree: xr.DataTree, worst: int = 5) -> dict[str, Any]:
-    """Convergence, efficiency, PSIS-LOO and predictive checks of a fit (JSON-serialisable)."""
+def diagnose(tree: xr.DataTree, worst: int = 5,
+             trigger_loo_draws: int | None = TRIGGER_LOO_DRAWS) -> dict[str, Any]:
+    """Convergence, efficiency, PSIS-LOO (per episode, per cell, per trigger) and posterior
+    predictive checks of a fit (JSON-serialisable)."""
     t0 = time.perf_counter()
     summary = summary_table(tree)
     undefined = ~np.isfinite(summary["r_hat"].to_numpy(dtype=float))
     # identical in every draw of every chain: zero by construction (a partner alone in its
-    # bloc has no deviation), not a diagnostic; anything else without an R-hat is frozen
+    # bloc has no deviation), not a diagnostic. Anything else that never changes within a
+    # chain, or has no R-hat, is frozen: a stuck chain (its R-hat may be finite, even huge)
     fixed = summary["sd"].to_numpy(dtype=float) <= 1e-12
-    constant = sorted(summary.index[undefined & fixed])
-    frozen = sorted(summary.index[undefined & ~fixed])
-    summary = summary[~undefined]
+    stuck = summary["stuck_chains"].to_numpy() > 0
+    constant = sorted(summary.index[fixed])
+    frozen = sorted(summary.index[(undefined | stuck) & ~fixed])
+    summary = summary[~undefined & ~fixed]
     rel_mcse = summary["mcse_mean"] / summary["sd"].replace(0, np.nan)
     stats = tree.sample_stats
     diag: dict[str, Any] = {
@@ -220,13 +412,26 @@ def diagnose(tree: xr.DataTree, worst: int = 5) -> dict[str, Any]:
         "ebfmi": _ebfmi(stats["energy"].values) if "energy" in stats else [],
     }
     diag["min_ebfmi"] = min(diag["ebfmi"]) if diag["ebfmi"] else None
-    if OBSERVED in tree.get("observed_data", xr.Dataset()) and "constant_data" in tree.children:
+    parts = {"diagnostics_convergence": time.perf_counter() - t0}
+    has_data = (OBSERVED in tree.get("observed_data", xr.Dataset())
+                and "constant_data" in tree.children)
+    t1 = time.perf_counter()
+    if has_data:
         diag["loo"] = _loo_or_error(lambda: episode_loo(tree))
     if "log_likelihood" in tree.children:
         diag["loo_cells"] = _loo_or_error(lambda: _loo_summary(_loo(tree), None))
+    parts["diagnostics_loo"] = time.perf_counter() - t1
+    t1 = time.perf_counter()
+    if has_data and "event_idx" in tree.constant_data:  # coded triggers (revision 3 on)
+        diag["loo_trigger"] = _loo_or_error(lambda: trigger_loo(tree, trigger_loo_draws),
+                                            (ValueError, KeyError))
+    parts["diagnostics_loo_trigger"] = time.perf_counter() - t1
+    t1 = time.perf_counter()
     diag["ppc"] = posterior_predictive_check(tree)
+    parts["diagnostics_ppc"] = time.perf_counter() - t1
     timings = json.loads(tree.attrs.get("timings", "{}"))
     timings["diagnostics"] = time.perf_counter() - t0
+    timings.update(parts)
     diag["timings"] = timings
     sampling = timings.get("sampling")
     if sampling and diag["min_ess_bulk"]:
