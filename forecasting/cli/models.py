@@ -16,6 +16,31 @@ from forecasting.serving.forecasts import ForecastEngine, Scenario
 FIT_FAILED_GATE = 3  # exit code of `forecast fit` when the gate fails
 
 
+def _elpd(loo: dict | None) -> str | None:
+    if not loo:
+        return None
+    return loo.get("error") or f"{loo['elpd']:.1f} ({loo['se']:.1f}) over {loo['n_points']}"
+
+
+def _influential(loo: dict | None) -> str | None:
+    if not loo or "influential" not in loo:
+        return None
+    shown = ", ".join(f"{name} ({k:.2f})" for name, k in loo["influential"].items())
+    return f"[bold red]{loo['n_influential']}[/]: {shown}" if shown else "none"
+
+
+def _ppc_rows(ppc: dict) -> list[tuple[str, str]]:
+    """Posterior predictive checks: each headline check, then the per-group count."""
+    if not ppc.get("headline"):
+        return [("posterior predictive checks", "not available")]
+    rows = [(f"ppc {name}", f"{r['observed']:.4g} vs {r['mean']:.4g} [{r['lower']:.4g}, "
+                            f"{r['upper']:.4g}], p = {r['p']:.2g}")
+            for name, r in ppc["headline"].items()]
+    rows.append((f"ppc per-group checks outside {ppc['prob']:.0%}",
+                 f"{ppc.get('group_outside')} of {ppc.get('group_checks')}"))
+    return rows
+
+
 def _print_diagnostics(mv) -> None:
     d = mv.metadata.get("diagnostics", {})
     loo = d.get("loo") or {}
@@ -29,11 +54,13 @@ def _print_diagnostics(mv) -> None:
         ("divergences", d.get("divergences")),
         ("tree-depth saturation", d.get("treedepth_fraction")),
         ("min E-BFMI", d.get("min_ebfmi")),
-        ("PSIS-LOO elpd (se)", (loo.get("error") or
-         f"{loo.get('elpd', float('nan')):.1f} ({loo.get('se', float('nan')):.1f})") if loo else None),
-        ("max Pareto k", loo.get("max_pareto_k")),
-        ("Pareto k counts", loo.get("pareto_k_counts")),
-        ("posterior predictive flags", len((d.get("ppc") or {}).get("flags", []))),
+        ("PSIS-LOO per episode elpd (se)", _elpd(loo)),
+        ("max Pareto k per episode (not gated)", loo.get("max_pareto_k")),
+        ("Pareto k counts per episode", loo.get("pareto_k_counts")),
+        ("leave-one-trigger-out elpd (se)", _elpd(d.get("loo_trigger"))),
+        ("max Pareto k per trigger", (d.get("loo_trigger") or {}).get("max_pareto_k")),
+        ("influential triggers (Pareto k > 0.7)", _influential(d.get("loo_trigger"))),
+        *_ppc_rows(d.get("ppc") or {}),
         ("parameterisation", d.get("parameterization")),
         ("sampling seconds", (d.get("timings") or {}).get("sampling")),
     ]
