@@ -1,8 +1,9 @@
 """Evaluation results stored beside the model version they belong to, and the entry points
-the CLI and the API share: `backtest_report`, `sbc_report`, `sensitivity_report`.
+the CLI and the API share: `backtest_report`, `sbc_report`, `sensitivity_report`,
+`comparison_report` (leaving triggers out).
 
 Registry version folders are immutable, so results live in
-`<instance>/evaluation/<version>/`: `<kind>.json` (backtest, sbc, sensitivity) and
+`<instance>/evaluation/<version>/`: `<kind>.json` (backtest, sbc, sensitivity, comparison) and
 `<plot>.png` (reliability, scores, pit, sbc). Writes are atomic (temp file + rename).
 """
 
@@ -27,7 +28,7 @@ from forecasting.registry import ModelVersion, Registry, utc_now_iso
 from forecasting.settings import SamplerSettings, Settings
 
 log = logging.getLogger(__name__)
-KINDS = ("backtest", "sbc", "sensitivity")
+KINDS = ("backtest", "sbc", "sensitivity", "comparison")
 PLOTS = ("reliability", "scores", "pit", "sbc")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
@@ -93,7 +94,7 @@ def load_results(settings: Settings, version: str) -> dict[str, Any]:
     if not found:
         raise NoEvaluationError(
             f"model version {version} has no evaluation results; run `forecast backtest`, "
-            "`forecast sbc` or `forecast sensitivity`")
+            "`forecast sbc`, `forecast sensitivity` or `forecast models compare`")
     return found
 
 
@@ -210,4 +211,71 @@ def sensitivity_report(settings: Settings, registry: Registry, version: str = "c
     report = _json_safe(report)
     if save:
         save_result(settings, mv.version, "sensitivity", report)
+    return report
+
+
+# -- leave-one-trigger-out comparison ---------------------------------------------------------
+
+
+def load_comparison(settings: Settings, version: str) -> dict:
+    """The stored leave-one-trigger-out comparison of `version`; NoEvaluationError if none."""
+    path = evaluation_dir(settings, version) / "comparison.json"
+    if not path.is_file():
+        raise NoEvaluationError(
+            f"model version {version} has no leave-one-trigger-out comparison yet; run "
+            f"`forecast models compare {version}`")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def comparison_report(settings: Settings, database, codebook: Codebook, *,
+                      registry: Registry | None = None, version: str = "current",
+                      variants: list[str] | None = None, recompute: bool = False,
+                      max_refits: int | None = None, sampler: SamplerSettings | None = None,
+                      save: bool = True, progress: Callable[[str], None] | None = None) -> dict:
+    """Leave-one-trigger-out comparison of `version`'s model (its priors) with simpler
+    variants, on the database's episodes; stored with the version, computed once.
+
+    A stored comparison is returned as it is when it holds every requested variant (a
+    subset is tabled again from its stored pointwise values, not refitted). Variants it
+    lacks are fitted and added when the data, priors and settings are those it was made
+    with; otherwise (or with `recompute`) every model is fitted again.
+    """
+    from forecasting.domain.cells import aggregate
+    from forecasting.evaluation import loto
+
+    registry = registry or Registry(settings.registry_path)
+    mv = registry.get(version)
+    stored = None
+    path = evaluation_dir(settings, mv.version) / "comparison.json"
+    if path.is_file() and not recompute:
+        stored = json.loads(path.read_text(encoding="utf-8"))
+    names = loto.resolve_variants(variants)
+    if stored is not None and (variants is None or set(names) <= set(stored["models"])):
+        if variants is None or set(names) == set(stored["models"]):
+            return stored
+        return _json_safe({**stored, **loto.comparison_table(
+            {name: stored["models"][name] for name in names},
+            stored["settings"]["k_threshold"]), "models_compared": names})
+    _, priors = _version_and_priors(settings, registry, mv.version)
+    frame = database.episodes.frame()
+    sampler = sampler or loto.COMPARISON_SAMPLER
+    max_refits = loto.MAX_REFITS if max_refits is None else max_refits
+    done = None
+    if stored is not None:
+        # keep the stored models when they were made the same way; fit the missing ones
+        same = (stored.get("data_hash") == aggregate(frame, codebook).fingerprint
+                and stored.get("priors_hash") == priors.content_hash
+                and stored.get("settings") == _json_safe(loto.comparison_settings(
+                    sampler, loto.K_THRESHOLD, max_refits, loto.LOO_DRAWS)))
+        if same:
+            done = stored["models"]
+        names = list(dict.fromkeys([*stored["models_compared"], *names]))
+    report = loto.compare_variants(frame, codebook, priors, names, sampler=sampler,
+                                   max_refits=max_refits, progress=progress, done=done)
+    report.update({"version": mv.version,
+                   "data_matches_version": report["data_hash"] == mv.metadata.get("data_hash"),
+                   "created_at": utc_now_iso()})
+    report = _json_safe(report)
+    if save:
+        report["stored_in"] = str(save_result(settings, mv.version, "comparison", report))
     return report
