@@ -199,6 +199,7 @@ class ForecastEngine:
         self._cluster_sd = cluster_sd(*scales).astype(DTYPE)  # (S,)
         self._cluster_scales = {name: scale for name, scale in zip(CLUSTER_SCALES, scales,
                                                                    strict=True)}
+        self._has_clusters = all(name in ds for name in CLUSTER_SCALES)
         self.n_draws = self._cutpoints.shape[-1]
         self._cache_enabled = cache
         self._answers: dict[tuple, np.ndarray] = {}
@@ -269,13 +270,17 @@ class ForecastEngine:
         The cell's own episode, if it is coded, is left out of the conditioning (the answer
         is what the other reactions say about it) and reported as `observed_level`.
         """
-        if not self._cluster_scales:
+        if not self._has_clusters:  # a version before model revision 3 cannot condition
             raise NotInModelError("trigger_id", trigger.trigger_id, self.version)
         p, t, scenario_key = self._cell_key(partner, intel_type, trigger.scenario)
         keep = np.unique(np.linspace(0, self.n_draws - 1, min(self.n_draws, MAX_DRAWS))
                          .round().astype(int))
         scenario_eta = self._scenario_eta[scenario_key][keep]
-        others = [e for e in trigger.episodes
+        # episodes of codes this version predates cannot inform it: listed, not used
+        known = [e for e in trigger.episodes if e["partner"] in self._partner_index
+                 and e["intel_type"] in self._type_index]
+        skipped = [dict(e) for e in trigger.episodes if e not in known]
+        others = [e for e in known
                   if (e["partner"], e["intel_type"]) != (partner, intel_type)]
         own = [e for e in trigger.episodes
                if (e["partner"], e["intel_type"]) == (partner, intel_type)]
@@ -296,6 +301,8 @@ class ForecastEngine:
         answer = self._shape(partner, intel_type, trigger.scenario, stats)
         answer["trigger_id"] = trigger.trigger_id
         answer["conditioned_on"] = [dict(e) for e in others]
+        if skipped:
+            answer["not_conditioned_on"] = skipped
         answer["observed_level"] = int(own[0]["level"]) if own else None
         answer["draws_used"] = int(len(keep))
         return answer
