@@ -270,6 +270,52 @@ class Diagnostics(BaseModel):
     diagnostics: dict[str, Any]
 
 
+class ComparisonRow(BaseModel):
+    """One model in a leave-one-trigger-out comparison, best first."""
+
+    model: str = Field(description="Variant name (full is the served model)")
+    rank: int
+    elpd_loo: float = Field(description="Sum over triggers of the held-out log predictive "
+                                        "density")
+    se: float | None
+    elpd_diff: float = Field(description="elpd_loo minus the best model's")
+    dse: float | None = Field(description="SE of elpd_diff, paired over triggers")
+    p_worse: float | None = Field(description="P(worse than the best), normal approximation")
+    p_loo: float
+    weight: float | None = Field(description="Stacking weight")
+    n_high_k: int = Field(description="Triggers whose Pareto k exceeded the threshold")
+    refits: int = Field(description="Of those, refitted exactly without the trigger")
+    high_k_kept_psis: int = Field(description="Of those, kept at their PSIS estimate (cap)")
+    verdict: str
+
+
+class DifferenceToServed(BaseModel):
+    elpd_diff: float
+    dse: float | None
+    verdict: str
+
+
+class TriggerComparison(BaseModel):
+    """Leave-one-trigger-out comparison of a version's model with simpler variants."""
+
+    model_config = ConfigDict(extra="allow")
+    version: str
+    unit: Literal["trigger"]
+    served: str
+    models_compared: list[str]
+    n_triggers: int
+    n_episodes: int
+    data_matches_version: bool
+    rule: str
+    best: str
+    table: list[ComparisonRow]
+    against_served: dict[str, DifferenceToServed]
+    conclusions: list[str]
+    settings: dict[str, Any]
+    models: dict[str, dict[str, Any]]
+    created_at: str
+
+
 class PromoteBody(Strict):
     reason: str = Field("", max_length=2000,
                         description="Why this version should serve (kept in the audit log)")

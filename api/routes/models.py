@@ -1,4 +1,5 @@
-"""Model versions: list, read, diagnostics, plots, promotion (rollback)."""
+"""Model versions: list, read, diagnostics, plots, promotion (rollback), the stored
+leave-one-trigger-out comparison."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from flask import Response, jsonify, request
 from flask_openapi3 import APIBlueprint, Tag
 from pydantic import ValidationError
 
+from forecasting.evaluation import reports
 from forecasting.services import models as model_service
 from forecasting.serving import plots
 
@@ -18,6 +20,7 @@ from ..schemas import (
     ModelSummary,
     PlotPath,
     PromoteBody,
+    TriggerComparison,
     VersionPath,
 )
 from ..services import services
@@ -52,6 +55,16 @@ def diagnostics(path: VersionPath):
     mv = services().registry.get(path.version)
     return jsonify(version=mv.version, verdict=mv.verdict, reasons=mv.reasons,
                    diagnostics=mv.metadata.get("diagnostics", {}))
+
+
+@bp.get("/<version>/comparison", responses={200: TriggerComparison, **problems(404, 503)})
+def comparison(path: VersionPath):
+    """Leave-one-trigger-out comparison of the version's model with simpler variants, as
+    `forecast models compare` stored it (404 until it has been computed: minutes of fits)."""
+    mv = services().registry.get(path.version)
+    response = jsonify(reports.load_comparison(services().settings, mv.version))
+    response.headers["X-Model-Version"] = mv.version
+    return response
 
 
 @bp.get("/<version>/plots/<name>.png",

@@ -8,6 +8,34 @@ from forecasting.cli import CliContext, echo_json, err, fail, main, out, pass_co
 from forecasting.cli import progress_bar as make_progress
 
 
+def print_comparison(report: dict) -> None:
+    """A leave-one-trigger-out comparison (`forecast models compare`) as a table and its
+    conclusions."""
+    from rich.table import Table
+
+    table = Table("model", "elpd_loo (SE)", "diff to best (SE)", "p_loo", "weight",
+                  "k > {:g}: refitted / kept PSIS".format(report["settings"]["k_threshold"]),
+                  "verdict", title=f"leaving triggers out: model version {report['version']}, "
+                  f"{report['n_triggers']} triggers, {report['n_episodes']} episodes",
+                  title_justify="left")
+    for row in report["table"]:
+        table.add_row(row["model"], f"{row['elpd_loo']:.1f} ({row['se']:.1f})",
+                      f"{row['elpd_diff']:+.1f} ({row['dse']:.1f})", f"{row['p_loo']:.1f}",
+                      f"{row['weight']:.2f}",
+                      f"{row['n_high_k']}: {row['refits']} / {row['high_k_kept_psis']}",
+                      row["verdict"])
+    out.print(table)
+    for line in report["conclusions"]:
+        out.print(f"- {line}", highlight=False)
+    out.print(f"rule: {report['rule']}", highlight=False)
+    sampler = report["settings"]["sampler"]
+    seconds = sum(m["seconds"]["total"] for m in report["models"].values())
+    err.print(f"{sampler['chains']} chains x {sampler['draws']} draws per fit; "
+              f"{seconds:.0f} s of fitting and refitting; computed {report['created_at']}"
+              + ("" if report.get("data_matches_version", True)
+                 else "; [yellow]the episodes differ from those the version was fitted on[/]"))
+
+
 def _print_report(report: dict, tables, as_json: bool) -> None:
     """An evaluation report as JSON, or as tables and where it was stored."""
     if as_json:

@@ -107,11 +107,18 @@ def fit(ctx: CliContext, no_promote: bool) -> None:
         sys.exit(FIT_FAILED_GATE)
 
 
-@main.command()
+@main.group(invoke_without_command=True)
 @click.option("--json", "as_json", is_flag=True)
-@pass_context
-def models(ctx: CliContext, as_json: bool) -> None:
-    """List model versions, newest first, with their verdicts."""
+@click.pass_context
+def models(click_ctx: click.Context, as_json: bool) -> None:
+    """List model versions, newest first, with their verdicts.
+
+    `forecast models compare` scores a version's model against simpler ones by leaving
+    triggers out.
+    """
+    if click_ctx.invoked_subcommand is not None:
+        return
+    ctx = click_ctx.find_object(CliContext)
     current = ctx.registry.current_or_none()
     rows = [model_service.model_summary(mv, current.version if current else None)
             for mv in ctx.registry.versions()]
@@ -123,6 +130,38 @@ def models(ctx: CliContext, as_json: bool) -> None:
         table.add_row("*" if r["current"] else "", r["version"], r["fitted_at"],
                       str(r["episodes"]), r["verdict"], "; ".join(r["reasons"]))
     out.print(table)
+
+
+@models.command("compare")
+@click.argument("version", default="current")
+@click.option("--variants", multiple=True, metavar="NAMES",
+              help="Variants to compare with the served model, comma-separated or repeated "
+                   "(default: every variant the model defines).")
+@click.option("--max-refits", type=click.IntRange(0), default=None,
+              help="Exact refits per model of the triggers whose Pareto k exceeds 0.7, the "
+                   "highest k first (default 10); used when models are fitted.")
+@click.option("--recompute", is_flag=True, help="Fit every model again; ignore a stored result.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@pass_context
+def compare_models(ctx: CliContext, version: str, variants: tuple[str, ...],
+                   max_refits: int | None, recompute: bool, as_json: bool) -> None:
+    """Leave-one-trigger-out comparison of VERSION's model (default: the current one) with
+    simpler variants; computed once (minutes), then read from where it is stored."""
+    from forecasting.cli.evaluation import print_comparison
+    from forecasting.evaluation.reports import comparison_report
+
+    names = [n for v in variants for n in v.split(",") if n.strip()] or None
+    try:
+        report = comparison_report(ctx.settings, ctx.database(), ctx.codebook,
+                                   registry=ctx.registry, version=version, variants=names,
+                                   recompute=recompute, max_refits=max_refits,
+                                   progress=lambda message: err.print(message, highlight=False))
+    except ValueError as exc:  # an unknown variant, too few triggers
+        fail(str(exc))
+    if as_json:
+        echo_json(report)
+        return
+    print_comparison(report)
 
 
 @main.command()
