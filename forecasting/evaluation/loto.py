@@ -47,6 +47,7 @@ import xarray as xr
 from arviz_stats import compare, loo, reloo
 from arviz_stats.loo.wrapper import SamplingWrapper
 from arviz_stats.utils import ELPDDataLOO
+from scipy.stats import norm
 
 from forecasting.domain.cells import aggregate, episodes_frame
 from forecasting.domain.codebook import Codebook
@@ -337,7 +338,8 @@ def comparison_table(models: dict[str, dict[str, Any]], k_threshold: float = K_T
     rows = []
     for name, row in frame.iterrows():
         m = models[name]
-        diff, dse = float(row["elpd_diff"]), float(row["dse"])
+        # the paired SE as R's loo computes it (n - 1 in the variance; ArviZ divides by n)
+        diff, dse = paired_difference(m, models[best]) if name != best else (0.0, 0.0)
         if name == best:
             verdict = "best"
         elif distinguishable(diff, dse):
@@ -347,6 +349,8 @@ def comparison_table(models: dict[str, dict[str, Any]], k_threshold: float = K_T
         rows.append({
             "model": str(name), "rank": int(row["rank"]), "elpd_loo": float(row["elpd"]),
             "se": float(row["se"]), "elpd_diff": diff, "dse": dse,
+            # normal approximation: how likely the model is worse than the best
+            "p_worse": float(norm.cdf(-diff / dse)) if dse > 0 else None,
             "p_loo": float(row["p"]), "weight": float(row["weight"]),
             "n_high_k": m["n_high_k"], "refits": m["refits"],
             "high_k_kept_psis": m["n_high_k"] - m["refits"], "verdict": verdict,
@@ -370,13 +374,14 @@ def _conclusions(rows, against, models, n_triggers: int, k_threshold: float) -> 
            f"SE {rows[0]['se']:.1f}, over {n_triggers} left-out triggers)"]
     for name, a in against.items():
         diff, se = a["elpd_diff"], a["dse"]
+        ratio = f", {abs(diff) / se:.1f} SE" if se > 0 else ""
         if a["verdict"].startswith("cannot"):
-            out.append(f"{name} vs {SERVED}: {diff:+.1f} (SE {se:.1f}): the data cannot tell "
-                       f"them apart")
+            out.append(f"{name} vs {SERVED}: {diff:+.1f} (SE {se:.1f}{ratio}): the data cannot "
+                       f"tell them apart")
         else:
             winner = name if diff > 0 else SERVED
-            out.append(f"{name} vs {SERVED}: {diff:+.1f} (SE {se:.1f}): {winner} predicts "
-                       f"left-out triggers better")
+            out.append(f"{name} vs {SERVED}: {diff:+.1f} (SE {se:.1f}{ratio}): {winner} "
+                       f"predicts left-out triggers better")
     if n_triggers < 100:
         out.append(f"only {n_triggers} triggers (< 100): the normal approximation behind the "
                    f"SEs is rough; read differences near the line as none")
