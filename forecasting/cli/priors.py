@@ -74,11 +74,11 @@ def priors_check(ctx: CliContext, file: Path | None, png: Path | None, as_json: 
     if as_json:
         echo_json(summary)
         return
-    table = Table("before any data", "mean", "5%", "25%", "50%", "75%", "95%")
+    table = Table("before any data (a new trigger)", "mean", "5%", "25%", "50%", "75%", "95%")
     names = {k: v["name"] for k, v in ctx.codebook.levels.items()}
-    for label, d in [("P(any restriction)", summary["any_restriction"])] + [
+    for label, d in [(d["label"], d) for d in summary["outcome"].values()] + [
             (f"P(level {k}: {names[int(k)]})", v) for k, v in summary["levels"].items()]:
-        table.add_row(label, f"{d['mean']:.3f}", *(f"{v:.3f}" for v in d["quantiles"].values()))
+        table.add_row(label, f"{d['mean']:.3g}", *(f"{v:.3g}" for v in d["quantiles"].values()))
     out.print(table)
 
 

@@ -129,17 +129,18 @@ def _quiet_prior_sampling():
 def prior_draws(model: pm.Model, draws: int, seed: int) -> xr.Dataset:
     """Prior draws of every parameter (group `prior`); they do not depend on the data.
 
-    The likelihood is a Potential, which PyMC cannot draw from: `replicate_counts`
+    From the model's own prior, the cutpoints' ordering included
+    (`prior_predictive.sample_prior`: `pm.sample_prior_predictive` alone ignores the ordered
+    transform and gave unordered cutpoints, hence negative level probabilities, in most
+    draws). The likelihood is a Potential, which PyMC cannot draw from: `replicate_counts`
     derives the prior predictive from these draws. Cached per model structure, so that a
     refit in the same process pays nothing.
     """
+    from forecasting.model.prior_predictive import sample_prior
+
     key = (structure_key(model), draws, seed)
     if key not in _PRIORS:
-        names = [v.name for v in model.free_RVs + model.deterministics]
-        with _quiet_prior_sampling():
-            prior = pm.sample_prior_predictive(draws=draws, model=model, var_names=names,
-                                               random_seed=seed)
-        _PRIORS[key] = prior["prior"].to_dataset()
+        _PRIORS[key] = sample_prior(model, draws, seed)
     return drop_spare_slots(_PRIORS[key], model)
 
 

@@ -1,93 +1,386 @@
-"""What a prior set implies before any data: the prior predictive, as numbers and a plot."""
+"""What a prior set implies before any data: the prior predictive on the outcome scale.
+
+Every prior draw comes from the model's own prior (`sample_prior`): PyMC's forward graph for
+every variable, and for a variable with the `ordered` transform (the cutpoints) the density
+that transform gives, the family restricted to increasing vectors. `pm.draw` and
+`pm.sample_prior_predictive` ignore transforms: they return independent draws, unordered in
+about 60% of draws of the old default, whose level probabilities went negative.
+
+`prior_predictive` states what the priors imply for forecasts as they are served, for a *new*
+trigger (its event and reaction effects integrated out, `arithmetic.integrate_clusters`):
+P(any restriction) of a typical cell, the share of episodes restricted over the scenarios
+(the base rate a data set would show), how far apart the most and least guarded partner of
+one bloc, type, bloc and trigger type are in odds, how much events of the same kind differ,
+and the interval of a partner nobody has coded. priors/default.toml quotes these numbers and
+tests/test_prior_predictive.py holds them to it.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pymc as pm
+import xarray as xr
+from pymc.distributions.shape_utils import change_dist_size
+from pytensor.graph.traversal import ancestors
+from scipy.special import expit
 
 from forecasting.domain.cells import Cells, empty_cells
 from forecasting.domain.codebook import Codebook
-from forecasting.model.arithmetic import FORECAST_VARIABLES, level_probabilities, linear_predictor
+from forecasting.model.arithmetic import (
+    FORECAST_VARIABLES,
+    LEVELS,
+    any_restriction,
+    cluster_sd,
+    covariate_offsets,
+    integrate_clusters,
+    level_probabilities,
+    linear_predictor,
+    scenario_effects,
+)
 from forecasting.model.priors import PriorSet
 from forecasting.model.pymc_model import build_model
 
 PRIOR_PREDICTIVE_DRAWS = 500
+QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
+# The scenario set's share of restricted episodes is averaged over this many scenarios of
+# the vocabulary's grid (17,664 partner x type x trigger type x severity x alignment cells)
+VOCABULARY_SCENARIOS = 256
+# An uncoded partner's interval is shown for a bloc whose typical cell (new trigger) restricts
+# with this probability: the seed data's share of episodes with any restriction (6.8%)
+REFERENCE_RATE = 0.07
+Z90 = 1.6448536269514722  # the 95th percentile of a standard normal
+
+
+# -- prior draws ------------------------------------------------------------------------------
+
+
+def _is_ordered(transform) -> bool:
+    if isinstance(transform, pm.distributions.transforms.Ordered):
+        return True
+    return any(_is_ordered(t) for t in getattr(transform, "transform_list", ()))
+
+
+def _increasing(x: np.ndarray) -> np.ndarray:
+    """Per row (last axis a vector): strictly increasing?"""
+    return np.all(np.diff(x, axis=-1) > 0, axis=-1)
+
+
+def ordered_variables(model: pm.Model) -> list[str]:
+    """Free variables of `model` sampled with the `ordered` transform (the cutpoints)."""
+    return [rv.name for rv in model.free_RVs if _is_ordered(model.rvs_to_transforms.get(rv))]
+
+
+def _draw_ordered(model: pm.Model, name: str, draws: int, rng: np.random.Generator,
+                  max_batches: int = 1000) -> tuple[np.ndarray, float]:
+    """`draws` draws of the ordered variable `name` from its density under the transform:
+    PyMC's own distribution, drawn in batches, increasing rows kept (exact rejection).
+
+    Exact for a variable whose parameters are constants and which no other variable drawn
+    depends on (`sample_prior` checks both): then it is independent of the rest of the prior.
+    Returns the draws and the share of the family's draws that were increasing.
+    """
+    rv = model[name]
+    kept, n_drawn = [], 0
+    batch = max(2 * draws, 1000)
+    resized = change_dist_size(rv, new_size=(batch,), expand=True)
+    fn = pm.pytensorf.compile([], resized, random_seed=int(rng.integers(2**31)))
+    for _ in range(max_batches):
+        x = np.asarray(fn())
+        n_drawn += len(x)
+        kept.append(x[_increasing(x)])
+        if sum(len(k) for k in kept) >= draws:
+            break
+    else:
+        raise RuntimeError(f"{name}: fewer than {draws} increasing draws in "
+                           f"{n_drawn} draws of its prior")
+    values = np.concatenate(kept)
+    return values[:draws], float(len(values) / n_drawn)
+
+
+@contextlib.contextmanager
+def _quiet_potential():
+    """The likelihood is a Potential (forecasting.model.pymc_model): prior draws rightly
+    ignore it, and PyMC says so on every call."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*Potential", category=UserWarning)
+        yield
+
+
+def sample_prior(model: pm.Model, draws: int, seed: int,
+                 var_names: list[str] | None = None) -> xr.Dataset:
+    """Prior draws (chain, draw, ...) of `var_names` (default: every free variable and
+    deterministic) from the model's own prior, ordered transforms included.
+
+    PyMC draws every variable forward; each ordered variable is then redrawn from the family
+    restricted to increasing vectors, which is what its transform gives the sampler. That is
+    exact when the ordered variable's parameters are constants and nothing drawn depends on
+    it, as for the cutpoints (they enter only the likelihood); anything else is refused, not
+    drawn wrongly. The share of the family's draws that were increasing is the variable's
+    attribute `ordered_acceptance`.
+    """
+    names = var_names or [v.name for v in model.free_RVs + model.deterministics]
+    ordered = ordered_variables(model)
+    random = set(model.basic_RVs)
+    for name in ordered:
+        rv = model[name]
+        if random & (set(ancestors(rv.owner.inputs)) - {rv}):
+            raise NotImplementedError(f"{name}: an ordered variable with random parameters")
+        dependents = [n for n in names if n != name and rv in ancestors([model[n]])]
+        if dependents:
+            raise NotImplementedError(f"{name}: ordered, and {dependents} depend on it")
+    rng = np.random.default_rng(seed)
+    with _quiet_potential():
+        tree = pm.sample_prior_predictive(draws=draws, model=model, var_names=names,
+                                          random_seed=int(rng.integers(2**31)))
+    prior = tree["prior"].to_dataset()
+    for name in ordered:
+        if name not in prior:
+            continue
+        values, acceptance = _draw_ordered(model, name, draws, rng)
+        prior[name] = prior[name].copy(data=values.reshape(prior[name].shape))
+        prior[name].attrs["ordered_acceptance"] = acceptance
+    return prior
+
+
+# -- what the draws imply on the outcome scale -------------------------------------------------
+
+
+def _flat(prior: xr.Dataset, name: str) -> np.ndarray:
+    """(S, ...) with chain and draw stacked."""
+    values = prior[name].values
+    return values.reshape(-1, *values.shape[2:])
+
+
+def _scenarios(cells: Cells, rng: np.random.Generator, n: int) -> tuple[tuple, np.ndarray]:
+    """(partner, type, trigger type, severity, alignment) indices and weights: the data's
+    cells weighted by their episodes, or `n` scenarios drawn from the vocabulary's grid."""
+    if cells.n_episodes > 0:
+        index = (cells.partner_idx, cells.type_idx, cells.trigger_idx, cells.severity,
+                 cells.alignment)
+        return index, cells.n_per_cell / cells.n_per_cell.sum()
+    c = cells.coords
+    index = (rng.integers(0, len(c["partner"]), n), rng.integers(0, len(c["intel_type"]), n),
+             rng.integers(0, len(c["trigger_type"]), n), rng.integers(0, 4, n),
+             rng.integers(0, 4, n))
+    return index, np.full(n, 1.0 / n)
+
+
+def _new_trigger_p_any(eta: np.ndarray, cutpoints: np.ndarray, sd: np.ndarray) -> np.ndarray:
+    """P(any restriction) for a new trigger: eta (S, ...), cutpoints (S, 3), sd (S,)."""
+    extra = eta.ndim - 1
+    cut = cutpoints.reshape(cutpoints.shape[0], *([1] * extra), cutpoints.shape[-1])
+    return any_restriction(integrate_clusters(eta, cut, sd.reshape(-1, *([1] * extra))))
+
+
+def _eta_at(rate: float, cutpoints: np.ndarray, sd: np.ndarray) -> np.ndarray:
+    """Per draw, the eta whose new-trigger P(any restriction) is `rate` (bisection)."""
+    lo = np.full(len(sd), -30.0)
+    hi = np.full(len(sd), 30.0)
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        above = _new_trigger_p_any(mid, cutpoints, sd) > rate
+        hi = np.where(above, mid, hi)
+        lo = np.where(above, lo, mid)
+    return (lo + hi) / 2
+
+
+def largest_bloc(cells: Cells) -> int:
+    """The bloc with the most partners in the vocabulary (its spread is the widest)."""
+    return int(np.argmax(np.bincount(cells.partner_bloc, minlength=len(cells.coords["bloc"]))))
+
+
+def outcome_samples(prior: xr.Dataset, cells: Cells, seed: int = 0,
+                    reference_rate: float = REFERENCE_RATE) -> dict[str, np.ndarray]:
+    """Per prior draw, what a forecast for a new trigger would say (see QUANTITIES)."""
+    rng = np.random.default_rng(seed)
+    d = {name: _flat(prior, name) for name in prior.data_vars}
+    cut = d["cutpoints"]
+    n = len(cut)
+    sd = cluster_sd(d["sigma_event"], d["sigma_reaction"])
+    params = {name: d[name] for name in FORECAST_VARIABLES}
+    out: dict[str, np.ndarray] = {}
+
+    # a typical cell: every effect at its average (they sum to zero), covariates centred
+    typical = integrate_clusters(np.zeros(n), cut, sd)  # (S, 4)
+    out["typical_cell"] = any_restriction(typical)
+    out["typical_restricted_suspended"] = typical[:, 3] / np.maximum(out["typical_cell"], 1e-300)
+    # the cutpoints alone: a typical cell of a coded trigger whose event and reaction effects
+    # are zero (the number the cutpoint prior used to be documented by)
+    out["eta_zero"] = 1.0 - expit(cut[:, 0])
+
+    # one scenario per draw (a forecast for an arbitrary cell), and the scenario set's share
+    (p_i, t_i, tt_i, sev, ali), weight = _scenarios(cells, rng, VOCABULARY_SCENARIOS)
+    pick = rng.choice(len(weight), n, p=weight)
+    rows = np.arange(n)
+    table = scenario_effects(params["trigger_eff"], params["beta_severity"],
+                             params["beta_alignment"])
+    eta_one = (params["pt_eff"][rows, p_i[pick], t_i[pick]]
+               + table[rows, tt_i[pick], sev[pick], ali[pick]])
+    levels = integrate_clusters(eta_one, cut, sd)
+    out["any_restriction"] = any_restriction(levels)
+    for k in LEVELS:
+        out[f"level_{k}"] = levels[:, k]
+    eta_all = linear_predictor(params, p_i, t_i, tt_i, sev, ali)  # (S, scenarios)
+    out["share_restricted"] = _new_trigger_p_any(eta_all, cut, sd) @ weight
+
+    # spread, in odds of any restriction for the same event (one group per draw, so that
+    # the draws stay independent): the most against the least guarded member
+    bloc_of = np.asarray(cells.partner_bloc)
+    n_partners, n_types = d["pt_eff"].shape[1:]
+    bloc = largest_bloc(cells)
+    members = np.flatnonzero(bloc_of == bloc)
+    one_type = rng.integers(0, n_types, n)
+    in_bloc = d["pt_eff"][rows[:, None], members[None, :], one_type[:, None]]
+    out["partners_in_bloc_odds_ratio"] = np.exp(np.ptp(in_bloc, axis=1))
+    one_partner = rng.integers(0, n_partners, n)
+    out["types_odds_ratio"] = np.exp(np.ptp(d["pt_eff"][rows, one_partner], axis=1))
+    out["main_types_odds_ratio"] = np.exp(np.ptp(d["type_eff"], axis=1))
+    # how far one partner x type cell departs from partner + type (bloc x type and
+    # partner x type together), a ratio of odds either way
+    interaction = (d["pt_eff"][rows, one_partner, one_type] - d["partner_eff"][rows, one_partner]
+                   - d["type_eff"][rows, one_type])
+    out["interaction_odds_ratio"] = np.exp(np.abs(interaction))
+    out["blocs_odds_ratio"] = np.exp(np.ptp(d["bloc_eff"], axis=1))
+    out["trigger_types_odds_ratio"] = np.exp(np.ptp(d["trigger_eff"], axis=1))
+    steps = covariate_offsets("severity")[-1] - covariate_offsets("severity")[0]
+    out["severity_odds_ratio"] = np.exp(steps * d["beta_severity"])
+    out["alignment_odds_ratio"] = np.exp(steps * d["beta_alignment"])
+    # events of the same kind: a 95th- against a 5th-percentile event, same partner and type
+    out["events_odds_ratio"] = np.exp(2 * Z90 * sd)
+    out["triggers_odds_ratio"] = np.exp(2 * Z90 * d["sigma_event"])  # shared by partners
+    spread = sd * Z90
+    out["typical_cell_event_5"] = any_restriction(level_probabilities(-spread, cut))
+    out["typical_cell_event_95"] = any_restriction(level_probabilities(spread, cut))
+
+    # a partner nobody has coded, in a bloc whose typical cell restricts at reference_rate:
+    # its effect is a fresh draw from the bloc, partner deviation plus its own partner x
+    # type deviation (a Normal summing to zero over the types: variance sigma_pt^2 (T-1)/T),
+    # as pymc_model.contrast_basis gives an unobserved partner
+    dev = (d["sigma_partner"] * rng.standard_normal(n)
+           + d["sigma_pt"] * np.sqrt((n_types - 1) / n_types) * rng.standard_normal(n))
+    out["uncoded_partner"] = _new_trigger_p_any(_eta_at(reference_rate, cut, sd) + dev, cut, sd)
+    return out
+
+
+# What each sample means (the check's table lists them in this order).
+QUANTITIES = {
+    "typical_cell": "P(any restriction), typical cell of a new trigger",
+    "any_restriction": "P(any restriction), one scenario of a new trigger",
+    "share_restricted": "share of episodes restricted, over the scenarios",
+    "typical_restricted_suspended": "P(suspended | any restriction), typical cell",
+    "eta_zero": "P(any restriction) at eta = 0, no event effect (cutpoints alone)",
+    "typical_cell_event_5": "typical cell, a 5th-percentile event",
+    "typical_cell_event_95": "typical cell, a 95th-percentile event",
+    "uncoded_partner": "uncoded partner of a bloc at {reference:.0%}",
+    "events_odds_ratio": "odds ratio, 95th vs 5th-percentile event (same cell)",
+    "triggers_odds_ratio": "odds ratio, 95th vs 5th-percentile trigger effect",
+    "partners_in_bloc_odds_ratio": "odds ratio, most vs least guarded partner of {bloc}",
+    "types_odds_ratio": "odds ratio, most vs least guarded type of a partner",
+    "main_types_odds_ratio": "odds ratio, most vs least guarded type (main effect)",
+    "interaction_odds_ratio": "odds ratio, a partner x type cell vs partner + type",
+    "blocs_odds_ratio": "odds ratio, most vs least guarded bloc",
+    "trigger_types_odds_ratio": "odds ratio, most vs least weighty trigger type",
+    "severity_odds_ratio": "odds ratio, grave vs minor trigger (severity 3 vs 0)",
+    "alignment_odds_ratio": "odds ratio, alignment 3 vs 0",
+}
+
+
+def _describe(x: np.ndarray) -> dict[str, Any]:
+    return {"mean": float(np.mean(x)),
+            "quantiles": {f"{q:g}": float(v)
+                          for q, v in zip(QUANTILES, np.quantile(x, QUANTILES), strict=True)}}
 
 
 def prior_predictive(cells_or_codebook: Cells | Codebook, priors: PriorSet,
                      draws: int = PRIOR_PREDICTIVE_DRAWS, seed: int = 0,
-                     ) -> dict[str, Any]:
-    """What the priors imply before any data: P(any restriction) and level frequencies.
+                     reference_rate: float = REFERENCE_RATE) -> dict[str, Any]:
+    """What the priors imply before any data, on the outcome scale, for a new trigger.
 
-    Scenarios are the cells' predictor sets weighted by their episodes when cells are
-    given, else every partner x type x trigger x severity x alignment equally. For each
-    prior draw one scenario is drawn, so the spread mixes parameter and scenario
-    uncertainty, as a forecast for an arbitrary cell would.
+    Scenarios are the cells' predictor sets weighted by their episodes when cells with
+    episodes are given, else the vocabulary's grid. `outcome` holds every quantity of
+    `QUANTITIES` (mean and quantiles over prior draws); `any_restriction` and `levels` are
+    one scenario per draw, mixing parameter and scenario uncertainty as a forecast for an
+    arbitrary cell would. With data cells, `observed` places the data's share of restricted
+    episodes in the prior predictive of that share. `samples` holds the draws (for the plot
+    and tests; the CLI and API drop it).
     """
     cells = (cells_or_codebook if isinstance(cells_or_codebook, Cells)
              else empty_cells(cells_or_codebook))
     model = build_model(cells, priors)
-    names = list(FORECAST_VARIABLES)
-    # draws straight from the prior graph: no data, no likelihood
-    values = pm.draw([model[n] for n in names], draws=draws, random_seed=seed)
-    d = dict(zip(names, values, strict=True))
-    rng = np.random.default_rng(seed + 1)
-    if cells.n_episodes > 0:
-        weight = cells.n_per_cell / cells.n_per_cell.sum()
-        pick = rng.choice(cells.n_cells, draws, p=weight)
-        p_i, t_i, tt_i = cells.partner_idx[pick], cells.type_idx[pick], cells.trigger_idx[pick]
-        sev, ali = cells.severity[pick], cells.alignment[pick]
-    else:
-        c = cells.coords
-        p_i = rng.integers(0, len(c["partner"]), draws)
-        t_i = rng.integers(0, len(c["intel_type"]), draws)
-        tt_i = rng.integers(0, len(c["trigger_type"]), draws)
-        sev, ali = rng.integers(0, 4, draws), rng.integers(0, 4, draws)
-    # one scenario per draw: the diagonal of every draw's eta over every draw's scenario
-    rows = np.arange(draws)
-    eta = linear_predictor(d, p_i, t_i, tt_i, sev, ali)[rows, rows]
-    probs = level_probabilities(eta, d["cutpoints"])
-    # level frequencies over the whole scenario set, per draw
-    p_any = 1.0 - probs[:, 0]
-    qs = [0.05, 0.25, 0.5, 0.75, 0.95]
-
-    def describe(x):
-        return {"mean": float(np.mean(x)),
-                "quantiles": {f"{q:g}": float(v) for q, v in zip(qs, np.quantile(x, qs),
-                                                               strict=True)}}
-
-    return {
+    prior = sample_prior(model, draws, seed)
+    samples = outcome_samples(prior, cells, seed + 1, reference_rate)
+    labels = {"bloc": str(cells.coords["bloc"][largest_bloc(cells)]),
+              "reference": reference_rate}
+    summary: dict[str, Any] = {
         "draws": int(draws),
         "priors_hash": priors.content_hash,
         "scenarios": "data cells" if cells.n_episodes > 0 else "whole vocabulary",
-        "any_restriction": describe(p_any),
-        "levels": {str(k): describe(probs[:, k]) for k in range(probs.shape[1])},
-        "samples": {"any_restriction": p_any.round(5).tolist(),
-                    "levels": probs.round(5).tolist()},
+        "forecast": "new trigger (event and reaction effects integrated out)",
+        "ordered_acceptance": {name: prior[name].attrs["ordered_acceptance"]
+                               for name in ordered_variables(model)},
+        "reference_rate": reference_rate,
+        "any_restriction": _describe(samples["any_restriction"]),
+        "levels": {str(k): _describe(samples[f"level_{k}"]) for k in LEVELS},
+        "outcome": {name: dict(_describe(samples[name]), label=label.format(**labels))
+                    for name, label in QUANTITIES.items()},
+        "samples": {name: np.round(values, 6).tolist() for name, values in samples.items()},
     }
+    if cells.n_episodes > 0:
+        observed = float(1.0 - cells.level_shares()[0])
+        summary["observed"] = {
+            "share_restricted": observed,
+            "percentile": float(np.mean(samples["share_restricted"] < observed))}
+    return summary
 
 
 def plot_prior_predictive(summary: dict[str, Any], path: Path | str) -> Path:
-    """Histogram of P(any restriction) and level frequencies implied by the priors, as PNG."""
+    """P(any restriction) and the spreads implied by the priors, as PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     path = Path(path)
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.5))
-    ax1.hist(summary["samples"]["any_restriction"], bins=30, range=(0, 1), color="C0")
-    ax1.set_xlabel("P(any restriction)")
-    ax1.set_ylabel("prior draws")
-    ax1.set_title("Implied by the priors")
-    levels = np.asarray(summary["samples"]["levels"])
-    ax2.boxplot([levels[:, k] for k in range(levels.shape[1])], whis=(5, 95), showfliers=False)
-    ax2.set_xticks(range(1, levels.shape[1] + 1), [str(k) for k in range(levels.shape[1])])
-    ax2.set_xlabel("restriction level")
-    ax2.set_ylabel("probability (5-95%)")
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4.2),
+                             gridspec_kw={"width_ratios": [1.0, 1.2, 1.2]})
+    samples = summary["samples"]
+    ax = axes[0]
+    bins = np.linspace(0, 1, 41)
+    ax.hist(samples["typical_cell"], bins=bins, color="C0", alpha=0.7, label="typical cell")
+    ax.hist(samples["share_restricted"], bins=bins, color="C1", alpha=0.5,
+            label="share of episodes")
+    if "observed" in summary:
+        ax.axvline(summary["observed"]["share_restricted"], color="k", lw=1,
+                   label="the data's share")
+    ax.set_xlabel("P(any restriction), new trigger")
+    ax.set_ylabel("prior draws")
+    ax.legend(fontsize=7)
+
+    def intervals(ax, names, log):
+        outcome = summary["outcome"]
+        for i, name in enumerate(names):
+            q = outcome[name]["quantiles"]
+            ax.plot([q["0.05"], q["0.95"]], [i, i], color="C0", lw=1.5)
+            ax.plot([q["0.25"], q["0.75"]], [i, i], color="C0", lw=5)
+            ax.plot([q["0.5"]], [i], "o", color="white", mec="C0", ms=5)
+        ax.set_yticks(range(len(names)), [outcome[n]["label"] for n in names], fontsize=7)
+        ax.invert_yaxis()
+        if log:
+            ax.set_xscale("log")
+
+    intervals(axes[1], ["typical_cell", "share_restricted", "any_restriction",
+                        "typical_cell_event_5", "typical_cell_event_95", "uncoded_partner",
+                        "typical_restricted_suspended", "eta_zero"], log=False)
+    axes[1].set_xlim(0, 1)
+    axes[1].set_xlabel("probability (median, 50% and 90%)")
+    intervals(axes[2], [name for name in QUANTITIES if name.endswith("odds_ratio")], log=True)
+    axes[2].set_xlabel("odds ratio (median, 50% and 90%)")
+    fig.suptitle("Implied by the priors, before any data (a new trigger)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)
