@@ -122,6 +122,9 @@ class LiveForecast(Forecast):
     observed_level: int | None = Field(
         description="The queried cell's own coded level after this trigger, if coded")
     draws_used: int = Field(description="Posterior draws the conditioning was computed from")
+    not_conditioned_on: list[ConditionedEpisode] | None = Field(
+        None, description="Coded episodes of partners or types the model version predates "
+                          "(coded since its fit): listed, not used; refit to use them")
 
 
 class ForecastAnswer(RootModel[LiveForecast | Forecast]):

@@ -75,15 +75,13 @@ class SamplerSettings:
     # R-hat 1.005 and min bulk / tail ESS 1374 / 1449 from 1000 draws (revision 1, partner
     # deviations summing to zero over all partners, needed 2000 draws for 1.003 and 766).
     draws: int = 1000
-    # 500: nutpie's adaptation settles quickly (its own default is 300). Tuning steps cost
-    # more than draws, so 1000 -> 500 cut sampling by 30% at 200,000 simulated episodes
-    # (54.7 s -> 38.1 s) with the same min ESS (2105 / 2117), and the seed fit passed the
-    # gate at 300, 500 and 1000 with 3 seeds each (bench/bench_fit.py, README).
-    tune: int = 500
-    # 0.8 (nutpie's own default): a longer step at the same tree depth (15 leapfrog steps)
-    # travels further, so ESS per draw rises. Seed data over five seeds: min bulk ESS
-    # 1424-1998 at 0.8 against 1188-1379 at 0.9, 0 divergences at either.
-    target_accept: float = 0.8
+    # 1000 and 0.95 since model revision 3 (trigger clusters): the cluster scales' posterior
+    # is harder to adapt to. Seed data, 3 seeds each (docs/performance.md): tune 500 at 0.8
+    # gave min bulk ESS 389-458 with 1-4 divergences; tune 1000 at 0.9 gave 634-932 with
+    # 0-1 divergences; tune 1000 at 0.95 gave 543-685 with none (31 leapfrog steps per
+    # draw instead of 15). The gate allows no divergence, so 0.95.
+    tune: int = 1000
+    target_accept: float = 0.95
     seed: int = 20261129
 
 

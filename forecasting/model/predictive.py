@@ -17,7 +17,6 @@ from scipy.special import logsumexp
 
 from forecasting.model.arithmetic import (
     CLUSTER_SCALES,
-    CLUSTER_VARIABLES,
     FORECAST_VARIABLES,
     level_log_probability,
     level_probabilities,
@@ -47,13 +46,14 @@ def add_observed_data(tree: xr.DataTree, model: pm.Model) -> None:
 def _cell_eta(params: xr.Dataset, const: xr.Dataset, cells=slice(None)) -> np.ndarray:
     """eta (chain, draw, cell) of the fit's cells (or a subset) under draws `params`, their
     cluster terms included."""
-    values = {name: params[name].values
-              for name in (*FORECAST_VARIABLES, *CLUSTER_VARIABLES)}
+    values = {name: params[name].values for name in FORECAST_VARIABLES}
+    # the sampled sum of a cell's event and reaction effects (pymc_model._cluster_effects)
+    values["reaction_eff"] = params["cluster_eff"].values
     return linear_predictor(values, const["partner_idx"].values[cells],
                             const["type_idx"].values[cells], const["trigger_idx"].values[cells],
                             const["severity"].values[cells].astype(int),
                             const["alignment"].values[cells].astype(int),
-                            const["event_idx"].values[cells], const["reaction_idx"].values[cells])
+                            reaction=const["reaction_idx"].values[cells])
 
 
 def cell_level_probabilities(tree: xr.DataTree, params: xr.Dataset | None = None) -> np.ndarray:
@@ -193,14 +193,12 @@ def trigger_log_likelihood(tree: xr.DataTree, max_draws: int | None = 1000
         rows = order[bounds[g]:bounds[g + 1]]
         if not len(rows):
             continue
-        reactions = np.unique(reaction[rows])
-        per_reaction = np.zeros((len(reactions),) + shift.shape)
-        for i in rows:
-            ll = level_log_probability(eta[:, i, None, None] + shift, cut[:, None, None, :],
-                                       level[i]) * weight[i]
-            per_reaction[np.searchsorted(reactions, reaction[i])] += ll
+        # every episode of the trigger at once, episodes last: (S, Ku, Kv, n)
+        ll = level_log_probability(eta[:, None, None, rows] + shift[..., None],
+                                   cut[:, None, None, :], level[rows]) * weight[rows]
+        reactions, which = np.unique(reaction[rows], return_inverse=True)
+        per_reaction = ll @ np.eye(len(reactions))[which]  # (S, Ku, Kv, R): sums per partner
         # each partner's reaction integrated out, then the event
-        per_reaction = logsumexp(per_reaction + _TRIGGER_LOG_WEIGHTS, axis=-1)  # (R, S, Ku)
-        total = per_reaction.sum(axis=0)
-        out[:, g] = logsumexp(total + _TRIGGER_LOG_WEIGHTS, axis=-1)
+        per_reaction = logsumexp(per_reaction + _TRIGGER_LOG_WEIGHTS[:, None], axis=2)
+        out[:, g] = logsumexp(per_reaction.sum(axis=-1) + _TRIGGER_LOG_WEIGHTS, axis=-1)
     return out, labels
