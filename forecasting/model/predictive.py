@@ -7,9 +7,6 @@ data when PyMC computed them); the maths is forecasting.model.arithmetic's.
 
 from __future__ import annotations
 
-import contextlib
-import warnings
-
 import numpy as np
 import pymc as pm
 import xarray as xr
@@ -115,15 +112,6 @@ def replicate_counts(params: xr.Dataset, tree: xr.DataTree, seed: int = 0) -> xr
 def add_posterior_predictive(tree: xr.DataTree, seed: int = 0) -> None:
     """Replicated level counts per cell and draw, as group posterior_predictive."""
     tree["posterior_predictive"] = replicate_counts(tree.posterior.to_dataset(), tree, seed)
-
-
-@contextlib.contextmanager
-def _quiet_prior_sampling():
-    """The likelihood is a Potential over the cells (forecasting.model.pymc_model): prior
-    draws rightly ignore it, and PyMC says so on every call."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r".*Potential", category=UserWarning)
-        yield
 
 
 def prior_draws(model: pm.Model, draws: int, seed: int) -> xr.Dataset:
