@@ -293,8 +293,10 @@ class ComparisonRow(BaseModel):
 
 
 class DifferenceToServed(BaseModel):
-    elpd_diff: float
-    dse: float | None
+    elpd_diff: float = Field(description="elpd_loo of the variant minus the served model's")
+    dse: float | None = Field(description="SE of elpd_diff, paired over triggers")
+    p_better: float | None = Field(
+        None, description="P(the variant is better), normal approximation")
     verdict: str
 
 

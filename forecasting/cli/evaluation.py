@@ -13,14 +13,16 @@ def print_comparison(report: dict) -> None:
     conclusions."""
     from rich.table import Table
 
-    table = Table("model", "elpd_loo (SE)", "diff to best (SE)", "p_loo", "weight",
+    table = Table("model", "elpd_loo (SE)", "diff to best (SE)", "P(worse)", "p_loo", "weight",
                   "k > {:g}: refitted / kept PSIS".format(report["settings"]["k_threshold"]),
                   "verdict", title=f"leaving triggers out: model version {report['version']}, "
                   f"{report['n_triggers']} triggers, {report['n_episodes']} episodes",
                   title_justify="left")
     for row in report["table"]:
         table.add_row(row["model"], f"{row['elpd_loo']:.1f} ({row['se']:.1f})",
-                      f"{row['elpd_diff']:+.1f} ({row['dse']:.1f})", f"{row['p_loo']:.1f}",
+                      f"{row['elpd_diff']:+.1f} ({row['dse']:.1f})",
+                      "" if row.get("p_worse") is None else f"{row['p_worse']:.2f}",
+                      f"{row['p_loo']:.1f}",
                       f"{row['weight']:.2f}",
                       f"{row['n_high_k']}: {row['refits']} / {row['high_k_kept_psis']}",
                       row["verdict"])

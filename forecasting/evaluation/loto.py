@@ -361,7 +361,9 @@ def comparison_table(models: dict[str, dict[str, Any]], k_threshold: float = K_T
             if name == SERVED:
                 continue
             diff, se = paired_difference(models[name], models[SERVED])
-            against[name] = {"elpd_diff": diff, "dse": se, "verdict": (
+            against[name] = {"elpd_diff": diff, "dse": se,
+                             "p_better": float(norm.cdf(diff / se)) if se > 0 else None,
+                             "verdict": (
                 ("better than" if diff > 0 else "worse than") + f" {SERVED}"
                 if distinguishable(diff, se) else f"cannot tell apart from {SERVED}")}
     return {"table": rows, "best": best, "against_served": against,
@@ -374,7 +376,8 @@ def _conclusions(rows, against, models, n_triggers: int, k_threshold: float) -> 
            f"SE {rows[0]['se']:.1f}, over {n_triggers} left-out triggers)"]
     for name, a in against.items():
         diff, se = a["elpd_diff"], a["dse"]
-        ratio = f", {abs(diff) / se:.1f} SE" if se > 0 else ""
+        ratio = (f", {abs(diff) / se:.1f} SE; P({SERVED if diff < 0 else name} better) "
+                 f"{norm.cdf(abs(diff) / se):.2f} by the normal approximation" if se > 0 else "")
         if a["verdict"].startswith("cannot"):
             out.append(f"{name} vs {SERVED}: {diff:+.1f} (SE {se:.1f}{ratio}): the data cannot "
                        f"tell them apart")
@@ -396,8 +399,9 @@ def _conclusions(rows, against, models, n_triggers: int, k_threshold: float) -> 
         if m["n_high_k"] == 0:
             continue
         kept = m["n_high_k"] - m["refits"]
-        out.append(f"{row['model']}: {m['n_high_k']} triggers with Pareto k > {k_threshold:g}, "
-                   + ("all refitted exactly" if not kept else
+        out.append(f"{row['model']}: {m['n_high_k']} trigger{'s' if m['n_high_k'] > 1 else ''} "
+                   f"with Pareto k > {k_threshold:g}, "
+                   + (("all " if m["n_high_k"] > 1 else "") + "refitted exactly" if not kept else
                       f"{m['refits']} refitted exactly, {kept} kept their PSIS estimate (refit "
                       f"cap reached: those estimates are unreliable, usually optimistic)"))
     return out
