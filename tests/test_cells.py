@@ -7,7 +7,7 @@ from forecasting.domain.codebook import UnknownCodeError
 
 
 def _episodes(**columns):
-    base = {"partner": ["ISR", "ISR", "GBR", "ISR"],
+    base = {"trigger_id": ["t1"] * 4, "partner": ["ISR", "ISR", "GBR", "ISR"],
             "intel_type": ["humint", "humint", "sigint", "humint"],
             "trigger_type": ["disclosure_incident"] * 4,
             "severity": [3, 3, 1, 3], "alignment": [1, 1, 0, 1], "level": [0, 2, 0, 2]}
@@ -21,6 +21,25 @@ def test_identical_predictors_collapse_into_one_cell_with_counts_per_level(codeb
     frame = cells.to_frame().set_index("partner")
     assert frame.loc["ISR", [0, 1, 2, 3]].tolist() == [1, 0, 2, 0]
     assert frame.loc["GBR", [0, 1, 2, 3]].tolist() == [1, 0, 0, 0]
+
+
+def test_a_coded_trigger_is_a_predictor_and_its_reactions_are_indexed(codebook):
+    """Revision 3: the same predictors after two triggers are two cells; each cell knows its
+    trigger and its (trigger, partner) reaction, and each reaction its trigger."""
+    episodes = _episodes(trigger_id=["t1", "t2", "t1", "t2"], trigger_date=[
+        "2017-05-15", "2020-01-01", "2017-05-15", "2020-01-01"])
+    cells = aggregate(episodes, codebook)
+    assert cells.n_cells == 3  # ISR humint after t1, after t2 (two episodes); GBR after t1
+    assert cells.coords["trigger"] == ["t1", "t2"]
+    assert cells.coords["reaction"] == ["t1:GBR", "t1:ISR", "t2:ISR"]
+    frame = cells.to_frame()
+    for i in range(cells.n_cells):
+        label = cells.coords["reaction"][cells.reaction_idx[i]]
+        assert label == f"{frame.trigger_id[i]}:{frame.partner[i]}"
+        assert cells.coords["trigger"][cells.event_idx[i]] == frame.trigger_id[i]
+    assert [cells.coords["trigger"][e] for e in cells.reaction_event] == ["t1", "t1", "t2"]
+    assert cells.trigger_years.tolist() == [2017, 2020]
+    assert cells.observed_partners.sum() == 2
 
 
 def test_counts_sum_to_the_number_of_episodes(codebook, seed_like_data):
@@ -76,6 +95,8 @@ def test_ordinal_values_outside_0_to_3_are_an_error(codebook, column):
 def test_missing_columns_are_an_error(codebook):
     with pytest.raises(CellsError, match="lack columns.*severity"):
         aggregate(_episodes().drop(columns="severity"), codebook)
+    with pytest.raises(CellsError, match=r"lack columns \['trigger_id'\]"):
+        aggregate(_episodes().drop(columns="trigger_id"), codebook)
 
 
 def test_episodes_per_group_counts_unseen_groups_as_zero(codebook):
