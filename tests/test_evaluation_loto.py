@@ -117,11 +117,15 @@ def test_high_k_triggers_are_counted_as_refitted_or_kept_and_the_cap_is_said():
     exact[3] = True
     models = made_up_models()
     models["full"] = summary("full", models["full"]["pointwise"]["elpd"], k, exact)
+    models["full"]["high_k"] = [
+        {"trigger": "t03", "refit": {"max_rhat": 1.01, "divergences": 2}},
+        {"trigger": "t07", "refit": None}]
     result = loto.comparison_table(models)
     row = next(r for r in result["table"] if r["model"] == "full")
     assert (row["n_high_k"], row["refits"], row["high_k_kept_psis"]) == (2, 1, 1)
     assert any("1 refitted exactly, 1 kept their PSIS estimate (refit cap reached"
                in line for line in result["conclusions"])
+    assert "full: the refits without t03 mixed poorly" in "\n".join(result["conclusions"])
 
 
 def test_models_scored_on_other_triggers_are_not_compared():

@@ -396,6 +396,12 @@ def _conclusions(rows, against, models, n_triggers: int, k_threshold: float) -> 
                        f"{d.get('max_rhat') or float('nan'):.3f}, "
                        f"{d.get('divergences')} divergences): its numbers are less certain "
                        f"than their SE says")
+        poor = [h["trigger"] for h in m.get("high_k", []) if h.get("refit") and (
+            (h["refit"].get("max_rhat") or 1.0) > MAX_RHAT
+            or (h["refit"].get("divergences") or 0) > 0)]
+        if poor:
+            out.append(f"{row['model']}: the refits without {', '.join(poor)} mixed poorly "
+                       f"(R-hat > {MAX_RHAT:g} or divergences)")
         if m["n_high_k"] == 0:
             continue
         kept = m["n_high_k"] - m["refits"]
