@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import xarray as xr
+from fixtures_model import SMALL_SAMPLER
 from scipy.special import expit
 
 from forecasting.domain.codebook import UnknownCodeError
@@ -125,15 +126,23 @@ def test_intervals_are_ordered_and_within_zero_and_one(fitted_engine, partner):
         assert s["ci90"][0] <= s["mean"] <= s["ci90"][1]
 
 
-def test_higher_severity_and_alignment_raise_the_risk_when_their_effects_are_positive(fitted_engine):
-    by_severity = [fitted_engine.forecast("FRA", "methods", severity=s)["any_restriction"]["mean"]
+def test_higher_severity_and_alignment_raise_the_risk_when_their_effects_are_positive(
+        fitted_tree, fitted_engine, codebook):
+    # the fit's draws with both slopes made positive in every draw (the simulated truth's
+    # slopes are small beside its event effects, so the fitted ones straddle zero)
+    posterior = fitted_tree["posterior"].to_dataset()
+    posterior = posterior.assign(beta_severity=abs(posterior["beta_severity"]) + 0.3,
+                                 beta_alignment=abs(posterior["beta_alignment"]) + 0.3)
+    posterior.attrs.update(fitted_tree.attrs)
+    engine = ForecastEngine(posterior, fitted_engine.model_info, codebook)
+    by_severity = [engine.forecast("FRA", "methods", severity=s)["any_restriction"]["mean"]
                    for s in range(4)]
-    by_alignment = [fitted_engine.forecast("FRA", "methods", alignment=a)["any_restriction"]["mean"]
+    by_alignment = [engine.forecast("FRA", "methods", alignment=a)["any_restriction"]["mean"]
                     for a in range(4)]
     assert by_severity == sorted(by_severity) and by_severity[0] < by_severity[-1]
     assert by_alignment == sorted(by_alignment) and by_alignment[0] < by_alignment[-1]
-    top = fitted_engine.forecast("FRA", "methods", severity=3)["levels"]["3"]["mean"]
-    assert top > fitted_engine.forecast("FRA", "methods", severity=0)["levels"]["3"]["mean"]
+    top = engine.forecast("FRA", "methods", severity=3)["levels"]["3"]["mean"]
+    assert top > engine.forecast("FRA", "methods", severity=0)["levels"]["3"]["mean"]
 
 
 @pytest.mark.parametrize(("field", "kwargs"), [
@@ -302,7 +311,7 @@ def test_cached_answers_are_not_shared_between_callers(fitted_engine):
 def test_an_engine_loads_from_a_registry_version(registry_with_current, codebook):
     engine = ForecastEngine.from_version(registry_with_current, "current", codebook)
     current = registry_with_current.current()
-    assert engine.version == current.version and engine.n_draws == 4 * 300
+    assert engine.version == current.version and engine.n_draws == 4 * SMALL_SAMPLER.draws
     assert engine.forecast("ISR", "humint")["model"] == {
         "version": current.version, "fitted_at": current.fitted_at, "episodes": 800,
         "verdict": "pass"}

@@ -102,7 +102,11 @@ def replicate_counts(params: xr.Dataset, tree: xr.DataTree, seed: int = 0) -> xr
     probs = probs / probs.sum(axis=-1, keepdims=True)
     rng = np.random.default_rng(seed)
     n = np.broadcast_to(counts.values.sum(axis=-1), probs.shape[:-1])
-    rep = rng.multinomial(n, probs)
+    # counts per cell are small (one episode per cell since revision 3): a signed 16-bit (or
+    # wider, when needed) integer keeps the predictive groups a quarter of int64's size, and
+    # differences of counts stay signed
+    dtype = np.promote_types(np.min_scalar_type(int(n.max(initial=0))), np.int16)
+    rep = rng.multinomial(n, probs).astype(dtype)
     return xr.Dataset(
         {OBSERVED: (("chain", "draw", "cell", "level"), rep)},
         coords={"chain": params.coords["chain"].values, "draw": params.coords["draw"].values,
