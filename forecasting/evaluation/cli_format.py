@@ -68,17 +68,21 @@ def sbc_tables(report: dict) -> list[Table]:
         p = test["pvalue"]
         t.add_row(name, f"{test['chi2']:.2f}", str(test["bins"]),
                   f"[red]{p:.3f}[/]" if p < 0.01 else f"{p:.3f}")
-    c = Table(title="Coverage of posterior intervals of the true P(any restriction) per cell")
+    c = Table(title="Coverage of posterior intervals of the true P(any restriction) per cell "
+                    "(expected: what exact calibration gives with this many draws)")
     c.add_column("interval")
     c.add_column("coverage", justify="right")
+    c.add_column("expected", justify="right")
+    expected = report.get("coverage_expected", {})
     for level, value in report["coverage"].items():
-        c.add_row(f"{float(level):.0%}", f"{value:.3f}")
+        c.add_row(f"{float(level):.0%}", f"{value:.3f}", _f(expected.get(level), 3))
     return [t, c]
 
 
 def sensitivity_tables(report: dict) -> list[Table]:
     t = Table(title=f"Power-scaling sensitivity of model version {report.get('version')} "
-                    f"(threshold {report['threshold']}; worst element per group)")
+                    f"(threshold {report['threshold']}; the element most sensitive to its prior "
+                    "in each group)")
     for col in ("group", "elements", "prior", "likelihood", "worst element", "diagnosis"):
         t.add_column(col, justify="right" if col in ("elements", "prior", "likelihood") else "left")
     for name, g in report["groups"].items():
@@ -86,6 +90,12 @@ def sensitivity_tables(report: dict) -> list[Table]:
         style = "" if diag == "ok" else ("red" if "conflict" in diag else "yellow")
         t.add_row(name, str(g["elements"]), _f(g["max_prior"], 3), _f(g["max_likelihood"], 3),
                   g["worst_element"], f"[{style}]{diag}[/]" if style else diag)
+    noise = report.get("noise")
+    if noise:  # the floor below which a sensitivity is the importance weights' noise
+        t.caption = (f"noise floor ({noise['controls']} standard-normal controls): prior max "
+                     f"{noise['prior']['max']:.3f}, likelihood max {noise['likelihood']['max']:.3f}"
+                     f"; weights {'reliable' if report.get('reliable') else 'NOT reliable'} "
+                     "(Pareto k)")
     h = Table(title="Headline forecasts: P(any restriction), scenario "
                     + ", ".join(f"{k}={v}" for k, v in report["scenario"].items()))
     for col in ("cell", "prior", "likelihood", "diagnosis"):
