@@ -111,7 +111,6 @@ PARAMETERS: dict[str, Parameter] = {
 # Derived quantities every fit stores (the forecasts read the first five, plots the rest).
 FORECAST_VARIABLES = ("cutpoints", "pt_eff", "trigger_eff", *SLOPES.values())
 CLUSTER_SCALES = tuple(cluster.scale for cluster in CLUSTERS.values())
-CLUSTER_VARIABLES = tuple(cluster.variable for cluster in CLUSTERS.values())
 SUMMARY_EFFECTS = ("bloc_eff", "partner_eff", "type_eff", "trigger_eff", "pt_eff")
 
 
