@@ -86,6 +86,48 @@ class SamplerSettings:
 
 
 @dataclass(frozen=True)
+class RequestLimits:
+    """What one request may ask of the service (docs/operations.md "Limits"). Each is a setting
+    FORECAST_LIMIT_<FIELD>; a request beyond one is refused with 400 or 413, never served slowly."""
+
+    max_cells: int = 2000  # forecast cells per compare / batch / grid answer (after de-duplication)
+    max_draws: int = 1000  # posterior draws used per answer (thinned evenly from the fit's)
+    max_json_depth: int = 16  # nesting of a JSON body
+    max_text_chars: int = 4000  # notes, trigger_description and other free text
+    max_sources: int = 20  # sources per episode
+    max_source_chars: int = 500  # one source
+    max_batch_rows: int = 10_000  # episodes per import or POST
+    max_errors_listed: int = 100  # validation errors in one answer (the count says how many more)
+    max_body_bytes: int = 8 * 1024 * 1024  # a 10,000-episode batch fits; more is refused (413)
+
+
+LIMIT_SETTINGS = {f"FORECAST_LIMIT_{name.upper()}": name
+                  for name in RequestLimits.__dataclass_fields__}
+
+
+@dataclass(frozen=True)
+class RateLimits:
+    """Flask-Limiter rate limits, per client address (docs/operations.md "Rate limits")."""
+
+    storage_url: str = "memory://"  # FORECAST_RATE_LIMIT_STORAGE: redis://... to share among servers
+    reads: str = "600/minute"  # FORECAST_RATE_LIMIT_READS: every route
+    expensive: str = "30/minute"  # FORECAST_RATE_LIMIT_EXPENSIVE: compare, grid, batch, priors check
+    failed_auth: str = "20/minute"  # FORECAST_RATE_LIMIT_FAILED_AUTH: bad or missing tokens
+    enabled: bool = True  # FORECAST_RATE_LIMIT=0 turns limiting off (tests, benchmarks)
+
+
+@dataclass(frozen=True)
+class RetentionPolicy:
+    """Which model versions `forecast models prune` (and the refit worker after a promotion)
+    keeps: the current one, the last `keep_passing` that passed the gate, the last `keep_failed`
+    that failed it, and every version a ledger entry or an evaluation refers to."""
+
+    keep_passing: int = 5  # FORECAST_KEEP_PASSING
+    keep_failed: int = 2  # FORECAST_KEEP_FAILED
+    prune_after_refit: bool = True  # FORECAST_PRUNE_AFTER_REFIT
+
+
+@dataclass(frozen=True)
 class Settings:
     instance_path: Path
     database_url: str
@@ -99,6 +141,12 @@ class Settings:
     refit_schedule: str = "0 3 * * *"  # cron (UTC) of the periodic refit; "" disables it
     refit_stale_after_seconds: float = 60.0  # a running refit silent this long is requeued
     open_reads: bool = True
+    limits: RequestLimits = field(default_factory=RequestLimits)
+    rate_limits: RateLimits = field(default_factory=RateLimits)
+    retention: RetentionPolicy = field(default_factory=RetentionPolicy)
+    token_ttl_days: float | None = None  # default expiry of new tokens; None: they never expire
+    log_format: str = "text"  # "text" or "json" (one JSON object per line)
+    metrics: bool = True  # Prometheus /metrics
 
     @property
     def codebook_path(self) -> Path:
@@ -145,6 +193,63 @@ def _cron(value: str) -> str:
     return value
 
 
+def _flag(env, name, default: bool) -> bool:
+    value = env.get(name)
+    if value in (None, ""):
+        return default
+    if value.lower() in ("1", "true", "yes", "on"):
+        return True
+    if value.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{name}={value!r} must be 1 or 0 (true/false, yes/no, on/off)")
+
+
+def _request_limits(env) -> RequestLimits:
+    values = {}
+    for name, attr in LIMIT_SETTINGS.items():
+        value = _env_int(env, name, getattr(RequestLimits, attr))
+        if value < 1:
+            raise ValueError(f"{name}={env.get(name)!r} must be a positive whole number")
+        values[attr] = value
+    return RequestLimits(**values)
+
+
+def _rate_limits(env) -> RateLimits:
+    return RateLimits(
+        storage_url=env.get("FORECAST_RATE_LIMIT_STORAGE") or RateLimits.storage_url,
+        reads=env.get("FORECAST_RATE_LIMIT_READS") or RateLimits.reads,
+        expensive=env.get("FORECAST_RATE_LIMIT_EXPENSIVE") or RateLimits.expensive,
+        failed_auth=env.get("FORECAST_RATE_LIMIT_FAILED_AUTH") or RateLimits.failed_auth,
+        enabled=_flag(env, "FORECAST_RATE_LIMIT", RateLimits.enabled),
+    )
+
+
+def _retention(env) -> RetentionPolicy:
+    policy = RetentionPolicy(
+        keep_passing=_env_int(env, "FORECAST_KEEP_PASSING", RetentionPolicy.keep_passing),
+        keep_failed=_env_int(env, "FORECAST_KEEP_FAILED", RetentionPolicy.keep_failed),
+        prune_after_refit=_flag(env, "FORECAST_PRUNE_AFTER_REFIT", RetentionPolicy.prune_after_refit),
+    )
+    if policy.keep_passing < 1 or policy.keep_failed < 0:
+        raise ValueError("FORECAST_KEEP_PASSING must be at least 1 and FORECAST_KEEP_FAILED not negative")
+    return policy
+
+
+def _token_ttl_days(env) -> float | None:
+    value = _env_float(env, "FORECAST_TOKEN_TTL_DAYS", None)
+    if value is not None and value <= 0:
+        raise ValueError(f"FORECAST_TOKEN_TTL_DAYS={env.get('FORECAST_TOKEN_TTL_DAYS')!r} must be "
+                         "positive, or empty for tokens that never expire")
+    return value
+
+
+def _log_format(env) -> str:
+    value = env.get("FORECAST_LOG_FORMAT") or "text"
+    if value not in ("text", "json"):
+        raise ValueError(f"FORECAST_LOG_FORMAT={value!r} must be text or json")
+    return value
+
+
 def load_settings(env: dict[str, str] | None = None) -> Settings:
     """Build settings from environment variables (FORECAST_*), with documented defaults."""
     env = dict(os.environ if env is None else env)
@@ -170,4 +275,10 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         refit_schedule=_cron(env.get("FORECAST_REFIT_SCHEDULE", "0 3 * * *")),
         refit_stale_after_seconds=_env_float(env, "FORECAST_REFIT_STALE_AFTER", 60.0),
         open_reads=env.get("FORECAST_OPEN_READS", "1") not in ("0", "false", "no"),
+        limits=_request_limits(env),
+        rate_limits=_rate_limits(env),
+        retention=_retention(env),
+        token_ttl_days=_token_ttl_days(env),
+        log_format=_log_format(env),
+        metrics=_flag(env, "FORECAST_METRICS", True),
     )
