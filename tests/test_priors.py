@@ -10,6 +10,7 @@ from forecasting.model.priors import (
     PriorSet,
     draw,
     draw_ordered,
+    draw_ordered_many,
     load_priors,
     parse_priors,
 )
@@ -101,6 +102,96 @@ def _with(name, spec):
 def test_invalid_priors_are_rejected_naming_the_key(name, spec, message):
     with pytest.raises(PriorConfigError, match=message):
         PriorSet.from_dict(_with(name, spec))
+
+
+# Issue 15: every prior below was once made active by PUT /v1/priors, and every later refit
+# failed. Each is refused, naming the key, the field and why.
+@pytest.mark.parametrize("name,spec,message", [
+    ("sigma_event", {"dist": "Flat", "kwargs": {}},
+     r"sigma_event: unsupported distribution 'Flat' \(improper"),
+    ("sigma_event", {"dist": "HalfFlat", "kwargs": {}},
+     r"sigma_event: unsupported distribution 'HalfFlat' \(improper"),
+    ("sigma_event", {"dist": "Distribution", "kwargs": {}}, r"\(not a distribution"),
+    ("sigma_event", {"dist": "Continuous", "kwargs": {}}, r"\(not a distribution"),
+    ("beta_severity", {"dist": "Poisson", "kwargs": {"mu": 1}}, r"\(discrete"),
+    ("beta_severity", {"dist": "DiracDelta", "kwargs": {"c": 0.5}}, r"\(a point mass"),
+    ("beta_severity", {"dist": "Uniform", "kwargs": {"lower": 2, "upper": 1}}, r"\(hard edges"),
+    ("sigma_event", {"dist": "HalfNormal", "kwargs": {"sigma": 1e308}},
+     r"sigma_event.kwargs.sigma: must be between 0.001 and 10 .*got 1e\+308"),
+    ("sigma_event", {"dist": "HalfNormal", "kwargs": {"sigma": 1e-300}},
+     r"sigma_event.kwargs.sigma: must be between 0.001 and 10"),
+    ("sigma_bloc", {"dist": "HalfNormal", "kwargs": {"sigma": float("nan")}},
+     r"sigma_bloc.kwargs.sigma: expected finite numbers"),
+    ("beta_alignment", {"dist": "Normal", "kwargs": {"mu": -50.0, "sigma": 1.0}},
+     r"beta_alignment.kwargs.mu: must be between -20 and 20 \(a location in logits"),
+    ("cutpoints", {"dist": "Normal", "kwargs": {"mu": [1.0, 2.0, 300.0], "sigma": 1.0}},
+     r"cutpoints.kwargs.mu: must be between -20 and 20 .*got 300.0"),
+    ("sigma_type", {"dist": "HalfStudentT", "kwargs": {"nu": 0.5, "sigma": 1.0}},
+     r"sigma_type.kwargs.nu: must be between 1 and 1000 \(degrees of freedom"),
+    ("sigma_type", {"dist": "Exponential", "kwargs": {"lam": 0.001}},
+     r"sigma_type.kwargs.lam: must be between 0.1 and 1000 \(a rate"),
+    ("sigma_type", {"dist": "Gamma", "kwargs": {"alpha": 1000.0, "beta": 0.5}},
+     r"sigma_type.kwargs: the mean alpha / beta = 2000 must be between 0.001 and 10"),
+    ("sigma_type", {"dist": "LogNormal", "kwargs": {"mu": 0.0, "sigma": 5.0}},
+     r"sigma_type.kwargs.sigma: must be between 0.001 and 2 \(the spread in log units"),
+    ("sigma_type", {"dist": "HalfNormal", "kwargs": {"sigma": [0.5, 0.5, 0.5]}},
+     r"sigma_type.kwargs.sigma: expected a number, got"),
+    ("sigma_type", {"dist": "HalfNormal", "kwargs": {"sigma": True}},
+     r"sigma_type.kwargs.sigma: expected finite numbers"),
+    ("sigma_type", "HalfNormal(0.5)", r"sigma_type: expected a table like"),
+])
+def test_unusable_priors_once_accepted_are_refused(name, spec, message):
+    with pytest.raises(PriorConfigError, match=message):
+        PriorSet.from_dict(_with(name, spec))
+
+
+@pytest.mark.parametrize("name,spec", [
+    ("sigma_event", {"dist": "HalfNormal", "kwargs": {"sigma": 10.0}}),
+    ("sigma_event", {"dist": "HalfNormal", "kwargs": {"sigma": 0.001}}),
+    ("sigma_type", {"dist": "HalfStudentT", "kwargs": {"nu": 1.0, "sigma": 0.5}}),
+    ("sigma_type", {"dist": "Gamma", "kwargs": {"alpha": 2.0, "beta": 4.0}}),
+    ("sigma_type", {"dist": "LogNormal", "kwargs": {"mu": -1.0, "sigma": 0.5}}),
+    ("sigma_type", {"dist": "Exponential", "kwargs": {"lam": 2.0}}),
+    ("beta_severity", {"dist": "StudentT", "kwargs": {"nu": 3.0, "mu": 0.0, "sigma": 1.0}}),
+    ("cutpoints", {"dist": "Normal", "kwargs": {"mu": [-20.0, 0.0, 20.0], "sigma": 10.0}}),
+])
+def test_priors_at_the_edges_of_the_bounds_are_accepted(name, spec):
+    assert PriorSet.from_dict(_with(name, spec))[name] == spec
+
+
+def test_every_problem_of_a_prior_set_is_reported_at_once():
+    data = _with("sigma_event", {"dist": "HalfNormal", "kwargs": {"sigma": 1e308}})
+    data |= {"cutpoints": {"dist": "Normal", "kwargs": {"mu": [3.0, 2.0, 1.0], "sigma": -1}},
+             "beta_severity": {"dist": "Flat", "kwargs": {}},
+             "sigma_unicorn": {"dist": "HalfNormal", "kwargs": {"sigma": 1.0}}}
+    del data["sigma_pt"]
+    with pytest.raises(PriorConfigError) as caught:
+        PriorSet.from_dict(data)
+    fields = [e["field"] for e in caught.value.errors]
+    assert fields == ["sigma_pt", "cutpoints.kwargs.sigma", "cutpoints.kwargs.mu",
+                      "beta_severity", "sigma_event.kwargs.sigma", "sigma_unicorn"]
+    # the message lists them in the same order, each "field: problem"
+    assert str(caught.value).startswith("sigma_pt: missing prior; ")
+    assert "; sigma_event.kwargs.sigma: must be between" in str(caught.value)
+
+
+def test_a_prior_set_that_is_not_a_table_is_refused():
+    with pytest.raises(PriorConfigError, match=r"priors: expected a table"):
+        PriorSet.from_dict(["sigma_pt"])
+
+
+def test_many_ordered_draws_are_increasing_and_match_one_at_a_time():
+    spec = {"dist": "Normal", "kwargs": {"mu": [0.0, 0.0, 0.0], "sigma": 1.0}}
+    draws, acceptance = draw_ordered_many(spec, np.random.default_rng(5), 3000)
+    assert draws.shape == (3000, 3) and (np.diff(draws, axis=1) > 0).all()
+    assert acceptance == pytest.approx(1 / 6, abs=0.02)  # 3 exchangeable coordinates
+    assert draws.mean(axis=0) == pytest.approx([-0.846, 0.0, 0.846], abs=0.05)
+
+
+def test_ordered_draws_give_up_naming_the_prior_when_almost_none_increase():
+    spec = {"dist": "Normal", "kwargs": {"mu": [3.0, 0.0, -3.0], "sigma": 0.001}}
+    with pytest.raises(PriorConfigError, match=r"cutpoints: only 0 of 2000 prior draws"):
+        draw_ordered_many(spec, np.random.default_rng(5), 10, max_batches=2)
 
 
 def test_a_missing_prior_is_an_error_naming_the_key():
