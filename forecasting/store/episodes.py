@@ -9,9 +9,11 @@ from typing import Any
 
 import pandas as pd
 from sqlalchemy import Engine, and_, func, insert, select, tuple_, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from forecasting.domain.episodes import NATURAL_KEY, SOURCE_SEPARATOR, VALUE_FIELDS, Episode
 from forecasting.store.schema import audit_log, episode_revisions, episodes
+from forecasting.store.transactions import retrying, write_transaction
 
 # Rows fetched per query when matching keys of a large import against the table.
 _KEY_CHUNK = 500
@@ -89,6 +91,25 @@ def _values(episode: Episode) -> dict[str, Any]:
     }
 
 
+def _compare(current: dict, values: dict, revisions: list, unchanged: list) -> None:
+    """File `values` as a revision of the stored `current` row, or as unchanged."""
+    changed = [f for f in VALUE_FIELDS if current[f] != values[f]]
+    if changed:
+        revisions.append((current, values, changed))
+    else:
+        unchanged.append(values)
+
+
+def _insert_ignoring_conflicts(conn):
+    """INSERT ... ON CONFLICT (natural key) DO NOTHING, in the connection's dialect."""
+    dialect_insert = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}.get(
+        conn.dialect.name)
+    if dialect_insert is None:
+        raise NotImplementedError(f"episodes are stored in SQLite or PostgreSQL, not "
+                                  f"{conn.dialect.name}")
+    return dialect_insert(episodes).on_conflict_do_nothing(index_elements=list(NATURAL_KEY))
+
+
 def _jsonable(values: dict[str, Any]) -> dict[str, Any]:
     return {k: (v.isoformat() if isinstance(v, dt.date) else v) for k, v in values.items()}
 
@@ -123,31 +144,38 @@ class EpisodeStore:
         """Insert new episodes, revise changed ones, skip identical ones; one transaction.
 
         `batch` must already be validated (forecasting.domain.episodes): either every row is
-        written or, on any database error, none is.
+        written or, on any database error, none is. Safe to call from many clients at once
+        with overlapping batches (store.transactions): each episode is stored once, and
+        content already stored by another client counts as unchanged, not as an error.
         """
+        return retrying(lambda: self._import_once(batch, actor, codebook_version, source,
+                                                  progress), "episode import")
+
+    def _import_once(self, batch, actor, codebook_version, source, progress) -> ImportSummary:
         now = _now()
-        with self.engine.begin() as conn:
+        with write_transaction(self.engine) as conn:
             existing = self._existing(conn, [e.key for e in batch])
-            new_rows, revisions, unchanged = [], [], 0
+            new_rows, revisions, unchanged = [], [], []
+            # new rows keep the batch's order: ids (and so exports) follow the file's order
             for episode in batch:
-                values = _values(episode)
                 current = existing.get(episode.key)
                 if current is None:
-                    new_rows.append(values)
-                    continue
-                changed = [f for f in VALUE_FIELDS if current[f] != values[f]]
-                if not changed:
-                    unchanged += 1
+                    new_rows.append(_values(episode))
                 else:
-                    revisions.append((current, values, changed))
+                    _compare(current, _values(episode), revisions, unchanged)
             audit_id = conn.execute(
-                insert(audit_log).values(
-                    at=now, actor=actor, action="import",
-                    detail={"source": source, "rows": len(batch), "inserted": len(new_rows),
-                            "revised": len(revisions), "unchanged": unchanged},
-                ).returning(audit_log.c.id)
-            ).scalar_one()
-            self._insert_new(conn, new_rows, actor, codebook_version, audit_id, now, progress)
+                insert(audit_log).values(at=now, actor=actor, action="import", detail={})
+                .returning(audit_log.c.id)).scalar_one()
+            inserted, taken = self._insert_new(conn, new_rows, actor, codebook_version,
+                                               audit_id, now, progress)
+            if taken:
+                # another client inserted these keys after our read and has committed: compare
+                # against what it stored, as if it had been there all along
+                winners = self._existing(conn, [tuple(r[k] for k in NATURAL_KEY)
+                                                for r in taken])
+                for values in taken:
+                    _compare(winners[tuple(values[k] for k in NATURAL_KEY)], values,
+                             revisions, unchanged)
             for current, values, changed in revisions:
                 number = current["revision"] + 1
                 conn.execute(
@@ -165,53 +193,67 @@ class EpisodeStore:
                 if progress:
                     progress(1)
             if progress:
-                progress(unchanged)
+                progress(len(unchanged))
+            conn.execute(update(audit_log).where(audit_log.c.id == audit_id).values(detail={
+                "source": source, "rows": len(batch), "inserted": inserted,
+                "revised": len(revisions), "unchanged": len(unchanged)}))
         return ImportSummary(
-            inserted=len(new_rows), revised=len(revisions), unchanged=unchanged,
+            inserted=inserted, revised=len(revisions), unchanged=len(unchanged),
             audit_id=audit_id,
             revised_keys=tuple(tuple(v[k] for k in NATURAL_KEY) for _, v, _ in revisions),
         )
 
     def _existing(self, conn, keys: list[tuple[str, str, str]]) -> dict[tuple, dict]:
+        """The stored rows of these keys, locked until the transaction ends (PostgreSQL)."""
         found: dict[tuple, dict] = {}
         if not keys:
             return found
+        # rows are locked in key order, the same for every writer: overlapping imports wait
+        # for each other rather than deadlock (inserts may still; `retrying` handles that)
+        keys = sorted(keys)
         total = conn.execute(select(func.count()).select_from(episodes)).scalar_one()
         columns = [episodes.c[c] for c in NATURAL_KEY]
+        query = select(episodes).order_by(*columns).with_for_update()
         if total <= 4 * len(keys):
             # cheaper to read the whole (small) table than to ask key by key
-            result = conn.execute(select(episodes))
+            result = conn.execute(query)
         else:
             result = []
             for start in range(0, len(keys), _KEY_CHUNK):
                 chunk = keys[start:start + _KEY_CHUNK]
-                result.extend(conn.execute(select(episodes).where(tuple_(*columns).in_(chunk))))
+                result.extend(conn.execute(query.where(tuple_(*columns).in_(chunk))))
         for row in result:
             mapping = dict(row._mapping)
             found[tuple(mapping[c] for c in NATURAL_KEY)] = mapping
         return found
 
-    def _insert_new(self, conn, rows, actor, codebook_version, audit_id, now, progress) -> None:
-        """Plain executemany (no RETURNING, which drivers run row by row), then read the ids."""
-        chunk = 5000
+    def _insert_new(self, conn, rows, actor, codebook_version, audit_id, now, progress
+                    ) -> tuple[int, list[dict]]:
+        """Insert, skipping keys another client has inserted meanwhile (ON CONFLICT DO
+        NOTHING waits for that client's transaction to end). Returns (inserted, skipped rows).
+        """
+        statement = _insert_ignoring_conflicts(conn).returning(
+            episodes.c.id, *(episodes.c[k] for k in NATURAL_KEY))
+        chunk, inserted, taken = 5000, 0, []
         for start in range(0, len(rows), chunk):
             part = rows[start:start + chunk]
-            floor = conn.execute(select(func.coalesce(func.max(episodes.c.id), 0))).scalar_one()
-            conn.execute(insert(episodes), [
-                dict(r, codebook_version=codebook_version, revision=1, created_at=now,
-                     updated_at=now) for r in part])
-            # ids above the floor are ours, or another writer's: match them by natural key
             id_of = {(r.trigger_id, r.partner, r.intel_type): r.id for r in conn.execute(
-                select(episodes.c.id, episodes.c.trigger_id, episodes.c.partner,
-                       episodes.c.intel_type).where(episodes.c.id > floor))}
-            conn.execute(insert(episode_revisions), [
-                {"episode_id": id_of[tuple(r[k] for k in NATURAL_KEY)], "revision": 1,
-                 "values": _jsonable(r), "changed_fields": {}, "changed_by": actor,
-                 "changed_at": now, "codebook_version": codebook_version, "import_id": audit_id}
-                for r in part
-            ])
+                statement, [dict(r, codebook_version=codebook_version, revision=1,
+                                 created_at=now, updated_at=now) for r in part])}
+            ours = [r for r in part if tuple(r[k] for k in NATURAL_KEY) in id_of]
+            taken.extend(r for r in part if tuple(r[k] for k in NATURAL_KEY) not in id_of)
+            if ours:
+                conn.execute(insert(episode_revisions), [
+                    {"episode_id": id_of[tuple(r[k] for k in NATURAL_KEY)], "revision": 1,
+                     "values": _jsonable(r), "changed_fields": {}, "changed_by": actor,
+                     "changed_at": now, "codebook_version": codebook_version,
+                     "import_id": audit_id}
+                    for r in ours
+                ])
+            inserted += len(ours)
             if progress:
-                progress(len(part))
+                progress(len(ours))
+        return inserted, taken
 
     # --- reads --------------------------------------------------------------------
     def count(self, where: EpisodeFilter | None = None) -> int:
