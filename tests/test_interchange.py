@@ -1,10 +1,17 @@
+import io
 import json
 
 import pytest
 from helpers import csv_text, episode_row
 
 from forecasting.domain.episodes import EpisodeValidationError
-from forecasting.domain.interchange import episodes_from_rows, format_of, parse_rows, read_episodes
+from forecasting.domain.interchange import (
+    episodes_from_rows,
+    format_of,
+    parse_rows,
+    read_episodes,
+    write_rows,
+)
 
 
 def test_csv_and_json_lines_read_the_same_episodes(codebook, tmp_path):
@@ -61,3 +68,22 @@ def test_unknown_format_is_refused():
         format_of("a.xlsx")
     with pytest.raises(ValueError, match="must be one of"):
         format_of("a.csv", "xml")
+
+
+def test_free_text_survives_csv_and_json_lines_exactly(codebook, tmp_path):
+    note = 'two lines,\n\t"quoted" | piped; ünïcödé 中文 🙂'
+    row = episode_row(notes=note, trigger_description="a, b\r\nc")
+    [episode] = episodes_from_rows([(2, row)], codebook)
+    for fmt in ("csv", "jsonl"):
+        text = io.StringIO(newline="")
+        write_rows([episode.to_row()], text, fmt)
+        [back] = episodes_from_rows(parse_rows(text.getvalue(), fmt), codebook)
+        assert back == episode, fmt
+        assert back.notes == note and back.trigger_description == "a, b\r\nc"
+
+
+def test_a_bar_inside_a_csv_source_is_refused_not_split(codebook):
+    text = csv_text([episode_row(sources="https://example.org/q?a=1|2 | Reuters")])
+    with pytest.raises(EpisodeValidationError,
+                       match=r"line 2: sources: a '\|' separates sources and needs a space"):
+        episodes_from_rows(parse_rows(text, "csv"), codebook)

@@ -1,12 +1,16 @@
 """Validate coded episodes against the codebook (pure: no files, no database).
 
 Every bad row is reported, each with its line number and field, so that a coder can
-fix a whole file in one pass; one bad row rejects the whole batch.
+fix a whole file in one pass; one bad row rejects the whole batch. Types are strict
+(ASCII digits, ISO dates as text, no control characters), and free text is capped by the
+request limits the caller passes in (forecasting.settings.RequestLimits).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import re
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -23,6 +27,7 @@ from pydantic import (
 )
 
 from forecasting.domain.codebook import Codebook, UnknownCodeError
+from forecasting.settings import RequestLimits
 
 REQUIRED_FIELDS = (
     "trigger_id", "trigger_type", "trigger_date", "severity", "alignment", "partner",
@@ -32,6 +37,21 @@ OPTIONAL_FIELDS = ("trigger_description", "coded_at", "notes")
 ALL_FIELDS = REQUIRED_FIELDS + OPTIONAL_FIELDS
 NATURAL_KEY = ("trigger_id", "partner", "intel_type")
 SOURCE_SEPARATOR = " | "
+# A "|" is the separator only with whitespace on each side; any other "|" is refused, never
+# silently taken as a split (a source cannot contain "|": the interchange joins them by it).
+_SEPARATOR = re.compile(r"\s\|\s")
+_STRAY_BAR = re.compile(r"(?<!\s)\||\|(?!\s)")
+# The plausible range of dates: intelligence sharing as coded here starts with the post-war
+# UKUSA arrangements (the seed data's earliest trigger is 1985); anything earlier is a typo
+# or a number read as a date.
+EARLIEST_DATE = dt.date(1945, 1, 1)
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_WHOLE_NUMBER = re.compile(r"-?[0-9]+")
+FREE_TEXT = ("trigger_description", "notes")
+# Line breaks and tabs are allowed in free text only; every other control character (NUL
+# among them, which PostgreSQL refuses) and unpaired surrogates (which UTF-8 cannot hold) are
+# refused everywhere.
+_FREE_TEXT_CONTROLS = frozenset("\t\n\r")
 # Fields whose values the model and the codebook care about; a change to any of
 # these (or to provenance) makes a new revision.
 VALUE_FIELDS = tuple(f for f in ALL_FIELDS if f not in NATURAL_KEY)
@@ -39,26 +59,51 @@ VALUE_FIELDS = tuple(f for f in ALL_FIELDS if f not in NATURAL_KEY)
 
 @dataclass(frozen=True)
 class RowError:
-    line: int
+    line: int | None  # None: about the whole batch (its size)
     field: str
     message: str
 
     def __str__(self) -> str:
-        return f"line {self.line}: {self.field}: {self.message}"
+        where = "" if self.line is None else f"line {self.line}: "
+        return f"{where}{self.field}: {self.message}"
 
 
 class EpisodeValidationError(ValueError):
-    """One or more rows are invalid; `errors` lists every one of them."""
+    """One or more rows are invalid; `errors` lists the first `max_listed` of them (in line
+    order) and `unlisted` counts the rest, so that a bad batch never makes a huge answer."""
 
-    def __init__(self, errors: list[RowError]):
-        self.errors = sorted(errors, key=lambda e: (e.line, e.field))
-        lines = sorted({e.line for e in self.errors})
-        shown = "\n".join(f"  {e}" for e in self.errors[:200])
-        more = f"\n  ... and {len(self.errors) - 200} more" if len(self.errors) > 200 else ""
+    def __init__(self, errors: list[RowError], max_listed: int = RequestLimits.max_errors_listed):
+        ordered = sorted(errors, key=lambda e: (e.line or 0, e.field))
+        self.errors = ordered[:max_listed]
+        self.unlisted = len(ordered) - len(self.errors)
+        lines = {e.line for e in ordered if e.line is not None}
+        shown = "\n".join(f"  {e}" for e in self.errors)
+        more = (f"\n  ... and {self.unlisted} more error(s) not listed"
+                if self.unlisted else "")
         super().__init__(
-            f"{len(self.errors)} error(s) in {len(lines)} row(s); nothing was imported:\n"
+            f"{len(ordered)} error(s) in {len(lines)} row(s); nothing was imported:\n"
             f"{shown}{more}"
         )
+
+
+def check_batch_size(count: int, limits: RequestLimits) -> None:
+    """Refuse a batch of more rows than one import may hold, before validating any."""
+    if count > limits.max_batch_rows:
+        raise EpisodeValidationError([RowError(
+            None, "episodes", f"{count} rows in one import; at most {limits.max_batch_rows} "
+            "are accepted (setting FORECAST_LIMIT_MAX_BATCH_ROWS): split the batch")])
+
+
+def _check_characters(value: str, free_text: bool) -> str:
+    for position, char in enumerate(value, start=1):
+        if free_text and char in _FREE_TEXT_CONTROLS:
+            continue
+        if unicodedata.category(char) in ("Cc", "Cs"):
+            allowed = "; only tab and line breaks are allowed, in free text" if free_text or \
+                char in _FREE_TEXT_CONTROLS else ""
+            raise ValueError(f"contains the control character U+{ord(char):04X} at character "
+                             f"{position}{allowed}")
+    return value
 
 
 def _ordinal_int(value: Any) -> Any:
@@ -71,15 +116,38 @@ def _ordinal_int(value: Any) -> Any:
         return int(value)
     if isinstance(value, str):
         text = value.strip()
-        if not text.lstrip("-").isdigit():
+        if not _WHOLE_NUMBER.fullmatch(text):  # ASCII digits only: not "２", not "²"
             raise ValueError(f"must be a whole number 0-3, got {value!r}")
         return int(text)
     return value
 
 
+def _iso_date(value: Any) -> Any:
+    """A date as ISO text (YYYY-MM-DD) or a date; never a number (0 is not 1970-01-01)."""
+    if value is None or isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        return value
+    if not isinstance(value, str) or not _ISO_DATE.fullmatch(value.strip()):
+        raise ValueError(f"must be a date written YYYY-MM-DD, got {value!r}")
+    try:
+        return dt.date.fromisoformat(value.strip())
+    except ValueError as exc:
+        raise ValueError(f"{value.strip()!r} is not a calendar date ({exc})") from None
+
+
 def _split_sources(value: Any) -> Any:
     if isinstance(value, str):
-        return [part.strip() for part in value.split("|") if part.strip()]
+        text = value.strip()
+        if not text.replace("|", "").strip():
+            return []  # nothing but separators: "at least one source is required"
+        if _STRAY_BAR.search(_SEPARATOR.sub("  ", text)):
+            raise ValueError("a '|' separates sources and needs a space on each side (' | '); "
+                             "a source itself cannot contain '|'")
+        return [part.strip() for part in _SEPARATOR.split(text) if part.strip()]
+    if isinstance(value, list):
+        for number, item in enumerate(value, start=1):
+            if isinstance(item, str) and "|" in item:
+                raise ValueError(f"source {number} contains '|', which separates sources in "
+                                 "the interchange format; write it another way (e.g. '/')")
     return value
 
 
@@ -99,19 +167,51 @@ class Episode(BaseModel):
     trigger_id: Annotated[str, Field(min_length=1, max_length=120,
                                      pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")]
     trigger_type: Code
-    trigger_date: dt.date
+    trigger_date: Annotated[dt.date, BeforeValidator(_iso_date)]
     severity: Ordinal
     alignment: Ordinal
     partner: Code
     intel_type: Code
     level: Ordinal
-    sources: Annotated[list[Annotated[str, Field(min_length=1, max_length=1000)]],
+    sources: Annotated[list[Annotated[str, Field(min_length=1)]],
                        BeforeValidator(_split_sources), Field(min_length=1)]
     coder: Annotated[str, Field(min_length=1, max_length=120)]
     confidence: Code
     trigger_description: Annotated[str, BeforeValidator(lambda v: v or "")] = ""
-    coded_at: Annotated[dt.date | None, BeforeValidator(_blank_to_none)] = None
+    coded_at: Annotated[dt.date | None, BeforeValidator(_iso_date),
+                        BeforeValidator(_blank_to_none)] = None
     notes: Annotated[str, BeforeValidator(lambda v: v or "")] = ""
+
+    @field_validator("trigger_id", "trigger_type", "partner", "intel_type", "coder",
+                     "confidence", "trigger_description", "notes")
+    @classmethod
+    def _plain_text(cls, value: str, info: ValidationInfo) -> str:
+        free_text = info.field_name in FREE_TEXT
+        _check_characters(value, free_text)
+        if free_text:
+            limit = _limits(info).max_text_chars
+            if len(value) > limit:
+                raise ValueError(f"{len(value)} characters; at most {limit} are accepted "
+                                 "(setting FORECAST_LIMIT_MAX_TEXT_CHARS)")
+        return value
+
+    @field_validator("sources")
+    @classmethod
+    def _sources_within_limits(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        limits = _limits(info)
+        if len(value) > limits.max_sources:
+            raise ValueError(f"{len(value)} sources; at most {limits.max_sources} are accepted "
+                             "(setting FORECAST_LIMIT_MAX_SOURCES)")
+        for number, source in enumerate(value, start=1):
+            try:
+                _check_characters(source, free_text=False)
+            except ValueError as exc:
+                raise ValueError(f"source {number} {exc}") from None
+            if len(source) > limits.max_source_chars:
+                raise ValueError(f"source {number} has {len(source)} characters; at most "
+                                 f"{limits.max_source_chars} are accepted "
+                                 "(setting FORECAST_LIMIT_MAX_SOURCE_CHARS)")
+        return value
 
     @field_validator("trigger_type", "partner", "intel_type", "confidence")
     @classmethod
@@ -126,10 +226,13 @@ class Episode(BaseModel):
 
     @field_validator("trigger_date", "coded_at")
     @classmethod
-    def _not_in_future(cls, value: dt.date | None, info: ValidationInfo) -> dt.date | None:
+    def _plausible_date(cls, value: dt.date | None, info: ValidationInfo) -> dt.date | None:
         today = (info.context or {}).get("today") or dt.date.today()
         if value is not None and value > today:
             raise ValueError(f"{value.isoformat()} is in the future (today is {today.isoformat()})")
+        if value is not None and value < EARLIEST_DATE:
+            raise ValueError(f"{value.isoformat()} is before {EARLIEST_DATE.isoformat()}, the "
+                             "earliest date this service accepts")
         return value
 
     @model_validator(mode="after")
@@ -164,6 +267,10 @@ class Episode(BaseModel):
         }
 
 
+def _limits(info: ValidationInfo) -> RequestLimits:
+    return (info.context or {}).get("limits") or RequestLimits()
+
+
 def _field_of(error: dict) -> str:
     loc = error.get("loc") or ()
     return str(loc[0]) if loc else "row"
@@ -185,19 +292,34 @@ def _message_of(error: dict) -> str:
 
 
 def validate_episode(row: dict[str, Any], codebook: Codebook, today: dt.date | None = None,
-                     line: int = 1) -> Episode:
+                     line: int = 1, limits: RequestLimits | None = None) -> Episode:
     """Validate one row; raise EpisodeValidationError naming each bad field."""
-    return validate_episodes([(line, row)], codebook, today)[0]
+    return validate_episodes([(line, row)], codebook, today, limits)[0]
 
 
 def validate_episodes(rows: Iterable[tuple[int, dict[str, Any]]], codebook: Codebook,
-                      today: dt.date | None = None) -> list[Episode]:
+                      today: dt.date | None = None, limits: RequestLimits | None = None
+                      ) -> list[Episode]:
     """Validate every row (line number, mapping); all or nothing.
 
-    Raises EpisodeValidationError listing every bad row and field, including keys
-    repeated inside the batch.
+    Raises EpisodeValidationError listing the bad rows and fields (at most
+    `limits.max_errors_listed`, with a count of the rest), including keys repeated inside
+    the batch. `limits` (the settings' request limits; their defaults when None) caps free
+    text; the batch size is the caller's to check (`check_batch_size`), as trusted set-up
+    paths import more.
     """
-    context = {"codebook": codebook, "today": today or dt.date.today()}
+    limits = limits or RequestLimits()
+    episodes, errors = collect_episodes(rows, codebook, today, limits)
+    if errors:
+        raise EpisodeValidationError(errors, limits.max_errors_listed)
+    return episodes
+
+
+def collect_episodes(rows: Iterable[tuple[int, dict[str, Any]]], codebook: Codebook,
+                     today: dt.date | None, limits: RequestLimits
+                     ) -> tuple[list[Episode], list[RowError]]:
+    """The valid episodes and every error (all of them, for callers that add their own)."""
+    context = {"codebook": codebook, "today": today or dt.date.today(), "limits": limits}
     episodes: list[Episode] = []
     errors: list[RowError] = []
     first_line_of: dict[tuple[str, str, str], int] = {}
@@ -215,6 +337,4 @@ def validate_episodes(rows: Iterable[tuple[int, dict[str, Any]]], codebook: Code
             continue
         first_line_of[episode.key] = line
         episodes.append(episode)
-    if errors:
-        raise EpisodeValidationError(errors)
-    return episodes
+    return episodes, errors

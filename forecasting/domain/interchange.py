@@ -1,4 +1,9 @@
-"""The episode interchange format: CSV with a header row, or JSON lines with the same keys."""
+"""The episode interchange format: CSV with a header row, or JSON lines with the same keys.
+
+Both carry the same strings: `sources` is one text of references joined by " | " (a source
+cannot contain "|": forecasting.domain.episodes refuses it), and JSON lines keep every
+character as written (no ASCII escaping, no normalising), so an export reads back exactly.
+"""
 
 from __future__ import annotations
 
@@ -17,8 +22,9 @@ from forecasting.domain.episodes import (
     Episode,
     EpisodeValidationError,
     RowError,
-    validate_episodes,
+    collect_episodes,
 )
+from forecasting.settings import RequestLimits
 
 FORMATS = ("csv", "jsonl")
 
@@ -101,27 +107,31 @@ def _structural_error(line: int, row: dict[str, Any]) -> RowError | None:
 
 
 def episodes_from_rows(rows: Iterable[tuple[int, dict[str, Any]]], codebook: Codebook,
-                       today: dt.date | None = None) -> list[Episode]:
-    """Validate parsed rows, structural problems included; all or nothing."""
+                       today: dt.date | None = None, limits: RequestLimits | None = None
+                       ) -> list[Episode]:
+    """Validate parsed rows, structural problems included; all or nothing.
+
+    `limits` caps free text and the errors listed (forecasting.domain.episodes).
+    """
+    limits = limits or RequestLimits()
     clean, errors = [], []
     for line, row in rows:
         if (error := _structural_error(line, row)) is not None:
             errors.append(error)
         else:
             clean.append((line, row))
-    try:
-        episodes = validate_episodes(clean, codebook, today)
-    except EpisodeValidationError as exc:
-        errors.extend(exc.errors)
+    episodes, row_errors = collect_episodes(clean, codebook, today, limits)
+    errors.extend(row_errors)
     if errors:
-        raise EpisodeValidationError(errors)
+        raise EpisodeValidationError(errors, limits.max_errors_listed)
     return episodes
 
 
 def read_episodes(path: Path | str, codebook: Codebook, fmt: str | None = None,
-                  today: dt.date | None = None) -> list[Episode]:
-    """Read and validate a whole CSV or JSON lines file; raise listing every bad row."""
-    return episodes_from_rows(read_rows(path, fmt), codebook, today)
+                  today: dt.date | None = None, limits: RequestLimits | None = None
+                  ) -> list[Episode]:
+    """Read and validate a whole CSV or JSON lines file; raise listing the bad rows."""
+    return episodes_from_rows(read_rows(path, fmt), codebook, today, limits)
 
 
 def write_rows(rows: Iterable[dict[str, Any]], stream: TextIO, fmt: str) -> int:

@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from forecasting.domain.codebook import Codebook
+from forecasting.domain.episodes import check_batch_size
 from forecasting.domain.interchange import episodes_from_rows, read_rows
+from forecasting.settings import RequestLimits
 from forecasting.store import Database, EpisodeFilter, ImportSummary
 
 if TYPE_CHECKING:  # the queue (huey) is only needed by the caller that made the service
@@ -34,14 +36,17 @@ def _objects(rows: Rows) -> Iterable[tuple[int, Any]]:
 
 def store_episodes(database: Database, codebook: Codebook, rows: Rows, *, actor: str,
                    source: str, track: Callable = _untracked,
-                   write_progress: Callable | None = None) -> ImportSummary:
+                   write_progress: Callable | None = None,
+                   limits: RequestLimits | None = None) -> ImportSummary:
     """Validate every row, then write them in one transaction (all or nothing).
 
-    Raises EpisodeValidationError listing every bad row and field; nothing is written then.
+    Raises EpisodeValidationError listing the bad rows and fields; nothing is written then.
     `track` wraps the rows (a progress bar over validation); `write_progress` is called
     with the number of rows written so far. No refit is queued: see `import_episodes`.
+    `limits` caps free text and the errors listed (their defaults when None); the batch size
+    is not capped here: set-up and benchmarks import files larger than one request may be.
     """
-    episodes = episodes_from_rows(_objects(track(list(rows))), codebook)
+    episodes = episodes_from_rows(_objects(track(list(rows))), codebook, limits=limits)
     return database.episodes.import_episodes(
         episodes, actor=actor, codebook_version=codebook.version, source=source,
         progress=write_progress)
@@ -58,20 +63,31 @@ class ImportOutcome:
 
 def import_episodes(database: Database, codebook: Codebook, refits: RefitService, rows: Rows,
                     *, actor: str, source: str, track: Callable = _untracked,
-                    write_progress: Callable | None = None) -> ImportOutcome:
-    """Validate and write all or nothing; queue a (coalesced) refit if anything changed."""
+                    write_progress: Callable | None = None,
+                    limits: RequestLimits | None = None) -> ImportOutcome:
+    """Validate and write all or nothing; queue a (coalesced) refit if anything changed.
+
+    A user's import (`forecast import`, POST and PUT /v1/episodes): a batch of more than
+    `limits.max_batch_rows` rows is refused whole before any is validated. `limits` defaults
+    to the settings the refit service was built with.
+    """
+    limits = limits or refits.settings.limits
+    rows = list(rows)
+    check_batch_size(len(rows), limits)
     summary = store_episodes(database, codebook, rows, actor=actor, source=source, track=track,
-                             write_progress=write_progress)
+                             write_progress=write_progress, limits=limits)
     refit = refits.request("episodes", actor) if summary.changed else None
     return ImportOutcome(summary=summary, refit=refit)
 
 
 def import_file(database: Database, codebook: Codebook, refits: RefitService, path: Path | str,
                 *, actor: str, fmt: str | None = None, track: Callable = _untracked,
-                write_progress: Callable | None = None) -> ImportOutcome:
+                write_progress: Callable | None = None,
+                limits: RequestLimits | None = None) -> ImportOutcome:
     """`import_episodes` of a CSV or JSON lines file (format from its name unless given)."""
     return import_episodes(database, codebook, refits, read_rows(path, fmt), actor=actor,
-                           source=str(path), track=track, write_progress=write_progress)
+                           source=str(path), track=track, write_progress=write_progress,
+                           limits=limits)
 
 
 def check_filter(codebook: Codebook, where: EpisodeFilter) -> None:
