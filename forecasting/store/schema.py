@@ -117,7 +117,7 @@ audit_log = Table(
     Column("detail", JSON, nullable=False),
 )
 
-# API tokens, stored as SHA-256 digests only.
+# API tokens, stored as SHA-256 digests only; optionally expiring.
 tokens = Table(
     "tokens",
     metadata,
@@ -127,6 +127,7 @@ tokens = Table(
     Column("token_hash", String(64), nullable=False, unique=True),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("revoked_at", UTCDateTime(), nullable=True),
+    Column("expires_at", UTCDateTime(), nullable=True),  # NULL: never expires
 )
 
 # Every prior set ever submitted; the newest is the one the next fit uses.
