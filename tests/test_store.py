@@ -1,4 +1,5 @@
 import datetime as dt
+import threading
 
 import pytest
 from helpers import episode_row
@@ -121,3 +122,44 @@ def test_latest_revision_grows_on_insert_and_revision_only(database, codebook):
     assert database.episodes.latest_revision_id() == second > first
     _import(database, codebook, episode_row(level=3))
     assert database.episodes.latest_revision_id() > second
+
+
+def _refit_audit(database) -> list[tuple[str, dict]]:
+    return [(e["actor"], e["detail"]) for e in reversed(database.audit_entries())
+            if e["action"] == "refit:request"]
+
+
+def test_every_refit_request_is_audited_with_who_asked_coalesced_ones_too(database):
+    first, created = database.refits.request("episodes", "coder-alice", 10)
+    again, created_again = database.refits.request("priors", "modeler-bob", 10)
+    assert created and not created_again and again["id"] == first["id"]
+    assert again["coalesced"] == 1
+    assert _refit_audit(database) == [
+        ("coder-alice", {"job": first["id"], "reason": "episodes", "coalesced": False}),
+        ("modeler-bob", {"job": first["id"], "reason": "priors", "coalesced": True})]
+
+
+def test_refit_requests_at_once_queue_one_job_and_audit_every_asker(database):
+    barrier = threading.Barrier(12)
+    results, errors = [], []
+
+    def ask(number):
+        barrier.wait()
+        try:
+            results.append(database.refits.request("episodes", f"client-{number}", 10))
+        except Exception as exc:  # noqa: BLE001 - any failure is what the test reports
+            errors.append(exc)
+
+    threads = [threading.Thread(target=ask, args=(n,)) for n in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert sum(created for _, created in results) == 1
+    assert len({job["id"] for job, _ in results}) == 1
+    [queued] = database.refits.active()
+    assert queued["coalesced"] == 11
+    audit = _refit_audit(database)
+    assert sorted(actor for actor, _ in audit) == sorted(f"client-{n}" for n in range(12))
+    assert [d["coalesced"] for _, d in audit].count(False) == 1

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import Engine, and_, func, insert, or_, select, update
 
 from forecasting.store.schema import audit_log, episode_revisions, refit_jobs
+from forecasting.store.transactions import lock_key, write_transaction
 
 FINAL = ("succeeded", "failed", "skipped", "error")
 
@@ -48,9 +49,15 @@ class RefitJobStore:
         self.engine = engine
 
     def request(self, reason: str, actor: str, delay_seconds: float) -> tuple[dict, bool]:
-        """Queue a refit, or coalesce into the one already queued. Returns (job, created)."""
+        """Queue a refit, or coalesce into the one already queued. Returns (job, created).
+
+        Every request is audited with who asked, in the same transaction, coalesced ones
+        too ("coalesced": true names the job they joined). Requests are serialised, so two
+        at once never queue two jobs.
+        """
         now = _now()
-        with self.engine.begin() as conn:
+        with write_transaction(self.engine) as conn:
+            lock_key(conn, "refit_jobs:request")
             queued = conn.execute(select(refit_jobs).where(refit_jobs.c.status == "queued")
                                   .order_by(refit_jobs.c.id).limit(1)).first()
             if queued is not None:
@@ -63,9 +70,9 @@ class RefitJobStore:
                     not_before=now + dt.timedelta(seconds=delay_seconds), coalesced=0,
                     attempts=0).returning(refit_jobs.c.id)).scalar_one()
                 created = True
-                conn.execute(insert(audit_log).values(
-                    at=now, actor=actor, action="refit:request",
-                    detail={"job": job_id, "reason": reason}))
+            conn.execute(insert(audit_log).values(
+                at=now, actor=actor, action="refit:request",
+                detail={"job": job_id, "reason": reason, "coalesced": not created}))
         return self.get(job_id), created
 
     def claim(self, job_id: int, worker: str, stale_after: float) -> str:
