@@ -7,13 +7,14 @@ from flask_openapi3 import Info
 
 from forecasting.settings import Settings, load_settings
 
-from .auth import check_read_access
+from .auth import check_access
+from .limits import check_body, init_rate_limits
 from .openapi import ForecastAPI
-from .problems import register_error_handlers, validation_error_response
+from .problems import MAX_ERRORS_KEY, register_error_handlers, validation_error_response
+from .responses import init_responses
 from .services import Services
 
 DEFAULTS = {
-    "MAX_CONTENT_LENGTH": 8 * 1024 * 1024,  # a 10,000-episode batch fits; more is refused (413)
     "PROPAGATE_EXCEPTIONS": False,
 }
 BEARER = {"bearer": {"type": "http", "scheme": "bearer",
@@ -38,17 +39,26 @@ def create_app(config: dict | None = None) -> ForecastAPI:
     )
     app.json.sort_keys = False  # keep the documented key order of forecasts
     app.config.from_mapping(DEFAULTS)
+    # a 10,000-episode batch fits in the default; more is refused (413)
+    app.config["MAX_CONTENT_LENGTH"] = settings.limits.max_body_bytes
+    app.config[MAX_ERRORS_KEY] = settings.limits.max_errors_listed
     app.config.update(config)
     app.extensions["forecasting"] = Services.from_settings(settings)
     app.codebook = app.extensions["forecasting"].codebook
 
     register_error_handlers(app)
-    app.before_request(check_read_access)
+    init_responses(app)
 
     from .routes import episodes, evaluation, forecasts, health, models, priors, refits
 
     for module in (health, forecasts, models, evaluation, episodes, priors, refits):
         app.register_api(module.bp)
+
+    # before_request order: rate limits (Flask-Limiter registers first), then who is calling
+    # and may they (401/403), then the body (415/413/400); the schemas validate only after.
+    init_rate_limits(app, settings.rate_limits)
+    app.before_request(check_access)
+    app.before_request(check_body)
 
     @app.get("/docs", doc_ui=False)
     def docs():

@@ -13,6 +13,8 @@ from flask_openapi3 import OpenAPI
 
 from forecasting.domain.codebook import Codebook
 
+from .responses import FiniteJSONProvider
+
 
 def _walk(node: Any, visit) -> None:
     if isinstance(node, dict):
@@ -62,6 +64,7 @@ def add_security(spec: dict) -> dict:
 
 class ForecastAPI(OpenAPI):
     codebook: Codebook | None = None
+    json_provider_class = FiniteJSONProvider
 
     def generate_spec_json(self):
         super().generate_spec_json()

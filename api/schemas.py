@@ -90,6 +90,10 @@ class ModelStamp(BaseModel):
     fitted_at: str
     episodes: int
     verdict: Literal["pass", "fail"]
+    draws_used: int | None = Field(
+        None, description="Present when the fit had more posterior draws than "
+                          "FORECAST_LIMIT_MAX_DRAWS: the draws the answer was computed from "
+                          "(thinned evenly within each chain)")
 
 
 class Forecast(BaseModel):

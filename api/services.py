@@ -33,6 +33,7 @@ _ENGINES_KEPT = 4
 class ModelHolder:
     registry: Registry
     codebook: Codebook
+    max_draws: int | None = None  # posterior draws an answer uses (settings.limits.max_draws)
     _engines: OrderedDict = field(default_factory=OrderedDict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _pointer: tuple = (None, None)  # (stat signature of CURRENT, version it named)
@@ -64,7 +65,7 @@ class ModelHolder:
             if version not in self._engines:
                 log.info("loading model version %s", version)
                 self._engines[version] = ForecastEngine.from_version(
-                    self.registry, version, self.codebook)
+                    self.registry, version, self.codebook, max_draws=self.max_draws)
                 while len(self._engines) > _ENGINES_KEPT:
                     self._engines.popitem(last=False)
             return self._engines[version]
@@ -102,7 +103,8 @@ class Services:
         registry = Registry(settings.registry_path)
         database = open_database(settings)
         return cls(settings=settings, database=database, codebook=codebook,
-                   registry=registry, models=ModelHolder(registry, codebook),
+                   registry=registry,
+                   models=ModelHolder(registry, codebook, max_draws=settings.limits.max_draws),
                    plots=PlotCache(registry, settings.instance_path / "plots"),
                    refits=RefitService.from_settings(settings, database, registry=registry,
                                                      codebook=codebook))

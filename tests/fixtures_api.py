@@ -53,9 +53,10 @@ def fitted_posterior(fitted_version):
 
 
 def copy_instance(api_template, folder):
-    """Settings of a fresh copy of the template instance in `folder`."""
+    """Settings of a fresh copy of the template instance in `folder`; rate limits off (the
+    tests of limiting turn them on)."""
     shutil.copytree(api_template[0], folder)
-    return load_settings({"FORECAST_INSTANCE": str(folder)})
+    return load_settings({"FORECAST_INSTANCE": str(folder), "FORECAST_RATE_LIMIT": "0"})
 
 
 def cli_on(settings):

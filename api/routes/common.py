@@ -6,12 +6,15 @@ import hashlib
 
 from flask import Response, jsonify, request
 
+from ..responses import cache_control
 from ..schemas import ProblemDoc
+from ..services import services
 
 _PROBLEM_SCHEMA = ProblemDoc.model_json_schema()
 _TITLES = {400: "Invalid request", 401: "Missing or invalid bearer token",
            403: "The token's role may not do this", 404: "Not found",
-           409: "Conflict", 413: "Request too large", 503: "No current model"}
+           409: "Conflict", 413: "Request too large", 415: "The body is not application/json",
+           429: "Rate limit exceeded (see Retry-After)", 503: "No current model"}
 
 
 def problems(*codes: int) -> dict:
@@ -29,6 +32,7 @@ def versioned(payload: dict, version: str) -> Response:
     response.set_etag(f"{version}-{tag}")
     response.make_conditional(request)  # 304 when If-None-Match matches
     # no-cache = store, but revalidate: a promoted version must show up at once
-    response.headers["Cache-Control"] = "no-cache"
+    response.headers["Cache-Control"] = cache_control(
+        explicit_version=False, open_reads=services().settings.open_reads)
     response.headers["X-Model-Version"] = version
     return response

@@ -9,7 +9,9 @@ from forecasting.domain.episodes import Episode
 from forecasting.services import episodes as episode_service
 from forecasting.store import EpisodeFilter
 
-from ..auth import current_identity, require
+from .. import redact
+from ..auth import current_identity, is_anonymous, require
+from ..limits import check_batch_rows
 from ..problems import Problem
 from ..schemas import EpisodeKey, EpisodePage, EpisodeQuery, EpisodeWithHistory, ImportResult
 from ..services import services
@@ -63,7 +65,7 @@ def list_episodes(query: EpisodeQuery):
                                                  limit=query.limit, offset=query.offset))
 
 
-@bp.post("", responses={201: ImportResult, 200: ImportResult, **problems(400, 401, 403, 413)},
+@bp.post("", responses={201: ImportResult, 200: ImportResult, **problems(400, 401, 403, 413, 415)},
          openapi_extensions=_BODY)
 @require("episodes:write")
 def create():
@@ -77,6 +79,7 @@ def create():
         rows = payload["episodes"]
         if not isinstance(rows, list) or not rows:
             raise Problem(400, "Invalid request", "episodes: must be a non-empty array")
+        check_batch_rows(len(rows))
     elif isinstance(payload, dict):
         rows = [payload]
     else:
@@ -89,13 +92,14 @@ def create():
 @bp.get("/<trigger_id>/<partner>/<intel_type>",
         responses={200: EpisodeWithHistory, **problems(404)})
 def get_episode(path: EpisodeKey):
-    """One episode with every revision: who changed what, when."""
-    return jsonify(services().database.episodes.get(path.trigger_id, path.partner,
-                                                    path.intel_type))
+    """One episode with every revision: what changed, when, and (to a token holder) who."""
+    record = services().database.episodes.get(path.trigger_id, path.partner, path.intel_type)
+    return jsonify(redact.episode(record) if is_anonymous() else record)
 
 
 @bp.put("/<trigger_id>/<partner>/<intel_type>",
-        responses={200: ImportResult, **problems(400, 401, 403, 404)}, openapi_extensions=_ONE_BODY)
+        responses={200: ImportResult, **problems(400, 401, 403, 404, 413, 415)},
+        openapi_extensions=_ONE_BODY)
 @require("episodes:write")
 def revise(path: EpisodeKey):
     """Revise an existing episode: send the whole row; changed fields become a revision."""

@@ -11,7 +11,9 @@ from flask_openapi3 import APIBlueprint, Tag
 
 from forecasting.services.forecasts import live_forecast, refuse_scenario
 
+from ..limits import check_cells, unique_codes
 from ..problems import Problem
+from ..responses import cache_control
 from ..schemas import (
     BatchBody,
     CompareQuery,
@@ -32,7 +34,7 @@ bp = APIBlueprint("forecasts", __name__, url_prefix="/v1/forecasts",
 def _codes(text: str | None, field: str, everything) -> list[str]:
     if text is None:
         return list(everything)
-    codes = [c.strip() for c in text.split(",") if c.strip()]
+    codes = unique_codes(c.strip() for c in text.split(",") if c.strip())
     if not codes:
         raise Problem(400, "Invalid request", f"{field}: give at least one code")
     return codes
@@ -45,7 +47,9 @@ def live(answer: Callable[[], dict], version: str, revision: int) -> Response:
     digest = hashlib.sha256(f"{version}|{revision}|{request.full_path}".encode()
                             ).hexdigest()[:24]
     etag = f"{version}-r{revision}-{digest}"
-    headers = {"Cache-Control": "no-cache", "X-Model-Version": version,
+    headers = {"Cache-Control": cache_control(explicit_version=False,
+                                              open_reads=services().settings.open_reads),
+               "X-Model-Version": version,
                "X-Store-Revision": str(revision)}
     if etag in request.if_none_match:
         response = Response(status=304, headers=headers)
@@ -77,19 +81,21 @@ def one(query: OneForecastQuery):
                 engine.version, revision)
 
 
-@bp.post("/batch", responses={200: ForecastList, **problems(400, 404, 413, 503)})
+@bp.post("/batch", responses={200: ForecastList, **problems(400, 404, 413, 415, 429, 503)})
 def batch(body: BatchBody):
     """Many cells in one request; every query is validated before any is answered."""
+    check_cells(len(body.queries), "queries")
     engine = services().models.engine()
     forecasts = engine.batch([q.model_dump() for q in body.queries])
     return versioned({"model": engine.model_info, "count": len(forecasts),
                       "forecasts": forecasts}, engine.version)
 
 
-@bp.get("/grid", responses={200: GridResponse, **problems(400, 404, 503)})
+@bp.get("/grid", responses={200: GridResponse, **problems(400, 404, 429, 503)})
 def grid(query: GridQuery):
     """Every partner x type under one scenario, highest risk first (or sorted by code)."""
     engine = services().models.engine()
+    check_cells(len(engine.partners) * len(engine.intel_types), "grid")
     scenario = {"trigger_type": query.trigger_type, "severity": query.severity,
                 "alignment": query.alignment}
     forecasts = engine.grid(scenario, sort=query.sort)
@@ -99,12 +105,13 @@ def grid(query: GridQuery):
                       "forecasts": forecasts}, engine.version)
 
 
-@bp.get("/compare", responses={200: CompareResponse, **problems(400, 404, 503)})
+@bp.get("/compare", responses={200: CompareResponse, **problems(400, 404, 429, 503)})
 def compare(query: CompareQuery):
     """Two scenarios for the same cells, and the difference b - a with its own interval."""
     engine = services().models.engine()
     partners = _codes(query.partner, "partner", engine.partners)
     types = _codes(query.intel_type, "intel_type", engine.intel_types)
+    check_cells(len(partners) * len(types), "partner x intel_type")
     a = {"trigger_type": query.trigger_type_a, "severity": query.severity_a,
          "alignment": query.alignment_a}
     b = {"trigger_type": query.trigger_type_b, "severity": query.severity_b,

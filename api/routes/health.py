@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+
 from flask import jsonify
 from flask_openapi3 import APIBlueprint, Tag
+from sqlalchemy import select
+
+from forecasting.store.schema import episodes
 
 from ..problems import Problem
 from ..schemas import Health, Vocab
@@ -11,6 +16,7 @@ from ..services import services
 from .common import problems
 
 bp = APIBlueprint("health", __name__, abp_tags=[Tag(name="service")])
+log = logging.getLogger(__name__)
 
 
 @bp.get("/health", responses={200: Health})
@@ -21,11 +27,21 @@ def health():
 
 @bp.get("/ready", responses={200: Health, **problems(503)})
 def ready():
-    """Ready only when a current model version is loaded and answering."""
+    """Ready only when the database answers and a current model version is loaded.
+
+    The reason says which of the two is missing, never how (the log has the exception)."""
+    s = services()
     try:
-        engine = services().models.engine()
+        with s.database.engine.connect() as conn:  # a table, not only SELECT 1: an empty
+            conn.execute(select(1).select_from(episodes).limit(1)).all()  # file is not ready
+    except Exception:
+        log.exception("not ready: the database does not answer")
+        raise Problem(503, "Not ready", "the database does not answer") from None
+    try:
+        engine = s.models.engine()
     except Exception as exc:  # any failure to load means: not ready
-        raise Problem(503, "Not ready", str(exc)) from None
+        log.warning("not ready: no current model version loads: %s", exc)
+        raise Problem(503, "Not ready", "no current model version is loaded") from None
     return jsonify(status="ready", model=engine.version)
 
 

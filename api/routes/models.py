@@ -13,6 +13,7 @@ from forecasting.serving import plots
 
 from ..auth import current_identity, require
 from ..problems import Problem, validation_error_response
+from ..responses import cache_control
 from ..schemas import (
     Diagnostics,
     ModelDetail,
@@ -77,15 +78,24 @@ def plot(path: PlotPath):
     if path.name not in plots.PLOTS:
         raise Problem(404, "Unknown plot",
                       f"name: unknown plot {path.name!r}; use one of {sorted(plots.PLOTS)}")
-    mv = services().registry.get(path.version)
-    png = services().plots.get(mv, path.name)
+    s = services()
+    mv = s.registry.get(path.version)
+    try:
+        png = s.plots.get(mv, path.name)
+    except plots.PlotUnavailableError:  # e.g. a lean version stored without the group it needs
+        raise Problem(404, "Plot unavailable",
+                      f"name: model version {mv.version} has no data for the plot "
+                      f"{path.name!r}") from None
     response = Response(png, mimetype="image/png")
-    response.headers["Cache-Control"] = "public, max-age=86400, immutable"
+    # `current` moves at each promotion: revalidate it; an explicit id never changes
+    response.headers["Cache-Control"] = cache_control(
+        explicit_version=path.version == mv.version, open_reads=s.settings.open_reads)
     response.headers["X-Model-Version"] = mv.version
-    return response
+    response.set_etag(f"{mv.version}-{path.name}")
+    return response.make_conditional(request)
 
 
-@bp.post("/<version>/promote", responses={200: ModelSummary, **problems(400, 401, 403, 404, 409)},
+@bp.post("/<version>/promote", responses={200: ModelSummary, **problems(400, 401, 403, 404, 409, 413, 415)},
          openapi_extensions=_PROMOTE_BODY)
 @require("models:promote")
 def promote(path: VersionPath):

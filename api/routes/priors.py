@@ -11,7 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from forecasting.model.priors import PARAMETERS, PriorSet
 from forecasting.services.priors import describe_priors, submit_priors
 
-from ..auth import current_identity, require
+from .. import redact
+from ..auth import current_identity, is_anonymous, require
 from ..services import services
 from .common import problems
 
@@ -55,10 +56,12 @@ class CheckDoc(BaseModel):
 def get_priors():
     """The prior set the next fit will use (the newest submitted, else priors/default.toml)."""
     s = services()
-    return jsonify(describe_priors(s.database, s.settings))
+    document = describe_priors(s.database, s.settings)
+    document["source"] = redact.source_name(document["source"])
+    return jsonify(redact.priors(document) if is_anonymous() else document)
 
 
-@bp.put("", responses={200: PriorsDoc, **problems(400, 401, 403, 413)})
+@bp.put("", responses={200: PriorsDoc, **problems(400, 401, 403, 413, 415)})
 @require("priors:write")
 def put_priors(body: PriorsBody):
     """Submit a whole new prior set: validated, versioned, audited; used from the next fit."""
@@ -66,12 +69,17 @@ def put_priors(body: PriorsBody):
     submitted = submit_priors(s.database, s.settings, s.refits,
                               body.priors.model_dump(exclude_none=True), current_identity().name,
                               body.note)
-    return jsonify(submitted.document)
+    return jsonify({**submitted.document,
+                    "source": redact.source_name(submitted.document["source"])})
 
 
-@bp.post("/check", responses={200: CheckDoc, **problems(400, 413)})
+@bp.post("/check", responses={200: CheckDoc, **problems(400, 401, 403, 413, 415, 429)})
+@require("priors:write")
 def check_priors(body: PriorsBody):
-    """Dry run: what these priors imply before any data (prior predictive); nothing is saved."""
+    """Dry run: what these priors imply before any data (prior predictive); nothing is saved.
+
+    Needs a modeler or admin token (as submitting priors does): each new prior set compiles a
+    model (seconds of CPU), so it is not open to anonymous callers; rate-limited too."""
     from forecasting.model.prior_predictive import prior_predictive
 
     priors = PriorSet.from_dict(body.priors.model_dump(exclude_none=True))

@@ -10,7 +10,8 @@ from pydantic import BaseModel, Field
 
 from forecasting.refits import model_status
 
-from ..auth import current_identity, require
+from .. import redact
+from ..auth import current_identity, is_anonymous, require
 from ..problems import Problem
 from ..services import services
 from .common import problems
@@ -48,11 +49,15 @@ class Job(BaseModel):
 def status(query: RefitsQuery):
     """Is the current model stale (since when, why)? What is queued, running, and done?"""
     s = services()
-    return jsonify({**model_status(s.database, s.registry),
-                    "history": s.database.refits.list(limit=query.limit)})
+    document = {**model_status(s.database, s.registry),
+                "history": s.database.refits.list(limit=query.limit)}
+    if is_anonymous():
+        for key in ("queued", "running", "history"):
+            document[key] = [redact.job(j) for j in document[key]]
+    return jsonify(document)
 
 
-@bp.post("", responses={202: Job, **problems(401, 403)})
+@bp.post("", responses={202: Job, **problems(401, 403, 413, 415)})
 @require("refits:create")
 def create():
     """Ask for a refit now (modeler or admin); coalesces with one already queued."""
@@ -65,4 +70,4 @@ def get_job(path: JobPath):
     job = services().database.refits.get(path.job_id)
     if job is None:
         raise Problem(404, "Unknown refit", f"no refit job {path.job_id}")
-    return jsonify(job)
+    return jsonify(redact.job(job) if is_anonymous() else job)

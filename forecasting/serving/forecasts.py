@@ -167,8 +167,12 @@ class ForecastEngine:
     """
 
     def __init__(self, posterior: xr.DataTree | xr.Dataset, metadata: Mapping,
-                 codebook: Codebook, *, cache: bool = True):
+                 codebook: Codebook, *, cache: bool = True, max_draws: int | None = None):
+        """`max_draws`: use at most this many posterior draws, thinned evenly within each chain
+        (bounds the memory and time of every answer; None uses them all)."""
         ds, attrs = _posterior_dataset(posterior)
+        fitted_draws = ds.sizes["chain"] * ds.sizes["draw"]
+        ds = thin(ds, max_draws)
         self.codebook = codebook
         self.model_info = {
             "version": metadata.get("version"),
@@ -176,6 +180,8 @@ class ForecastEngine:
             "episodes": metadata.get("episodes"),
             "verdict": metadata.get("verdict"),
         }
+        if ds.sizes["chain"] * ds.sizes["draw"] < fitted_draws:  # thinned: say so
+            self.model_info["draws_used"] = int(ds.sizes["chain"] * ds.sizes["draw"])
         self._vocabularies = {"partner": codebook.partners, "intel_type": codebook.intel_types,
                               "trigger_type": codebook.trigger_types}
         self.partners = [str(p) for p in ds["partner"].values]
@@ -205,11 +211,12 @@ class ForecastEngine:
         self._answers: dict[tuple, np.ndarray] = {}
 
     @classmethod
-    def from_version(cls, registry, version: str, codebook: Codebook) -> ForecastEngine:
+    def from_version(cls, registry, version: str, codebook: Codebook, *,
+                     max_draws: int | None = None) -> ForecastEngine:
         """Load `version` ("current" allowed) from a forecasting.registry.Registry."""
         mv = registry.get(version)
         tree = registry.load_posterior(mv.version, groups=["posterior"])
-        return cls(tree, mv.metadata, codebook)
+        return cls(tree, mv.metadata, codebook, max_draws=max_draws)
 
     def all_scenarios(self) -> list[Scenario]:
         """Every scenario this version can answer (trigger types x severities x alignments)."""
@@ -456,6 +463,19 @@ def _posterior_dataset(posterior: xr.DataTree | xr.Dataset) -> tuple[xr.Dataset,
             raise ValueError("the model tree has no 'posterior' group")
         return posterior["posterior"].to_dataset(), {**posterior.attrs}
     return posterior, {**posterior.attrs}
+
+
+def thin(ds: xr.Dataset, max_draws: int | None) -> xr.Dataset:
+    """At most `max_draws` draws: the same number from each chain, evenly spaced in it."""
+    chains, draws = ds.sizes["chain"], ds.sizes["draw"]
+    if max_draws is None or chains * draws <= max_draws:
+        return ds
+    if max_draws < 1:
+        raise ValueError(f"max_draws: must be at least 1, got {max_draws}")
+    if chains > max_draws:
+        ds, chains = ds.isel(chain=slice(0, max_draws)), max_draws
+    keep = np.unique(np.linspace(0, draws - 1, max_draws // chains).round().astype(int))
+    return ds.isel(draw=keep)
 
 
 def _draws(da: xr.DataArray, dims: tuple[str, ...]) -> np.ndarray:
