@@ -7,7 +7,7 @@ from sqlalchemy import inspect
 
 from forecasting.domain.episodes import validate_episodes
 from forecasting.store import EpisodeFilter, UnknownEpisodeError, connect
-from forecasting.store.db import SchemaOutOfDateError, schema_is_current
+from forecasting.store.db import DatabaseMissingError, SchemaOutOfDateError, schema_is_current
 
 TODAY = dt.date(2026, 11, 29)
 TYPES = ["sigint", "humint", "geoint", "sources", "methods", "cyber", "ct", "military"]
@@ -29,9 +29,35 @@ def test_migrations_create_every_table_and_mark_the_schema_current(database):
 
 
 def test_an_uninitialised_database_is_refused_with_the_fix(tmp_path):
+    (tmp_path / "empty.sqlite3").touch()
     database = connect(f"sqlite:///{tmp_path / 'empty.sqlite3'}")
     with pytest.raises(SchemaOutOfDateError, match="run `forecast init`"):
         database.ensure_current()
+
+
+def test_a_missing_sqlite_file_is_an_error_naming_it_and_the_command_that_creates_it(tmp_path):
+    path = tmp_path / "instance" / "forecasting.sqlite3"
+    database = connect(f"sqlite:///{path}")
+    with pytest.raises(DatabaseMissingError,
+                       match=rf"the SQLite database file {path} does not exist: .*run "
+                             r"`forecast init`, which creates it"):
+        database.ensure_current()
+    with pytest.raises(DatabaseMissingError):
+        database.episodes.count()
+    assert not path.exists() and not path.parent.exists(), "nothing was created"
+
+
+def test_a_database_file_deleted_while_in_use_is_not_recreated_empty(tmp_path, codebook):
+    path = tmp_path / "store.sqlite3"
+    connect(f"sqlite:///{path}", migrate=True).dispose()  # set-up creates it
+    database = connect(f"sqlite:///{path}")
+    database.ensure_current()
+    database.dispose()  # the pool's connections closed: the next use opens the file again
+    for file in tmp_path.glob("store.sqlite3*"):
+        file.unlink()
+    with pytest.raises(DatabaseMissingError, match="does not exist"):
+        database.episodes.count()
+    assert not path.exists()
 
 
 def test_importing_the_same_rows_twice_is_idempotent(database, codebook):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from pathlib import Path
+from urllib.parse import quote
 
 from alembic import command
 from alembic.config import Config
@@ -27,6 +28,18 @@ class SchemaOutOfDateError(RuntimeError):
     """The database is behind the code's migrations; run `forecast init`."""
 
 
+class DatabaseMissingError(SchemaOutOfDateError):
+    """The SQLite file does not exist. Only set-up (`forecast init`, `forecast run`) creates
+    one: anything that serves or reads would otherwise answer from a new, empty database."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        # the wording of SchemaOutOfDateError, with the file and what creates it
+        super().__init__(f"the SQLite database file {path} does not exist: the database is not "
+                         "initialised or is behind this version; run `forecast init`, which "
+                         "creates it (as `forecast run` does on its first start)")
+
+
 def _sqlite_pragmas(dbapi_connection, _record):
     cursor = dbapi_connection.cursor()
     # WAL lets readers (the API) run while a writer imports; FULL sync makes every
@@ -38,12 +51,42 @@ def _sqlite_pragmas(dbapi_connection, _record):
     cursor.close()
 
 
-def make_engine(url: str) -> Engine:
+def sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite URL; None for another database or an in-memory one."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database:
+        return None
+    if parsed.database == ":memory:" or parsed.database.startswith("file:"):
+        return None  # in memory, or a URI the caller manages
+    return Path(parsed.database).resolve()
+
+
+def _open_existing_only(path: Path):
+    """Connect in SQLite's read-write mode, which never creates a file: a database deleted
+    while the service runs is an error at the next connection, not a new empty one."""
+
+    def do_connect(_dialect, _record, cargs, cparams):
+        if not path.exists():
+            raise DatabaseMissingError(path)
+        cargs[0] = f"file:{quote(str(path))}?mode=rw"
+        cparams["uri"] = True
+
+    return do_connect
+
+
+def make_engine(url: str, create: bool = False) -> Engine:
+    """An engine for `url`. A SQLite file is created only when `create` (set-up paths);
+    otherwise every connection to a missing one raises DatabaseMissingError. The engine
+    itself is made either way: a web app on a missing database starts, and answers 503
+    naming the fix (its /ready says not ready) rather than serving an empty database."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        path = sqlite_file(url)
+        if path is not None and create:
+            path.parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"timeout": 30})
+        if path is not None and not create:
+            event.listen(engine, "do_connect", _open_existing_only(path))
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     return create_engine(url, pool_pre_ping=True)
@@ -110,7 +153,10 @@ class Database:
 
 
 def connect(url: str, migrate: bool = False) -> Database:
-    engine = make_engine(url)
+    """The database at `url`. `migrate` (set-up: `forecast init`, `forecast run`) creates a
+    missing SQLite file and brings the schema up to date; without it, using a missing file
+    raises DatabaseMissingError, so that nothing that serves or reads creates an empty one."""
+    engine = make_engine(url, create=migrate)
     if migrate:
         upgrade(engine)
     return Database(engine)
