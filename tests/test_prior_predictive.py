@@ -1,29 +1,35 @@
-"""The prior predictive: every draw from the model's own (ordered) prior, no negative level
-probability, outcome-scale numbers for a new trigger, and the statements priors/default.toml
-makes about them held to it."""
+"""The prior predictive: every draw from the model's own (ordered) prior, drawn in numpy
+without compiling a PyMC graph and agreeing with the PyMC model's prior, no negative level
+probability, nothing non-finite, outcome-scale numbers for a new trigger, and the statements
+priors/default.toml makes about them held to it."""
 
 from __future__ import annotations
 
 import json
 import math
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
 
-from forecasting.domain.cells import aggregate
+from forecasting.domain.cells import aggregate, empty_cells
 from forecasting.model.arithmetic import PARAMETERS, integrate_clusters, level_probabilities
 from forecasting.model.predictive import prior_draws, replicate_counts
 from forecasting.model.prior_predictive import (
+    MAX_DRAWS,
     QUANTITIES,
+    draw_prior,
     ordered_variables,
+    outcome_samples,
     plot_prior_predictive,
     prior_predictive,
     sample_prior,
 )
-from forecasting.model.priors import draw_ordered
+from forecasting.model.priors import PriorConfigError, draw_ordered
 from forecasting.model.pymc_model import build_model
 from forecasting.settings import DEFAULT_DATA_DIR, DEFAULT_PRIORS_DIR
 
@@ -119,6 +125,115 @@ def test_the_other_parameters_are_drawn_by_pymc_unchanged(seed_like_cells, defau
                         ).pvalue > 0.001
 
 
+# -- the check's numpy draws are the PyMC model's prior ----------------------------------------
+
+AGREEMENT_DRAWS = 2000
+EFFECTS_DRAWN = ("bloc_eff", "partner_dev", "type_eff", "bloc_type_eff", "pt_dev", "trigger_eff",
+                 "partner_eff", "pt_eff")
+
+
+@pytest.fixture(scope="module")
+def both_priors(seed_like_cells, default_priors):
+    """The same prior drawn twice: by the PyMC model (what a fit stores) and in numpy (what the
+    check uses), on cells where 21 of 23 partners are coded (the partner contrasts)."""
+    model = build_model(seed_like_cells, default_priors)
+    names = [*PARAMETERS, *EFFECTS_DRAWN]
+    theirs = sample_prior(model, AGREEMENT_DRAWS, seed=21, var_names=names)
+    theirs = {name: theirs[name].values.reshape(AGREEMENT_DRAWS, *theirs[name].shape[2:])
+              for name in names}
+    ours, _ = draw_prior(seed_like_cells, default_priors, AGREEMENT_DRAWS, seed=22)
+    return ours, theirs
+
+
+def test_the_numpy_prior_draws_every_variable_as_the_pymc_model_does(both_priors):
+    ours, theirs = both_priors
+    for name in (*PARAMETERS, *EFFECTS_DRAWN):
+        a, b = ours[name].reshape(AGREEMENT_DRAWS, -1), theirs[name].reshape(AGREEMENT_DRAWS, -1)
+        assert a.shape == b.shape, name
+        # draws are independent, elements of one draw are not (they share a scale): compare
+        # per-draw numbers, the root mean square of the elements and the largest element ...
+        for stat in (lambda x: np.sqrt(np.mean(x**2, axis=1)), lambda x: x.max(axis=1)):
+            assert stats.ks_2samp(stat(a), stat(b)).pvalue > 0.001, name
+        # ... and each element's spread: zero where the constraint pins it (a bloc with one
+        # coded partner), else within Monte Carlo error (scale mixtures: heavy tails)
+        sd_a, sd_b = a.std(axis=0), b.std(axis=0)
+        pinned = sd_b < 1e-9
+        assert (sd_a[pinned] < 1e-9).all(), name
+        assert sd_a[~pinned] == pytest.approx(sd_b[~pinned], rel=0.2), name
+
+
+def test_the_numpy_prior_keeps_the_models_sum_to_zero_constraints(both_priors, seed_like_cells):
+    ours, theirs = both_priors
+    observed = seed_like_cells.observed_partners
+    bloc_of = np.asarray(seed_like_cells.partner_bloc)
+    for draws in (ours, theirs):
+        for name in ("bloc_eff", "type_eff", "trigger_eff"):
+            assert np.allclose(draws[name].sum(axis=1), 0, atol=1e-8), name
+        assert np.allclose(draws["pt_dev"].sum(axis=2), 0, atol=1e-8)
+        for bloc in np.unique(bloc_of):
+            coded = (bloc_of == bloc) & observed
+            assert np.allclose(draws["partner_dev"][:, coded].sum(axis=1), 0, atol=1e-8)
+            assert np.allclose(draws["pt_dev"][:, coded].sum(axis=1), 0, atol=1e-8)
+    # a partner nobody coded is a free draw from its bloc, in both
+    uncoded = np.flatnonzero(~observed)
+    assert len(uncoded) and (ours["partner_dev"][:, uncoded].std(axis=0) > 0.2).all()
+
+
+def test_the_check_agrees_with_the_pymc_prior_predictive_within_monte_carlo_error(
+        both_priors, codebook):
+    ours, theirs = both_priors
+    scenarios = empty_cells(codebook)  # the vocabulary's (as the check's), not the data's
+    a = outcome_samples(ours, scenarios, seed=3)
+    b = outcome_samples(theirs, scenarios, seed=3)
+    disagree = {name: stats.ks_2samp(a[name], b[name]).pvalue for name in QUANTITIES}
+    assert min(disagree.values()) > 0.001, disagree
+
+
+def test_the_check_compiles_no_graph_and_loads_no_pymc():
+    """What made a check cost 3-13 s of CPU: a PyMC graph compiled per distinct prior set."""
+    code = ("import sys\n"
+            "from forecasting.domain.codebook import load_codebook\n"
+            "from forecasting.model.priors import load_priors\n"
+            "from forecasting.model.prior_predictive import prior_predictive\n"
+            "from forecasting.settings import DEFAULT_DATA_DIR, DEFAULT_PRIORS_DIR\n"
+            "prior_predictive(load_codebook(DEFAULT_DATA_DIR / 'codebook.toml'),\n"
+            "                 load_priors(DEFAULT_PRIORS_DIR / 'default.toml'), draws=100)\n"
+            "print(sorted(m for m in ('pymc', 'pytensor', 'nutpie') if m in sys.modules))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, check=True)
+    assert done.stdout.strip() == "[]", done.stderr
+
+
+# -- nothing non-finite, bounded work -----------------------------------------------------------
+
+HEAVY = {"dist": "HalfStudentT", "kwargs": {"nu": 1.0, "sigma": 10.0}}  # valid: Cauchy at the bound
+
+
+def test_a_prior_whose_draws_overflow_the_check_is_an_error_naming_it(codebook, default_priors):
+    heavy = default_priors.replace(sigma_reaction=HEAVY)
+    with pytest.raises(PriorConfigError) as caught:
+        prior_predictive(codebook, heavy, draws=1000, seed=0)
+    assert [e["field"] for e in caught.value.errors] == ["sigma_reaction"]
+    assert "events_odds_ratio" in str(caught.value) and "lighter-tailed" in str(caught.value)
+
+
+def test_the_widest_light_tailed_priors_give_a_finite_summary(codebook, default_priors):
+    """The widest scales the bounds allow, everywhere: every number is finite, so the
+    summary is strict JSON (a scale of 1e308 once gave literal NaN)."""
+    widest = {"dist": "HalfNormal", "kwargs": {"sigma": 10.0}}
+    priors = default_priors.replace(
+        cutpoints={"dist": "Normal", "kwargs": {"mu": [-20.0, 0.0, 20.0], "sigma": 10.0}},
+        beta_severity={"dist": "Normal", "kwargs": {"mu": 20.0, "sigma": 10.0}},
+        **{name: widest for name in PARAMETERS if name.startswith("sigma_")})
+    summary = prior_predictive(codebook, priors, draws=500, seed=0)
+    json.dumps(summary, allow_nan=False)
+
+
+def test_the_draws_a_check_may_use_are_bounded(codebook, default_priors):
+    with pytest.raises(ValueError, match=rf"must be between 10 and {MAX_DRAWS}"):
+        prior_predictive(codebook, default_priors, draws=MAX_DRAWS + 1)
+
+
 # -- the outcome scale -------------------------------------------------------------------------
 
 
@@ -141,7 +256,7 @@ def test_the_summary_is_json_with_every_quantity_and_a_plot(codebook, default_pr
 def test_the_typical_cell_integrates_the_event_effects_out(codebook, default_priors):
     """typical_cell is eta = 0 averaged over a new trigger's event and reaction effects; with
     those scales near zero it is the cutpoints' own P(any restriction) at eta = 0."""
-    narrow = {"dist": "HalfNormal", "kwargs": {"sigma": 1e-6}}
+    narrow = {"dist": "HalfNormal", "kwargs": {"sigma": 1e-3}}  # the bound
     summary = prior_predictive(codebook, default_priors.replace(sigma_event=narrow,
                                                                sigma_reaction=narrow),
                                draws=500, seed=4)
@@ -160,7 +275,7 @@ def test_the_typical_cell_integrates_the_event_effects_out(codebook, default_pri
 
 
 def test_spreads_shrink_with_their_scale(codebook, default_priors):
-    tiny = {"dist": "HalfNormal", "kwargs": {"sigma": 1e-4}}
+    tiny = {"dist": "HalfNormal", "kwargs": {"sigma": 1e-3}}  # the bound
     summary = prior_predictive(codebook, default_priors.replace(
         sigma_partner=tiny, sigma_pt=tiny, sigma_bloc_type=tiny), draws=500, seed=5)
     out = summary["outcome"]

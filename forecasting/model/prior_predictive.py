@@ -1,10 +1,21 @@
 """What a prior set implies before any data: the prior predictive on the outcome scale.
 
-Every prior draw comes from the model's own prior (`sample_prior`): PyMC's forward graph for
-every variable, and for a variable with the `ordered` transform (the cutpoints) the density
-that transform gives, the family restricted to increasing vectors. `pm.draw` and
-`pm.sample_prior_predictive` ignore transforms: they return independent draws, unordered in
-about 60% of draws of the old default, whose level probabilities went negative.
+`prior_predictive` (the prior check: `forecast priors check`, `POST /v1/priors/check`) draws
+every parameter in numpy (`draw_prior`): the families' own draws
+(forecasting.model.priors.FAMILIES), the cutpoints from the family restricted to increasing
+vectors (the density PyMC's `ordered` transform gives them), and each group effect as the
+model builds it (a Normal conditioned to sum to zero, over all its members or within each
+bloc over the coded partners). No PyMC graph is compiled, so a check costs a fraction of a
+second instead of the 3-13 s of CPU it took to compile one graph per distinct prior set, and
+this module imports no PyMC at all unless `sample_prior` is called. tests/test_prior_predictive.py
+holds the numpy draws to the PyMC model's own prior within Monte Carlo error.
+
+`sample_prior` draws from a built PyMC model (the prior group a fit stores,
+forecasting.model.predictive): PyMC's forward graph for every variable, and for a variable
+with the `ordered` transform (the cutpoints) the density that transform gives, the family
+restricted to increasing vectors. `pm.draw` and `pm.sample_prior_predictive` ignore
+transforms: they return independent draws, unordered in about 60% of draws of the old
+default, whose level probabilities went negative.
 
 `prior_predictive` states what the priors imply for forecasts as they are served, for a *new*
 trigger (its event and reaction effects integrated out, `arithmetic.integrate_clusters`):
@@ -12,7 +23,8 @@ P(any restriction) of a typical cell, the share of episodes restricted over the 
 (the base rate a data set would show), how far apart the most and least guarded partner of
 one bloc, type, bloc and trigger type are in odds, how much events of the same kind differ,
 and the interval of a partner nobody has coded. priors/default.toml quotes these numbers and
-tests/test_prior_predictive.py holds them to it.
+tests/test_prior_predictive.py holds them to it. Every number of the summary is finite: a
+prior whose draws would make one NaN or infinite is a PriorConfigError naming the parameter.
 """
 
 from __future__ import annotations
@@ -20,32 +32,44 @@ from __future__ import annotations
 import contextlib
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pymc as pm
 import xarray as xr
-from pymc.distributions.shape_utils import change_dist_size
-from pytensor.graph.traversal import ancestors
 from scipy.special import expit
 
 from forecasting.domain.cells import Cells, empty_cells
 from forecasting.domain.codebook import Codebook
 from forecasting.model.arithmetic import (
+    CLUSTERS,
+    EFFECTS,
     FORECAST_VARIABLES,
     LEVELS,
+    PARAMETERS,
     any_restriction,
     cluster_sd,
     covariate_offsets,
     integrate_clusters,
     level_probabilities,
     linear_predictor,
+    partner_type_effects,
     scenario_effects,
 )
-from forecasting.model.priors import PriorSet
-from forecasting.model.pymc_model import build_model
+from forecasting.model.priors import (
+    PriorConfigError,
+    PriorProblem,
+    PriorSet,
+    draw,
+    draw_ordered_many,
+)
+
+if TYPE_CHECKING:
+    import pymc as pm
 
 PRIOR_PREDICTIVE_DRAWS = 500
+# A check's work is linear in its draws (about 1 ms of CPU per 4 draws on the vocabulary):
+# the bound keeps one call of any caller to a few seconds.
+MAX_DRAWS = 20_000
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 # The scenario set's share of restricted episodes is averaged over this many scenarios of
 # the vocabulary's grid (17,664 partner x type x trigger type x severity x alignment cells)
@@ -56,10 +80,83 @@ REFERENCE_RATE = 0.07
 Z90 = 1.6448536269514722  # the 95th percentile of a standard normal
 
 
-# -- prior draws ------------------------------------------------------------------------------
+# -- prior draws in numpy (the check) ----------------------------------------------------------
+
+
+def _centre(x: np.ndarray, axes: int = 1) -> np.ndarray:
+    """x minus its mean over each of its last `axes` axes: an i.i.d. Normal made a
+    ZeroSumNormal (PyMC draws it the same way)."""
+    for ax in range(1, axes + 1):
+        x = x - x.mean(axis=-ax, keepdims=True)
+    return x
+
+
+def within_group_projection(groups: np.ndarray, observed: np.ndarray) -> np.ndarray:
+    """P (n, n): P @ z is z with each group's mean over its observed members taken from
+    those members; unobserved members unchanged.
+
+    For z i.i.d. Normal(0, sigma) this is the distribution pymc_model.contrast_basis gives
+    (B z' with B's orthonormal columns, covariance sigma^2 B B^T = sigma^2 P): coded partners
+    sum to zero within their bloc, a partner never coded is a free draw from its bloc.
+    """
+    groups, observed = np.asarray(groups), np.asarray(observed, dtype=bool)
+    n = len(groups)
+    projection = np.eye(n)
+    for g in np.unique(groups):
+        members = np.flatnonzero((groups == g) & observed)
+        if len(members):
+            projection[np.ix_(members, members)] -= 1.0 / len(members)
+    return projection
+
+
+def draw_prior(cells: Cells, priors: PriorSet, draws: int, seed: int = 0
+               ) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    """`draws` draws (draws, ...) of every parameter of the model and the group effects that
+    `outcome_samples` reads, from the priors, in numpy; and the share of the cutpoint
+    family's draws that were increasing ({"cutpoints": share}).
+
+    The same prior as the PyMC model (forecasting.model.pymc_model.build_model) for these
+    cells: which partners are coded decides the partner contrasts.
+    """
+    rng = np.random.default_rng(seed)
+    coords = cells.coords
+    n_blocs, n_partners, n_types, n_trigger_types = (
+        len(coords[k]) for k in ("bloc", "partner", "intel_type", "trigger_type"))
+    d: dict[str, np.ndarray] = {}
+    d["cutpoints"], acceptance = draw_ordered_many(priors["cutpoints"], rng, draws)
+    for name in PARAMETERS:
+        if name != "cutpoints":
+            d[name] = np.broadcast_to(draw(priors[name], rng, draws), (draws,)).astype(float)
+    within = within_group_projection(cells.partner_bloc, cells.observed_partners)
+
+    def scale(name):  # a (draws,) scale against (draws, ...) unit draws
+        return d[EFFECTS[name].scale].reshape(-1, *([1] * len(EFFECTS[name].dims)))
+
+    d["bloc_eff"] = scale("bloc") * _centre(rng.standard_normal((draws, n_blocs)))
+    d["partner_dev"] = scale("partner") * (rng.standard_normal((draws, n_partners)) @ within.T)
+    d["type_eff"] = scale("intel_type") * _centre(rng.standard_normal((draws, n_types)))
+    d["bloc_type_eff"] = scale("bloc_type") * _centre(
+        rng.standard_normal((draws, n_blocs, n_types)), 2)
+    d["pt_dev"] = scale("partner_type") * _centre(np.einsum(
+        "ij,sjt->sit", within, rng.standard_normal((draws, n_partners, n_types))))
+    d["trigger_eff"] = scale("trigger_type") * _centre(
+        rng.standard_normal((draws, n_trigger_types)))
+    d["partner_eff"], d["pt_eff"] = partner_type_effects(
+        d["bloc_eff"], d["partner_dev"], d["type_eff"], d["bloc_type_eff"], d["pt_dev"],
+        np.asarray(cells.partner_bloc))
+    if bad := [name for name in PARAMETERS if not np.all(np.isfinite(d[name]))]:
+        raise PriorConfigError([PriorProblem(name, "some prior draws are not finite: the "
+                                                   "family's tail is too heavy; choose a "
+                                                   "lighter one") for name in bad])
+    return d, {"cutpoints": acceptance}
+
+
+# -- prior draws from a PyMC model (the prior group a fit stores) -----------------------------
 
 
 def _is_ordered(transform) -> bool:
+    import pymc as pm
+
     if isinstance(transform, pm.distributions.transforms.Ordered):
         return True
     return any(_is_ordered(t) for t in getattr(transform, "transform_list", ()))
@@ -84,6 +181,9 @@ def _draw_ordered(model: pm.Model, name: str, draws: int, rng: np.random.Generat
     depends on (`sample_prior` checks both): then it is independent of the rest of the prior.
     Returns the draws and the share of the family's draws that were increasing.
     """
+    import pymc as pm
+    from pymc.distributions.shape_utils import change_dist_size
+
     rv = model[name]
     kept, n_drawn = [], 0
     batch = max(2 * draws, 1000)
@@ -123,6 +223,9 @@ def sample_prior(model: pm.Model, draws: int, seed: int,
     drawn wrongly. The share of the family's draws that were increasing is the variable's
     attribute `ordered_acceptance`.
     """
+    import pymc as pm
+    from pytensor.graph.traversal import ancestors
+
     names = var_names or [v.name for v in model.free_RVs + model.deterministics]
     ordered = ordered_variables(model)
     random = set(model.basic_RVs)
@@ -178,10 +281,13 @@ def _new_trigger_p_any(eta: np.ndarray, cutpoints: np.ndarray, sd: np.ndarray) -
 
 
 def _eta_at(rate: float, cutpoints: np.ndarray, sd: np.ndarray) -> np.ndarray:
-    """Per draw, the eta whose new-trigger P(any restriction) is `rate` (bisection)."""
-    lo = np.full(len(sd), -30.0)
-    hi = np.full(len(sd), 30.0)
-    for _ in range(60):
+    """Per draw, the eta whose new-trigger P(any restriction) is `rate` (bisection).
+
+    The bracket covers every cutpoint the prior bounds allow (20 logits plus 5 sds of 10).
+    """
+    lo = np.full(len(sd), -100.0)
+    hi = np.full(len(sd), 100.0)
+    for _ in range(64):
         mid = (lo + hi) / 2
         above = _new_trigger_p_any(mid, cutpoints, sd) > rate
         hi = np.where(above, mid, hi)
@@ -194,11 +300,15 @@ def largest_bloc(cells: Cells) -> int:
     return int(np.argmax(np.bincount(cells.partner_bloc, minlength=len(cells.coords["bloc"]))))
 
 
-def outcome_samples(prior: xr.Dataset, cells: Cells, seed: int = 0,
+def outcome_samples(prior: xr.Dataset | dict[str, np.ndarray], cells: Cells, seed: int = 0,
                     reference_rate: float = REFERENCE_RATE) -> dict[str, np.ndarray]:
-    """Per prior draw, what a forecast for a new trigger would say (see QUANTITIES)."""
+    """Per prior draw, what a forecast for a new trigger would say (see QUANTITIES).
+
+    `prior`: `draw_prior`'s draws (draws, ...), or a PyMC prior group (chain, draw, ...).
+    """
     rng = np.random.default_rng(seed)
-    d = {name: _flat(prior, name) for name in prior.data_vars}
+    d = ({name: _flat(prior, name) for name in prior.data_vars}
+         if isinstance(prior, xr.Dataset) else dict(prior))
     cut = d["cutpoints"]
     n = len(cut)
     sd = cluster_sd(d["sigma_event"], d["sigma_reaction"])
@@ -290,6 +400,60 @@ QUANTITIES = {
 }
 
 
+# The parameters each quantity depends on: a quantity that is not finite names them.
+_CLUSTER_SCALES = tuple(cluster.scale for cluster in CLUSTERS.values())
+_EVERYTHING = tuple(PARAMETERS)
+DEPENDS: dict[str, tuple[str, ...]] = {
+    "typical_cell": ("cutpoints", *_CLUSTER_SCALES),
+    "any_restriction": _EVERYTHING,
+    "share_restricted": _EVERYTHING,
+    "typical_restricted_suspended": ("cutpoints", *_CLUSTER_SCALES),
+    "eta_zero": ("cutpoints",),
+    "typical_cell_event_5": ("cutpoints", *_CLUSTER_SCALES),
+    "typical_cell_event_95": ("cutpoints", *_CLUSTER_SCALES),
+    "uncoded_partner": ("cutpoints", *_CLUSTER_SCALES, "sigma_partner", "sigma_pt"),
+    "events_odds_ratio": _CLUSTER_SCALES,
+    "triggers_odds_ratio": ("sigma_event",),
+    "partners_in_bloc_odds_ratio": ("sigma_partner", "sigma_pt"),
+    "types_odds_ratio": ("sigma_type", "sigma_bloc_type", "sigma_pt"),
+    "main_types_odds_ratio": ("sigma_type",),
+    "interaction_odds_ratio": ("sigma_bloc_type", "sigma_pt"),
+    "blocs_odds_ratio": ("sigma_bloc",),
+    "trigger_types_odds_ratio": ("sigma_trigger",),
+    "severity_odds_ratio": ("beta_severity",),
+    "alignment_odds_ratio": ("beta_alignment",),
+    **{f"level_{k}": _EVERYTHING for k in LEVELS},
+}
+# A parameter draw this far out (logits) is blamed first when a quantity it enters overflows.
+_EXTREME = 50.0
+
+
+def _culprits(quantity: str, draws: dict[str, np.ndarray]) -> list[str]:
+    """The parameters to name for a quantity that is not finite: those it depends on whose
+    draws reach beyond any meaningful logit, else all of them."""
+    suspects = DEPENDS[quantity]
+    extreme = [name for name in suspects if np.max(np.abs(draws[name])) > _EXTREME]
+    return extreme or list(suspects)
+
+
+def _finite_or_error(samples: dict[str, np.ndarray], draws: dict[str, np.ndarray]) -> None:
+    """Every summary number will be finite, else PriorConfigError naming the parameters."""
+    problems: dict[str, list[str]] = {}
+    for quantity, values in samples.items():
+        if np.all(np.isfinite(values)):
+            continue
+        for name in _culprits(quantity, draws):
+            problems.setdefault(name, []).append(quantity)
+    if problems:
+        raise PriorConfigError([
+            PriorProblem(name, f"its prior draws make {sorted(quantities)} of the prior "
+                               f"predictive infinite or undefined (its tail reaches beyond "
+                               f"what the logit scale can show); narrow it or choose a "
+                               f"lighter-tailed family")
+            for name, quantities in sorted(problems.items(),
+                                           key=lambda item: list(PARAMETERS).index(item[0]))])
+
+
 def _describe(x: np.ndarray) -> dict[str, Any]:
     return {"mean": float(np.mean(x)),
             "quantiles": {f"{q:g}": float(v)
@@ -308,12 +472,19 @@ def prior_predictive(cells_or_codebook: Cells | Codebook, priors: PriorSet,
     arbitrary cell would. With data cells, `observed` places the data's share of restricted
     episodes in the prior predictive of that share. `samples` holds the draws (for the plot
     and tests; the CLI and API drop it).
+
+    Prior draws in numpy (`draw_prior`), at most MAX_DRAWS. Raises PriorConfigError naming
+    the parameters whose draws would make a number of the summary NaN or infinite.
     """
+    if not 10 <= draws <= MAX_DRAWS:
+        raise ValueError(f"Requested {draws} draws but they must be between 10 and "
+                         f"{MAX_DRAWS}")
     cells = (cells_or_codebook if isinstance(cells_or_codebook, Cells)
              else empty_cells(cells_or_codebook))
-    model = build_model(cells, priors)
-    prior = sample_prior(model, draws, seed)
-    samples = outcome_samples(prior, cells, seed + 1, reference_rate)
+    prior, acceptance = draw_prior(cells, priors, draws, seed)
+    with np.errstate(over="ignore", invalid="ignore"):  # overflows are reported just below
+        samples = outcome_samples(prior, cells, seed + 1, reference_rate)
+    _finite_or_error(samples, prior)
     labels = {"bloc": str(cells.coords["bloc"][largest_bloc(cells)]),
               "reference": reference_rate}
     summary: dict[str, Any] = {
@@ -321,8 +492,7 @@ def prior_predictive(cells_or_codebook: Cells | Codebook, priors: PriorSet,
         "priors_hash": priors.content_hash,
         "scenarios": "data cells" if cells.n_episodes > 0 else "whole vocabulary",
         "forecast": "new trigger (event and reaction effects integrated out)",
-        "ordered_acceptance": {name: prior[name].attrs["ordered_acceptance"]
-                               for name in ordered_variables(model)},
+        "ordered_acceptance": acceptance,
         "reference_rate": reference_rate,
         "any_restriction": _describe(samples["any_restriction"]),
         "levels": {str(k): _describe(samples[f"level_{k}"]) for k in LEVELS},
