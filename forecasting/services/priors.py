@@ -1,7 +1,8 @@
-"""The prior set the next fit uses: which one is active, and submitting a new one.
+"""The prior set the next fit uses: which one is active, checking one, submitting a new one.
 
-`forecast priors show|set` and `GET|PUT /v1/priors` call these functions, so that both
-faces validate the same way, store and audit the same rows, and queue the same refit.
+`forecast priors show|validate|check|set` and `GET|PUT /v1/priors`, `POST /v1/priors/check`
+call these functions, so that both faces validate the same way (every problem at once),
+answer the same prior check, store and audit the same rows, and queue the same refit.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from forecasting.domain.codebook import Codebook
 from forecasting.model.priors import PriorConfigError, PriorSet, load_priors
 from forecasting.settings import Settings
 from forecasting.store import Database
@@ -20,6 +22,9 @@ if TYPE_CHECKING:  # the queue (huey) is only needed by the caller that made the
     from forecasting.refits import RefitService
 
 HISTORY_SHOWN = 20
+# Prior draws of a check (both faces: the same draws and seed give the same answer). About
+# 1 s of CPU on the vocabulary; forecasting.model.prior_predictive.MAX_DRAWS bounds a caller.
+CHECK_DRAWS = 1000
 
 
 def active_priors(database: Database, settings: Settings) -> tuple[PriorSet, str]:
@@ -46,6 +51,31 @@ def read_priors_file(path: Path | str) -> dict[str, Any]:
         raise PriorConfigError(f"priors are not valid TOML: {exc}") from None
 
 
+def validate_priors(priors: Mapping[str, Any] | PriorSet) -> PriorSet:
+    """A whole prior set checked against the model and the supported families; nothing is
+    stored. Raises PriorConfigError listing every problem (`.errors`: field and message)."""
+    return priors if isinstance(priors, PriorSet) else PriorSet.from_dict(priors)
+
+
+def check_priors(codebook: Codebook, priors: Mapping[str, Any] | PriorSet,
+                 draws: int = CHECK_DRAWS, keep_samples: bool = False) -> dict[str, Any]:
+    """The prior check of a candidate set: validated, then its prior predictive on the
+    vocabulary (numpy draws, no PyMC graph, every number finite); nothing is stored.
+
+    Returns what `POST /v1/priors/check` answers: `content_hash` and `prior_predictive` (the
+    summary; its raw `samples` only with `keep_samples`, for plots). Raises PriorConfigError
+    for an invalid set, or naming the parameters whose draws make a number non-finite;
+    ValueError for draws outside 10..MAX_DRAWS.
+    """
+    from forecasting.model.prior_predictive import prior_predictive
+
+    validated = validate_priors(priors)
+    summary = prior_predictive(codebook, validated, draws=draws)
+    if not keep_samples:
+        summary.pop("samples")
+    return {"content_hash": validated.content_hash, "prior_predictive": summary}
+
+
 @dataclass(frozen=True)
 class PriorSubmission:
     record: dict[str, Any]  # the stored prior set now active
@@ -58,9 +88,9 @@ def submit_priors(database: Database, settings: Settings, refits: RefitService,
                   priors: Mapping[str, Any], actor: str, note: str = "") -> PriorSubmission:
     """Validate a whole prior set, store and audit it, and queue a refit if it changed.
 
-    Raises PriorConfigError naming the first bad key; nothing is stored then.
+    Raises PriorConfigError listing every problem; nothing is stored then.
     """
-    validated = PriorSet.from_dict(priors)
+    validated = validate_priors(priors)
     before = database.priors.latest()
     record = database.priors.save(validated.to_dict(), validated.content_hash, actor, note)
     changed = before is None or record["id"] != before["id"]
