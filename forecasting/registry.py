@@ -5,7 +5,20 @@ Layout under the registry root:
     <root>/<version>/posterior.nc     the fit (xarray DataTree, NetCDF via h5netcdf)
     <root>/<version>/metadata.json    identity, priors, sampler, packages, diagnostics, verdict
     <root>/CURRENT                    the version served, one line
-    <root>/.tmp-*                     a save in progress (or killed mid-way): never listed
+    <root>/.tmp-*                     a save in progress (or killed mid-way), or a version
+                                      being pruned (renamed aside first): never listed
+
+A version is stored lean: groups that are recomputed from the posterior on demand
+(`DERIVED_GROUPS`: the per-cell log likelihood and the posterior predictive) are left out and
+listed in metadata["derived_groups"]; `load_posterior` recomputes them (numpy only, cached per
+process) when asked, and reads older versions that have them stored. The posterior is stored
+as float32 (the forecasts' effects live on the logit scale, where 7 significant digits are
+ample), as are the prior draws and log prior densities, and read back as float64;
+sample_stats stay exact.
+
+`prune` deletes the versions a retention policy does not keep (forecasting.services.models
+decides what is referenced); a version is renamed aside before it is deleted, so a reader
+sees it whole or not at all, and one being read (a shared lock on its posterior file) is kept.
 
 A version id is a content id (`content_id`): the same model config, priors, data and sampler
 settings give the same id. Saving an id that already exists is refused (`VersionExistsError`)
@@ -26,14 +39,22 @@ import platform
 import re
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+import threading
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 
 import numpy as np
 import xarray as xr
+from scipy.special import gammaln
+
+from forecasting.model.arithmetic import (
+    FORECAST_VARIABLES,
+    level_probabilities,
+    linear_predictor,
+)
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +71,16 @@ REQUIRED_METADATA = ("episodes", "data_hash", "priors_hash", "model_config", "sa
 _VERSION_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 # posterior_predictive is large (int counts per draw x cell x level) and cheap to regenerate.
 DEFAULT_MAX_PREDICTIVE_BYTES = 50_000_000
+PRUNED_PREFIX = TEMP_PREFIX + "pruned-"
+# Draws (and the log prior densities of the draws, read by prior sensitivity) stored as
+# float32 in a lean version; sample_stats (energy, step sizes, divergences) stay exact.
+NARROWED_GROUPS = ("posterior", "prior", "log_prior")
+OBSERVED = "level_counts"  # forecasting.model.predictive.OBSERVED (which imports PyMC)
+# A posterior predictive recomputed on demand replicates at most this many draws (evenly
+# thinned): what reads it (the PPC plot) needs quantiles of level shares, not every draw,
+# and 17,000 cells x 8,000 draws of counts would be over 1 GB in a web worker.
+DERIVED_PREDICTIVE_DRAWS = 1000
+DERIVED_BLOCK_ELEMENTS = 2_000_000  # (sample, cell) pairs recomputed at once (~64 MB of float64)
 
 
 class RegistryError(Exception):
@@ -109,6 +140,28 @@ class ModelVersion:
     @property
     def posterior_path(self) -> Path:
         return self.path / POSTERIOR_FILE
+
+    @property
+    def derived_groups(self) -> list[str]:
+        """Groups left out when it was saved, recomputed from the posterior when read."""
+        return list(self.metadata.get("derived_groups", []))
+
+
+@dataclass(frozen=True)
+class PruneDecision:
+    """What `Registry.prune` does with one version, and why."""
+
+    version: str
+    verdict: str
+    fitted_at: str
+    bytes: int
+    keep: bool
+    reasons: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {"version": self.version, "verdict": self.verdict, "fitted_at": self.fitted_at,
+                "bytes": self.bytes, "action": "keep" if self.keep else "delete",
+                "reasons": list(self.reasons)}
 
 
 def _canonical_json(value) -> str:
@@ -197,6 +250,152 @@ def _integer_compression(tree: xr.DataTree) -> dict[str, dict]:
     return encoding
 
 
+def _float32(ds: xr.Dataset) -> xr.Dataset:
+    """float64 draws as float32 (coordinates untouched): half the bytes of the largest group."""
+    return ds.assign({name: var.astype(np.float32) for name, var in ds.data_vars.items()
+                      if var.dtype == np.float64})
+
+
+def _widen(ds: xr.Dataset) -> xr.Dataset:
+    """float32 draws of a lean version back to float64, so that every computation downstream
+    runs as it did on versions stored at full precision."""
+    narrow = {name: var.astype(np.float64) for name, var in ds.data_vars.items()
+              if var.dtype == np.float32}
+    return ds.assign(narrow) if narrow else ds
+
+
+def _directory_bytes(path: Path) -> int:
+    total = 0
+    for dirpath, _, filenames in os.walk(path):
+        for name in filenames:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(dirpath, name)).st_size
+    return total
+
+
+# -- groups recomputed from the posterior on demand ---------------------------------------------
+#
+# The same arithmetic as forecasting.model.predictive (add_log_likelihood, replicate_counts),
+# which a fit uses; repeated here in numpy alone because predictive imports PyMC, which web
+# workers never load. tests/test_registry.py checks the two agree exactly.
+
+
+def _flat_draws(post: xr.Dataset) -> dict[str, np.ndarray]:
+    """The forecast variables with (chain, draw) flattened into one sample axis."""
+    names = (*FORECAST_VARIABLES, "cluster_eff")
+    return {name: post[name].values.reshape(-1, *post[name].shape[2:]) for name in names}
+
+
+def _cell_probabilities(draws: Mapping[str, np.ndarray], const: xr.Dataset) -> np.ndarray:
+    """P(level = k) per sample and fitted cell, (sample, cell, level), clusters included."""
+    values = {name: draws[name] for name in FORECAST_VARIABLES}
+    values["reaction_eff"] = draws["cluster_eff"]  # the sampled sum per reaction
+    eta = linear_predictor(values, const["partner_idx"].values, const["type_idx"].values,
+                           const["trigger_idx"].values, const["severity"].values.astype(int),
+                           const["alignment"].values.astype(int),
+                           reaction=const["reaction_idx"].values)
+    probs = level_probabilities(eta, draws["cutpoints"][..., None, :])
+    return np.clip(probs, 1e-12, 1.0)
+
+
+def _blocks(n_samples: int, n_cells: int) -> Iterator[slice]:
+    """Slices of the sample axis holding about DERIVED_BLOCK_ELEMENTS (sample, cell) pairs:
+    17,000 cells x 8,000 draws x 4 levels at once would be 4 GB of probabilities."""
+    step = max(1, DERIVED_BLOCK_ELEMENTS // max(n_cells, 1))
+    for start in range(0, n_samples, step):
+        yield slice(start, min(start + step, n_samples))
+
+
+def derive_log_likelihood(tree: xr.DataTree, metadata: dict) -> xr.Dataset:
+    """The per-cell multinomial log likelihood, (chain, draw, cell), as a fit stores it."""
+    counts = tree.observed_data[OBSERVED].transpose("cell", "level")
+    n = counts.values
+    weights = n.astype(float)
+    log_coef = gammaln(n.sum(axis=-1) + 1) - gammaln(n + 1).sum(axis=-1)
+    post = tree.posterior.to_dataset()
+    const = tree.constant_data.to_dataset()
+    draws = _flat_draws(post)
+    chains, per_chain = post.sizes["chain"], post.sizes["draw"]
+    ll = np.empty((chains * per_chain, n.shape[0]))
+    for block in _blocks(len(ll), n.shape[0]):
+        probs = _cell_probabilities({k: v[block] for k, v in draws.items()}, const)
+        ll[block] = log_coef + np.einsum("...cl,cl->...c", np.log(probs), weights)
+    return xr.Dataset({OBSERVED: (("chain", "draw", "cell"), ll.reshape(chains, per_chain, -1))},
+                      coords={"chain": post.coords["chain"].values,
+                              "draw": post.coords["draw"].values,
+                              "cell": counts.coords["cell"].values})
+
+
+def predictive_draws(post: xr.Dataset, max_draws: int | None = DERIVED_PREDICTIVE_DRAWS
+                     ) -> xr.Dataset:
+    """The posterior thinned evenly within each chain to at most `max_draws` draws in all
+    (None: every draw)."""
+    if max_draws is None:
+        return post
+    per_chain = max(1, max_draws // post.sizes["chain"])
+    n = post.sizes["draw"]
+    keep = np.unique(np.linspace(0, n - 1, min(n, per_chain)).round().astype(int))
+    return post.isel(draw=keep)
+
+
+def derive_posterior_predictive(tree: xr.DataTree, metadata: dict,
+                                max_draws: int | None = DERIVED_PREDICTIVE_DRAWS) -> xr.Dataset:
+    """Replicated level counts per cell from (at most `max_draws`) posterior draws, seeded
+    as the fit seeds its own (sampler seed + 2): the same answer every time."""
+    counts = tree.observed_data[OBSERVED].transpose("cell", "level")
+    params = predictive_draws(tree.posterior.to_dataset(), max_draws)
+    const = tree.constant_data.to_dataset()
+    draws = _flat_draws(params)
+    totals = counts.values.sum(axis=-1)
+    dtype = np.promote_types(np.min_scalar_type(int(totals.max(initial=0))), np.int16)
+    seed = int((metadata.get("sampler") or {}).get("seed") or 0) + 2
+    rng = np.random.default_rng(seed)
+    chains, per_chain = params.sizes["chain"], params.sizes["draw"]
+    rep = np.empty((chains * per_chain, *counts.shape), dtype=dtype)
+    for block in _blocks(len(rep), counts.shape[0]):  # in order: one random stream
+        probs = _cell_probabilities({k: v[block] for k, v in draws.items()}, const)
+        probs = probs / probs.sum(axis=-1, keepdims=True)
+        n = np.broadcast_to(totals, probs.shape[:-1])
+        rep[block] = rng.multinomial(n, probs)
+    return xr.Dataset({OBSERVED: (("chain", "draw", "cell", "level"),
+                                  rep.reshape(chains, per_chain, *counts.shape))},
+                      coords={"chain": params.coords["chain"].values,
+                              "draw": params.coords["draw"].values,
+                              "cell": counts.coords["cell"].values,
+                              "level": counts.coords["level"].values})
+
+
+# group -> how to recompute it from a tree holding DERIVED_INPUTS and the version's metadata
+DERIVED_GROUPS = {"log_likelihood": derive_log_likelihood,
+                  "posterior_predictive": derive_posterior_predictive}
+DERIVED_INPUTS = ("posterior", "constant_data", "observed_data")
+# Recomputed groups kept per process, most recent first, up to this many bytes in all: a
+# server reads a version's groups again for each plot and report. At 17,000 cells one log
+# likelihood is 1.1 GB: bigger results are recomputed on each read rather than held.
+DERIVED_CACHE_BYTES = 512_000_000
+_derived_cache: dict[tuple, xr.Dataset] = {}
+_derived_lock = threading.Lock()
+
+
+def _derived(mv: ModelVersion, group: str, tree: xr.DataTree) -> xr.Dataset:
+    key = (str(mv.path), mv.metadata.get("posterior_sha256"), group)
+    with _derived_lock:
+        if key in _derived_cache:
+            _derived_cache[key] = _derived_cache.pop(key)  # most recently used last
+            return _derived_cache[key]
+    missing = [g for g in DERIVED_INPUTS if g not in tree.children]
+    if missing:
+        raise KeyError(f"model version {mv.version} has no group {group!r}, and lacks "
+                       f"{missing} to recompute it from")
+    value = DERIVED_GROUPS[group](tree, mv.metadata)
+    if value.nbytes <= DERIVED_CACHE_BYTES:
+        with _derived_lock:
+            _derived_cache[key] = value
+            while sum(v.nbytes for v in _derived_cache.values()) > DERIVED_CACHE_BYTES:
+                _derived_cache.pop(next(iter(_derived_cache)))  # the least recently used
+    return value
+
+
 def _sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -219,9 +418,12 @@ class Registry:
     """Model versions under `root` (Settings.registry_path). Safe across processes."""
 
     def __init__(self, root: Path | str, *,
-                 max_predictive_bytes: int = DEFAULT_MAX_PREDICTIVE_BYTES):
+                 max_predictive_bytes: int = DEFAULT_MAX_PREDICTIVE_BYTES, lean: bool = True):
         self.root = Path(root)
         self.max_predictive_bytes = max_predictive_bytes
+        # lean=False stores every group at full precision, as versions were before issue 15
+        # (bench/bench_registry_size.py compares the two)
+        self.lean = lean
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -273,32 +475,78 @@ class Registry:
         """The stored DataTree, fully in memory, after checking it is the one metadata describes.
 
         `groups` limits what is read (e.g. ["posterior"] for the forecast engine); the root
-        attrs are always kept.
+        attrs are always kept. A group the version was saved without (`DERIVED_GROUPS`) is
+        recomputed from its posterior, with every group (groups=None) or when named.
         """
         mv = self.get(version)
-        expected = mv.metadata.get("posterior_sha256")
-        if expected and _sha256_file(mv.posterior_path) != expected:
-            raise IntegrityError(
-                f"model version {mv.version}: {POSTERIOR_FILE} does not match the checksum in "
-                f"{METADATA_FILE}; the file was changed after it was saved")
-        if groups is None:
-            with xr.open_datatree(mv.posterior_path, engine="h5netcdf") as stored:
-                self._check_identity(mv, stored.attrs)
-                return stored.load()
+        derivable = [g for g in DERIVED_GROUPS
+                     if g in mv.derived_groups or g in mv.metadata.get("dropped_groups", [])]
+        with self.reading(mv.version):
+            expected = mv.metadata.get("posterior_sha256")
+            if expected and _sha256_file(mv.posterior_path) != expected:
+                raise IntegrityError(
+                    f"model version {mv.version}: {POSTERIOR_FILE} does not match the checksum "
+                    f"in {METADATA_FILE}; the file was changed after it was saved")
+            if groups is None:
+                with xr.open_datatree(mv.posterior_path, engine="h5netcdf") as stored:
+                    self._check_identity(mv, stored.attrs)
+                    tree = stored.load()
+                wanted = None
+            else:
+                wanted = list(dict.fromkeys(groups))
+                tree = self._load_groups(mv, wanted, derivable)
+        for node in NARROWED_GROUPS:
+            if node in tree.children:
+                tree[node] = _widen(tree[node].to_dataset())
+        for group in derivable:
+            if group not in tree.children and (wanted is None or group in wanted):
+                tree[group] = _derived(mv, group, tree)
+        if wanted is not None:  # drop what was read only to recompute a group
+            for extra in [g for g in tree.children if g not in wanted]:
+                del tree[extra]
+        return tree
+
+    def _load_groups(self, mv: ModelVersion, wanted: list[str],
+                     derivable: list[str]) -> xr.DataTree:
         # opening single groups skips the whole-tree index, 3x faster than open_datatree
         with xr.open_dataset(mv.posterior_path, engine="h5netcdf") as root:
             attrs = dict(root.attrs)
         self._check_identity(mv, attrs)
+        to_derive = [g for g in wanted if g in derivable]
+        inputs = list(DERIVED_INPUTS) if to_derive else []
         datasets = {}
-        for group in groups:
+        for group in dict.fromkeys([*wanted, *inputs]):
             try:
                 with xr.open_dataset(mv.posterior_path, engine="h5netcdf", group=group) as ds:
                     datasets[group] = ds.load()
             except (KeyError, OSError):
+                if group in to_derive:
+                    continue  # recomputed below
                 raise KeyError(f"model version {mv.version} has no group {group!r}") from None
         tree = xr.DataTree.from_dict(datasets)
         tree.attrs.update(attrs)
         return tree
+
+    @contextlib.contextmanager
+    def reading(self, version: str) -> Iterator[ModelVersion]:
+        """Hold `version` open: a shared lock on its posterior file, which `prune` respects
+        (it keeps a version being read). Raises UnknownVersionError if it is gone (pruned
+        between looking it up and opening it)."""
+        mv = self.get(version)
+        with contextlib.ExitStack() as stack:
+            try:
+                fh = stack.enter_context(open(mv.posterior_path, "rb"))
+            except FileNotFoundError:
+                raise UnknownVersionError(mv.version,
+                                          [v.version for v in self.versions()]) from None
+            fcntl.flock(fh, fcntl.LOCK_SH)
+            try:  # a prune may have renamed it aside while we waited for the lock
+                same = os.stat(mv.posterior_path).st_ino == os.fstat(fh.fileno()).st_ino
+            except FileNotFoundError:
+                same = False
+            if not same:
+                raise UnknownVersionError(mv.version, [v.version for v in self.versions()])
+            yield mv
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -345,13 +593,19 @@ class Registry:
 
     def promote(self, version: str) -> ModelVersion:
         """Make a passing version current (also how to roll back to an earlier one)."""
-        mv = self.get(version)
-        if not mv.passed:
-            reasons = "; ".join(mv.reasons) or "no reasons recorded"
-            raise GateFailedError(
-                f"model version {mv.version} failed its diagnostics gate ({reasons}) and cannot "
-                "be made current; refit with a configuration that passes")
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.get(version)  # an unknown version is refused before anything is written
+        with self._locked():  # a prune cannot delete it between the check and the switch
+            mv = self.get(version)
+            if not mv.passed:
+                reasons = "; ".join(mv.reasons) or "no reasons recorded"
+                raise GateFailedError(
+                    f"model version {mv.version} failed its diagnostics gate ({reasons}) and "
+                    "cannot be made current; refit with a configuration that passes")
+            self._write_current(mv)
+        log.info("model version %s is now current", mv.version)
+        return mv
+
+    def _write_current(self, mv: ModelVersion) -> None:
         fd, tmp_name = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=".CURRENT", dir=self.root)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
@@ -365,8 +619,6 @@ class Registry:
                 os.unlink(tmp_name)
             raise
         _fsync_path(self.root)
-        log.info("model version %s is now current", mv.version)
-        return mv
 
     # -- internals -------------------------------------------------------------------------
 
@@ -401,6 +653,15 @@ class Registry:
     def _tree_to_store(self, idata: xr.DataTree, meta: dict) -> tuple[xr.DataTree, list[str]]:
         tree = idata.copy()  # shallow: the caller's tree and attrs stay untouched
         dropped = []
+        if self.lean:
+            derived = [g for g in DERIVED_GROUPS if g in tree.children]
+            for group in derived:
+                del tree[group]
+            if derived:
+                meta["derived_groups"] = derived
+            for group in NARROWED_GROUPS:
+                if group in tree.children:
+                    tree[group] = _float32(tree[group].to_dataset())
         if "posterior_predictive" in tree.children:
             size = tree["posterior_predictive"].to_dataset().nbytes
             if size > self.max_predictive_bytes:
@@ -409,6 +670,93 @@ class Registry:
                 log.info("not storing posterior_predictive (%.0f MB)", size / 1e6)
         tree.attrs = {**tree.attrs, **{k: meta[k] for k in IDENTITY_ATTRS}}
         return tree, dropped
+
+    # -- pruning ---------------------------------------------------------------------------
+
+    def plan_prune(self, keep_passing: int, keep_failed: int,
+                   referenced: Mapping[str, Iterable[str]] | None = None) -> list[PruneDecision]:
+        """What `prune` would do with each version, newest fit first, and why.
+
+        Kept: the current version, the `keep_passing` newest that passed the gate, the
+        `keep_failed` newest that failed it, and every version in `referenced` (version ->
+        what refers to it). Everything else is deleted.
+        """
+        for name, value in (("keep_passing", keep_passing), ("keep_failed", keep_failed)):
+            if not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name}: {value!r} must be a whole number >= 0")
+        referenced = referenced or {}
+        current = self._current_name()
+        seen = {"pass": 0, "fail": 0}
+        limits = {"pass": keep_passing, "fail": keep_failed}
+        words = {"pass": "passing", "fail": "failed"}
+        decisions = []
+        for mv in self.versions():
+            seen[mv.verdict] += 1
+            rank, limit, word = seen[mv.verdict], limits[mv.verdict], words[mv.verdict]
+            reasons = []
+            if mv.version == current:
+                reasons.append("current")
+            if rank <= limit:
+                reasons.append(f"one of the {limit} newest {word} versions (#{rank})")
+            reasons += [f"referenced by {what}" for what in referenced.get(mv.version, ())]
+            keep = bool(reasons)
+            if not keep:
+                reasons.append(f"{word}, older than the {limit} newest {word} versions")
+            decisions.append(PruneDecision(version=mv.version, verdict=mv.verdict,
+                                           fitted_at=mv.fitted_at, bytes=_directory_bytes(mv.path),
+                                           keep=keep, reasons=reasons))
+        return decisions
+
+    def prune(self, keep_passing: int, keep_failed: int,
+              referenced: Mapping[str, Iterable[str]] | None = None, *,
+              dry_run: bool = False) -> list[PruneDecision]:
+        """Delete the versions `plan_prune` does not keep; the decisions as carried out.
+
+        Holds the registry's lock throughout, so no save or promotion interleaves: the
+        version a promotion is switching to is current before the plan is made, or the
+        promotion finds it gone and fails cleanly. A version being read (`reading`) is kept.
+        """
+        if not self.root.is_dir():
+            return []
+        with self._locked():
+            decisions = self.plan_prune(keep_passing, keep_failed, referenced)
+            if dry_run:
+                return decisions
+            done = []
+            for decision in decisions:
+                if not decision.keep and not self._remove(decision.version):
+                    decision = replace(decision, keep=True, reasons=[
+                        "being read (kept this time; pruned by a later run)"])
+                done.append(decision)
+            _fsync_path(self.root)
+        deleted = [d.version for d in done if not d.keep]
+        if deleted:
+            log.info("pruned model versions %s (%d bytes)", deleted,
+                     sum(d.bytes for d in done if not d.keep))
+        return done
+
+    def _current_name(self) -> str | None:
+        try:
+            return (self.root / CURRENT_FILE).read_text(encoding="utf-8").strip() or None
+        except FileNotFoundError:
+            return None
+
+    def _remove(self, version: str) -> bool:
+        """Rename the version aside (atomically: readers see it whole or not at all), then
+        delete it. False, and nothing done, while a reader holds it."""
+        path = self.root / version
+        aside = self.root / f"{PRUNED_PREFIX}{version}-{os.getpid()}-{os.urandom(4).hex()}"
+        with contextlib.ExitStack() as stack:
+            with contextlib.suppress(FileNotFoundError):  # a version without its posterior
+                fh = stack.enter_context(open(path / POSTERIOR_FILE, "rb"))
+                try:
+                    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    log.info("not pruning model version %s: it is being read", version)
+                    return False
+            os.rename(path, aside)
+        shutil.rmtree(aside, ignore_errors=True)
+        return True
 
     @staticmethod
     def _check_identity(mv: ModelVersion, attrs) -> None:

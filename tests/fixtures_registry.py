@@ -32,7 +32,8 @@ __all__ = [
 ]
 
 # Filled in by Registry.save, not by the fit.
-_REGISTRY_KEYS = ("version", "fitted_at", "package_versions", "posterior_sha256", "dropped_groups")
+_REGISTRY_KEYS = ("version", "fitted_at", "package_versions", "posterior_sha256", "dropped_groups",
+                  "derived_groups")
 # A failed derived version fails on R-hat, worded as forecasting's gate words it, against the
 # session's thresholds (fixtures_model.SMALL_GATE).
 FAILED_RHAT = 1.08

@@ -1,4 +1,5 @@
-"""The model registry: immutable versions, atomic "current", gate-respecting promotion."""
+"""The model registry: immutable versions, atomic "current", gate-respecting promotion, lean
+storage (derived groups recomputed when read), and pruning safe against readers and promotions."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import platform
 import re
 import subprocess
 import sys
+import threading
+import warnings
 from importlib import metadata as importlib_metadata
 
 import numpy as np
@@ -18,6 +21,8 @@ from fixtures_registry import FAILED_REASON, derive
 
 from forecasting.registry import (
     CURRENT_FILE,
+    DERIVED_GROUPS,
+    NARROWED_GROUPS,
     PACKAGES,
     GateFailedError,
     IntegrityError,
@@ -27,8 +32,17 @@ from forecasting.registry import (
     UnknownVersionError,
     VersionExistsError,
     content_id,
+    derive_log_likelihood,
+    derive_posterior_predictive,
+    predictive_draws,
     utc_now_iso,
 )
+
+
+def _rounded(ds: xr.Dataset) -> xr.Dataset:
+    """Float draws as a lean version stores them (float32), read back as float64."""
+    return ds.assign({n: v.astype(np.float32).astype(np.float64)
+                      for n, v in ds.data_vars.items() if v.dtype == np.float64})
 
 
 @pytest.fixture(scope="module")
@@ -61,9 +75,12 @@ def test_content_id_is_stable_and_ignores_key_order():
     assert a != content_id({"x": 1, "y": [1, 2]}, "p", "other-data", {"draws": 10, "chains": 4})
 
 
-def test_a_fit_loads_back_identical_with_its_identity(model_registry, small_fit):
-    mv = model_registry.save(small_fit.idata, small_fit.metadata())
-    loaded = Registry(model_registry.root).load_posterior(mv.version)
+def test_a_fit_stored_in_full_loads_back_identical_with_its_identity(tmp_path, small_fit):
+    """Registry(lean=False) writes versions as they were before lean storage: every group at
+    full precision; such versions (and older ones) read back unchanged."""
+    registry = Registry(tmp_path / "models", lean=False)
+    mv = registry.save(small_fit.idata, small_fit.metadata())
+    loaded = Registry(registry.root).load_posterior(mv.version)
     expected = small_fit.idata.copy()
     expected.attrs.update(version=mv.version, priors_hash=small_fit.priors_hash,
                           data_hash=small_fit.data_fingerprint)
@@ -79,11 +96,124 @@ def test_a_fit_loads_back_identical_with_its_identity(model_registry, small_fit)
         given["diagnostics"]["max_rhat"], rel=1e-12)
 
 
+def test_a_lean_version_stores_neither_derived_group_and_recomputes_them_when_read(
+        model_registry, small_fit):
+    from forecasting.model.predictive import add_log_likelihood, replicate_counts
+
+    mv = model_registry.save(small_fit.idata, small_fit.metadata())
+    assert mv.derived_groups == ["log_likelihood", "posterior_predictive"]
+    with xr.open_datatree(mv.posterior_path, engine="h5netcdf") as stored:
+        assert not set(DERIVED_GROUPS) & set(stored.children)
+        assert stored["posterior"]["pt_eff"].dtype == np.float32
+        assert stored["sample_stats"]["energy"].dtype == np.float64  # kept exact
+    loaded = model_registry.load_posterior(mv.version)
+    assert set(loaded.children) == set(small_fit.idata.children)
+    fit = small_fit.idata
+    for group in set(fit.children) - {*NARROWED_GROUPS, *DERIVED_GROUPS}:
+        assert loaded[group].to_dataset().identical(fit[group].to_dataset()), group
+    for group in NARROWED_GROUPS:
+        assert loaded[group].to_dataset().identical(_rounded(fit[group].to_dataset())), group
+    # the log likelihood: exactly what the fit's own code computes from the stored draws, and
+    # within float32 rounding of the fit's
+    expected = loaded.copy()
+    add_log_likelihood(expected)
+    ll = loaded["log_likelihood"]["level_counts"]
+    xr.testing.assert_identical(ll, expected["log_likelihood"]["level_counts"])
+    np.testing.assert_allclose(ll.values, fit["log_likelihood"]["level_counts"].values,
+                               rtol=1e-5, atol=1e-5)
+    # replicated counts: the fit's own code, on evenly thinned draws, seeded as the fit seeds
+    draws = predictive_draws(loaded["posterior"].to_dataset())
+    rep = replicate_counts(draws, loaded, seed=small_fit.sampler["seed"] + 2)
+    assert loaded["posterior_predictive"].to_dataset().identical(rep)
+    assert loaded["posterior_predictive"].sizes["draw"] * loaded["posterior_predictive"].sizes[
+        "chain"] <= 1000
+
+
+def test_recomputing_in_blocks_of_draws_gives_the_same_groups(small_fit, monkeypatch):
+    """At 17,000 cells the groups are recomputed a block of draws at a time (bounded memory);
+    the replicated counts still come from one random stream, in order."""
+    tree, meta = small_fit.idata, small_fit.metadata()
+    whole = derive_log_likelihood(tree, meta), derive_posterior_predictive(tree, meta)
+    monkeypatch.setattr("forecasting.registry.DERIVED_BLOCK_ELEMENTS",
+                        7 * tree.observed_data.sizes["cell"])
+    blocks = derive_log_likelihood(tree, meta), derive_posterior_predictive(tree, meta)
+    assert whole[0].identical(blocks[0]) and whole[1].identical(blocks[1])
+    np.testing.assert_array_equal(whole[0]["level_counts"].values,
+                                  tree["log_likelihood"]["level_counts"].values)
+
+
+def test_a_lean_version_serves_the_loo_and_forecasts_of_one_stored_in_full(tmp_path, small_fit,
+                                                                          codebook):
+    """What readers compute from a lean version (the log likelihood recomputed, the draws
+    rounded to float32) agrees with the same fit stored whole to well under what any answer
+    shows (forecasts are given to 3 decimals, elpd to 1)."""
+    import arviz as az
+
+    from forecasting.model.diagnostics import episode_loo
+    from forecasting.serving.forecasts import ForecastEngine
+
+    full = Registry(tmp_path / "full", lean=False)
+    lean = Registry(tmp_path / "lean")
+    version = full.save(small_fit.idata, small_fit.metadata()).version
+    lean.save(small_fit.idata, small_fit.metadata())
+    trees = [r.load_posterior(version) for r in (full, lean)]
+    with warnings.catch_warnings():  # high Pareto k warns; compared, not judged, here
+        warnings.simplefilter("ignore", UserWarning)
+        cell_loo = [az.loo(tree, pointwise=True) for tree in trees]
+    assert float(cell_loo[1].elpd) == pytest.approx(float(cell_loo[0].elpd), rel=1e-6)
+    np.testing.assert_allclose(np.asarray(cell_loo[1].pareto_k),
+                               np.asarray(cell_loo[0].pareto_k), atol=0.01)
+    episode = [episode_loo(tree) for tree in trees]
+    assert episode[1]["elpd"] == pytest.approx(episode[0]["elpd"], rel=1e-6)
+    engines = [ForecastEngine.from_version(r, version, codebook) for r in (full, lean)]
+    for partner, intel_type, severity in [("ISR", "humint", 0), ("GBR", "ct", 3),
+                                          ("FRA", "sigint", 2)]:
+        answers = [e.forecast(partner, intel_type, severity=severity) for e in engines]
+        for key in ("mean", "median"):
+            assert answers[1]["any_restriction"][key] == pytest.approx(
+                answers[0]["any_restriction"][key], abs=1e-6)
+        np.testing.assert_allclose(answers[1]["any_restriction"]["ci90"],
+                                   answers[0]["any_restriction"]["ci90"], atol=1e-6)
+
+
+def test_a_lean_version_is_less_than_half_the_size_of_a_full_one(tmp_path, small_fit):
+    full = Registry(tmp_path / "full", lean=False).save(small_fit.idata, small_fit.metadata())
+    lean = Registry(tmp_path / "lean").save(small_fit.idata, small_fit.metadata())
+    assert lean.posterior_path.stat().st_size < full.posterior_path.stat().st_size / 2
+
+
+def test_derived_groups_are_computed_once_per_process(model_registry, small_fit, monkeypatch):
+    mv = model_registry.save(small_fit.idata, small_fit.metadata())
+    calls = []
+    real = DERIVED_GROUPS["log_likelihood"]
+    monkeypatch.setitem(DERIVED_GROUPS, "log_likelihood",
+                        lambda tree, meta: calls.append(1) or real(tree, meta))
+    first = model_registry.load_posterior(mv.version, groups=["log_likelihood"])
+    again = Registry(model_registry.root).load_posterior(mv.version, groups=["log_likelihood"])
+    assert calls == [1]
+    assert list(first.children) == ["log_likelihood"]  # the inputs read for it are not returned
+    assert first["log_likelihood"].identical(again["log_likelihood"])
+
+
+def test_a_version_with_stored_groups_is_read_without_recomputing(tmp_path, small_fit,
+                                                                  monkeypatch):
+    registry = Registry(tmp_path / "models", lean=False)
+    mv = registry.save(small_fit.idata, small_fit.metadata())
+
+    def refuse(tree, meta):
+        raise AssertionError("recomputed a stored group")
+
+    for group in DERIVED_GROUPS:
+        monkeypatch.setitem(DERIVED_GROUPS, group, refuse)
+    loaded = registry.load_posterior(mv.version, groups=["log_likelihood"])
+    assert loaded["log_likelihood"].identical(small_fit.idata["log_likelihood"])
+
+
 def test_loading_selected_groups_keeps_root_attrs(model_registry, small_tree, save):
     mv = save(model_registry, small_tree)
     tree = model_registry.load_posterior(mv.version, groups=["posterior"])
     assert list(tree.children) == ["posterior"]
-    assert tree["posterior"].to_dataset().identical(small_tree["posterior"].to_dataset())
+    assert tree["posterior"].to_dataset().identical(_rounded(small_tree["posterior"].to_dataset()))
     assert tree.attrs["version"] == mv.version and tree.attrs["severity_center"] == 1.5
     with pytest.raises(KeyError, match="no group 'prior'"):
         model_registry.load_posterior(mv.version, groups=["prior"])
@@ -306,13 +436,16 @@ def test_a_changed_posterior_file_fails_its_checksum(model_registry, small_tree,
         model_registry.load_posterior(mv.version)
 
 
-def test_a_huge_posterior_predictive_is_not_stored(tmp_path, small_fit):
-    registry = Registry(tmp_path / "models", max_predictive_bytes=1000)
+def test_a_huge_posterior_predictive_is_not_stored_and_is_recomputed_when_read(tmp_path,
+                                                                               small_fit):
+    registry = Registry(tmp_path / "models", max_predictive_bytes=1000, lean=False)
     mv = registry.save(small_fit.idata, small_fit.metadata())
     assert mv.metadata["dropped_groups"] == ["posterior_predictive"]
-    stored = registry.load_posterior(mv.version)
-    assert set(stored.children) == set(small_fit.idata.children) - {"posterior_predictive"}
-    assert stored["observed_data"].identical(small_fit.idata["observed_data"])
+    with xr.open_datatree(mv.posterior_path, engine="h5netcdf") as stored:
+        assert "posterior_predictive" not in stored.children
+    loaded = registry.load_posterior(mv.version)
+    assert set(loaded.children) == set(small_fit.idata.children)
+    assert loaded["observed_data"].identical(small_fit.idata["observed_data"])
 
 
 def test_registry_with_current_fixture_serves_the_sessions_fit(registry_with_current, tmp_path,
@@ -324,7 +457,8 @@ def test_registry_with_current_fixture_serves_the_sessions_fit(registry_with_cur
         small_fit.data_fingerprint, small_fit.priors_hash)
     stored = registry_with_current.load_posterior("current", groups=["posterior"])
     assert stored.attrs["version"] == current.version
-    assert stored["posterior"].to_dataset().identical(small_fit.idata["posterior"].to_dataset())
+    assert stored["posterior"].to_dataset().identical(
+        _rounded(small_fit.idata["posterior"].to_dataset()))
 
 
 def test_simulated_counts_are_stored_compressed_and_load_back_identical(model_registry,
@@ -340,3 +474,156 @@ def test_simulated_counts_are_stored_compressed_and_load_back_identical(model_re
     loaded = model_registry.load_posterior(mv.version, groups=["prior_predictive"])
     assert loaded["prior_predictive"]["level_counts"].dtype == counts.dtype
     np.testing.assert_array_equal(loaded["prior_predictive"]["level_counts"].values, counts)
+
+
+# -- pruning -------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def history(model_registry, small_tree, save):
+    """Seven versions fitted a day apart, oldest first: passing p1..p4 and failed f1..f3
+    interleaved (p1 f1 p2 f2 p3 f3 p4); p1 (the oldest) is current, as after a rollback."""
+    names = ["p1", "f1", "p2", "f2", "p3", "f3", "p4"]
+    start = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    versions = {name: save(model_registry, small_tree, verdict="pass" if name[0] == "p" else "fail",
+                           data_hash=f"data-{name}",
+                           fitted_at=(start + dt.timedelta(days=i)).isoformat()).version
+                for i, name in enumerate(names)}
+    model_registry.promote(versions["p1"])
+    return versions
+
+
+def _kept(registry):
+    return {v.version for v in registry.versions()}
+
+
+def test_prune_keeps_the_current_the_newest_passing_and_failed_and_the_referenced(
+        model_registry, history):
+    v = history
+    decisions = model_registry.prune(keep_passing=1, keep_failed=1,
+                                     referenced={v["p2"]: ["ledger entry 7"]})
+    assert _kept(model_registry) == {v["p1"], v["p2"], v["p4"], v["f3"]}
+    why = {d.version: (d.keep, d.reasons) for d in decisions}
+    assert why[v["p1"]] == (True, ["current"])
+    assert why[v["p2"]] == (True, ["referenced by ledger entry 7"])
+    assert why[v["p4"]] == (True, ["one of the 1 newest passing versions (#1)"])
+    assert why[v["f3"]] == (True, ["one of the 1 newest failed versions (#1)"])
+    assert why[v["p3"]] == (False, ["passing, older than the 1 newest passing versions"])
+    assert why[v["f1"]][0] is why[v["f2"]][0] is False
+    assert all(d.bytes > 10_000 for d in decisions)
+    assert model_registry.current().version == v["p1"]
+    assert not list(model_registry.root.glob(".tmp-*"))  # nothing left aside
+
+
+def test_prune_counts_the_current_version_among_the_newest_passing(model_registry, history):
+    v = history
+    model_registry.promote(v["p4"])
+    model_registry.prune(keep_passing=2, keep_failed=0)
+    assert _kept(model_registry) == {v["p4"], v["p3"]}
+
+
+def test_a_dry_run_deletes_nothing_and_says_what_a_prune_would(model_registry, history):
+    before = _kept(model_registry)
+    planned = model_registry.prune(keep_passing=1, keep_failed=0, dry_run=True)
+    assert _kept(model_registry) == before and len(before) == 7
+    done = model_registry.prune(keep_passing=1, keep_failed=0)
+    assert planned == done
+    assert _kept(model_registry) == {d.version for d in done if d.keep}
+
+
+def test_a_policy_that_is_not_a_count_is_refused(model_registry, history):
+    with pytest.raises(ValueError, match="keep_passing: -1 must be a whole number >= 0"):
+        model_registry.prune(keep_passing=-1, keep_failed=0)
+    with pytest.raises(ValueError, match="keep_failed: 1.5"):
+        model_registry.prune(keep_passing=1, keep_failed=1.5)
+    assert len(_kept(model_registry)) == 7
+
+
+def test_a_version_being_read_is_kept_until_the_reader_lets_go(model_registry, history):
+    v = history
+    with model_registry.reading(v["p3"]):
+        decisions = model_registry.prune(keep_passing=1, keep_failed=3)
+        assert v["p3"] in _kept(model_registry) and v["p2"] not in _kept(model_registry)
+        assert [d.reasons for d in decisions if d.version == v["p3"]] == [
+            ["being read (kept this time; pruned by a later run)"]]
+        assert model_registry.load_posterior(v["p3"], groups=["posterior"])  # still whole
+    model_registry.prune(keep_passing=1, keep_failed=3)
+    assert v["p3"] not in _kept(model_registry)
+
+
+def test_a_version_is_renamed_aside_before_it_is_deleted(model_registry, history, monkeypatch):
+    renames = []
+    real_rename = os.rename
+
+    def spy(src, dst):
+        renames.append((os.path.basename(src), os.path.basename(dst)))
+        real_rename(src, dst)
+
+    monkeypatch.setattr(os, "rename", spy)
+    model_registry.prune(keep_passing=4, keep_failed=2)
+    assert [src for src, _ in renames] == [history["f1"]]
+    assert renames[0][1].startswith(".tmp-pruned-")
+    with pytest.raises(UnknownVersionError):
+        model_registry.load_posterior(history["f1"])
+
+
+def test_a_reader_of_a_version_pruned_under_it_gets_unknown_version(model_registry, history):
+    """Between looking a version up and opening it, a prune may take it: the reader is told
+    the version is unknown, never handed half a version."""
+    mv = model_registry.get(history["p2"])
+    real_get = model_registry.get
+
+    def get_then_prune(version):
+        found = real_get(version)
+        model_registry.prune(keep_passing=1, keep_failed=0)
+        return found
+
+    model_registry.get = get_then_prune
+    with pytest.raises(UnknownVersionError, match=mv.version):
+        model_registry.load_posterior(mv.version)
+
+
+def _promote_while_pruning(root, version) -> bool:
+    """Promote `version` and prune (keep 1 passing) at once in two threads; True if the
+    promotion found the version gone."""
+    barrier = threading.Barrier(2)
+    gone = []
+
+    def promote():
+        barrier.wait()
+        try:
+            Registry(root).promote(version)
+        except UnknownVersionError:
+            gone.append(version)
+
+    def prune():
+        barrier.wait()
+        Registry(root).prune(keep_passing=1, keep_failed=0)
+
+    threads = [threading.Thread(target=promote), threading.Thread(target=prune)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return bool(gone)
+
+
+def test_a_promotion_racing_a_prune_never_leaves_current_naming_a_missing_version(
+        model_registry, small_tree, save):
+    """The policy would delete `old` unless it is current; promote it while pruning, many
+    times: either the promotion wins (and `old` is kept, current) or the prune does (and the
+    promotion fails as for any unknown version, leaving the previous current)."""
+    new = save(model_registry, small_tree, data_hash="new", fitted_at="2026-02-01T00:00:00+00:00")
+    model_registry.promote(new.version)
+    for _ in range(12):
+        old = save(model_registry, small_tree, data_hash="old",
+                   fitted_at="2026-01-01T00:00:00+00:00")
+        lost = _promote_while_pruning(model_registry.root, old.version)
+        current = model_registry.current()  # raises if CURRENT names a missing version
+        if lost:
+            assert current.version == new.version and not model_registry.has(old.version)
+        else:
+            assert current.version == old.version and model_registry.has(old.version)
+            model_registry.promote(new.version)
+            model_registry.prune(keep_passing=1, keep_failed=0)
+    assert not list(model_registry.root.glob(".tmp-*"))
