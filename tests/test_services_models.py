@@ -1,15 +1,24 @@
-"""Promotion: one implementation, always audited (who and why), from every path to it."""
+"""Promotion: one implementation, always audited (who and why), from every path to it.
+Pruning: the policy's settings, what refers to a version (evaluation results, a refit in
+progress, any provider added), audited, the same from the CLI."""
 
 import getpass
 import json
 import sys
 import types
+from dataclasses import replace
 
 import pytest
+from click.testing import CliRunner
 from fixtures_api import audit_rows, auth, cli_on
 from fixtures_registry import derive, fit_metadata
 
+from forecasting.cli import main
+from forecasting.evaluation.reports import save_result
 from forecasting.registry import Registry
+from forecasting.services import models as model_service
+from forecasting.settings import RetentionPolicy
+from forecasting.store import connect
 
 USER = f"cli:{getpass.getuser()}"
 
@@ -104,3 +113,111 @@ def test_a_fit_that_is_not_promoted_leaves_no_promotion_row(api_settings, fake_f
     assert forecast("fit").exit_code == 3  # failed its gate
     assert _promotions(api_settings) == []
     assert Registry(api_settings.registry_path).current_or_none() is None
+
+
+
+# -- pruning ------------------------------------------------------------------------------------
+
+KEEP_ONE = RetentionPolicy(keep_passing=1, keep_failed=0)
+
+
+@pytest.fixture
+def store(api_settings):
+    database = connect(api_settings.database_url)
+    yield database
+    database.dispose()
+
+
+def _prune(settings, database, **kwargs):
+    return model_service.prune(replace(settings, retention=KEEP_ONE),
+                               Registry(settings.registry_path), database, "tester", **kwargs)
+
+
+def test_prune_applies_the_policy_in_the_settings_and_audits_what_it_deleted(
+        api_settings, api_template, store, served_model):
+    v = api_template[2]
+    dry = _prune(api_settings, store, dry_run=True)
+    assert dry["deleted"] == [v["failed"]] and dry["bytes_freed"] > 0
+    assert audit_rows(api_settings, "model:prune") == []
+    assert Registry(api_settings.registry_path).has(v["failed"])
+    report = _prune(api_settings, store, reason="disk drill")
+    assert {k: report[k] for k in ("deleted", "bytes_freed")} == {
+        k: dry[k] for k in ("deleted", "bytes_freed")}
+    assert not Registry(api_settings.registry_path).has(v["failed"])
+    # the served model is current, the second the newest passing one
+    assert set(report["kept"]) == {v["served"], v["second"]}
+    assert audit_rows(api_settings, "model:prune") == [("tester", "model:prune", {
+        "deleted": [v["failed"]], "bytes_freed": report["bytes_freed"],
+        "policy": {"keep_passing": 1, "keep_failed": 0}, "reason": "disk drill"})]
+    assert _prune(api_settings, store)["deleted"] == []
+    assert len(audit_rows(api_settings, "model:prune")) == 1  # nothing deleted, nothing audited
+
+
+def test_a_version_with_evaluation_results_is_kept(api_settings, api_template, store,
+                                                   served_model):
+    failed = api_template[2]["failed"]
+    save_result(api_settings, failed, "sensitivity", {"version": failed})
+    report = _prune(api_settings, store)
+    assert report["deleted"] == []
+    [row] = [d for d in report["versions"] if d["version"] == failed]
+    assert row["reasons"] == ["referenced by evaluation results (sensitivity)"]
+
+
+def test_another_reference_provider_keeps_what_it_names(api_settings, api_template, store,
+                                                        served_model, monkeypatch):
+    """How the ledger (issue 19) keeps the versions its entries name: one more provider."""
+    failed = api_template[2]["failed"]
+    ledger = lambda settings, database, registry: {failed: ["ledger entry 3"]}  # noqa: E731
+    monkeypatch.setattr(model_service, "REFERENCE_PROVIDERS",
+                        [*model_service.REFERENCE_PROVIDERS, ledger])
+    report = _prune(api_settings, store)
+    assert report["deleted"] == [] and failed in report["kept"]
+
+
+def test_a_refit_in_progress_keeps_its_base_and_what_it_saved(api_settings, api_template, store,
+                                                              fitted_posterior, fitted_version):
+    v = api_template[2]
+    registry = Registry(api_settings.registry_path)
+    model_service.promote(registry, store, v["served"], "tester")
+    job, _ = store.refits.request("manual", "tester", 0)
+    assert store.refits.claim(job["id"], "worker:1", 60) == "claimed"
+    made = registry.save(*derive(fitted_posterior, fit_metadata(fitted_version),
+                                 data_hash="data-refit"))
+    # someone rolls forward meanwhile: the refit's base is no longer current
+    model_service.promote(registry, store, v["second"], "tester")
+    report = _prune(api_settings, store)
+    why = {d["version"]: d["reasons"] for d in report["versions"]}
+    assert report["deleted"] == [v["failed"]]
+    assert why[v["served"]] == [f"referenced by refit {job['id']} in progress "
+                                "(current when it started)"]
+    assert f"referenced by refit {job['id']} in progress (saved by it, not yet promoted)" in (
+        why[made.version])
+    store.refits.finish(job["id"], "succeeded")
+    assert _prune(api_settings, store)["deleted"] == [v["served"]]  # the newest passing: made
+
+
+def test_forecast_models_prune_lists_what_it_deletes_and_why(api_settings, api_template,
+                                                             served_model):
+    v = api_template[2]
+    runner = CliRunner()
+    env = {"FORECAST_INSTANCE": str(api_settings.instance_path), "FORECAST_KEEP_PASSING": "1",
+           "FORECAST_KEEP_FAILED": "0"}
+
+    def forecast(*args):
+        return runner.invoke(main, list(args), env=env, catch_exceptions=False)
+
+    dry = forecast("models", "prune", "--dry-run")
+    assert dry.exit_code == 0, dry.output
+    assert "would delete 1 versions" in dry.output and "nothing was deleted" in dry.output
+    assert Registry(api_settings.registry_path).has(v["failed"])
+    planned = json.loads(forecast("models", "prune", "--dry-run", "--json").output)
+    assert planned["dry_run"] is True and planned["deleted"] == [v["failed"]]
+    [failed] = [d for d in planned["versions"] if d["version"] == v["failed"]]
+    assert failed["action"] == "delete" and failed["reasons"] == [
+        "failed, older than the 0 newest failed versions"]
+    done = forecast("models", "prune")
+    assert done.exit_code == 0, done.output
+    assert f"deleted 1 versions, freed {planned['bytes_freed'] / 1e6:.1f} MB" in done.output
+    assert not Registry(api_settings.registry_path).has(v["failed"])
+    assert [(a, d["deleted"]) for a, _, d in audit_rows(api_settings, "model:prune")] == [
+        (USER, [v["failed"]])]

@@ -164,6 +164,35 @@ def compare_models(ctx: CliContext, version: str, variants: tuple[str, ...],
     print_comparison(report)
 
 
+@models.command("prune")
+@click.option("--dry-run", is_flag=True, help="List what would be deleted; delete nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the decisions as JSON.")
+@pass_context
+def prune_models(ctx: CliContext, dry_run: bool, as_json: bool) -> None:
+    """Delete the model versions the retention policy does not keep (audited).
+
+    Kept: the current version, the newest FORECAST_KEEP_PASSING passing and
+    FORECAST_KEEP_FAILED failed ones, every version evaluation results or a refit in
+    progress refer to, and any being read. Lists each version with the reason and the bytes
+    freed.
+    """
+    report = model_service.prune(ctx.settings, ctx.registry, ctx.database(), ctx.actor,
+                                 dry_run=dry_run)
+    if as_json:
+        echo_json(report)
+        return
+    table = Table("version", "verdict", "fitted_at", "MB", "action", "why")
+    for d in report["versions"]:
+        action = d["action"] if not dry_run or d["action"] == "keep" else "would delete"
+        colour = "green" if d["action"] == "keep" else "red"
+        table.add_row(d["version"], d["verdict"], d["fitted_at"], f"{d['bytes'] / 1e6:.1f}",
+                      f"[{colour}]{action}[/]", "; ".join(d["reasons"]))
+    out.print(table)
+    n, mb = len(report["deleted"]), report["bytes_freed"] / 1e6
+    out.print(f"would delete {n} versions ({mb:.1f} MB); nothing was deleted" if dry_run
+              else f"deleted {n} versions, freed {mb:.1f} MB")
+
+
 @main.command()
 @click.argument("version")
 @click.option("--reason", default="", help="Why (kept in the audit log).")
