@@ -24,7 +24,7 @@ from huey.api import Huey
 
 from forecasting.domain.codebook import Codebook, load_codebook
 from forecasting.registry import Registry
-from forecasting.services.models import promote_if_new_and_passing
+from forecasting.services.models import promote_if_new_and_passing, prune
 from forecasting.settings import Settings
 from forecasting.store import Database
 
@@ -170,13 +170,16 @@ class RefitService:
                 self.registry, self.database, version, WORKER_ACTOR,
                 f"refit {job_id} ({job['reason']}, requested by {job['requested_by']}) passed "
                 "its diagnostics gate")
-            return jobs.finish(
+            record = jobs.finish(
                 job_id, "succeeded" if version.passed else "failed",
                 version=version.version, verdict=version.verdict,
                 promoted=int(promoted), episodes=version.episodes,
                 data_hash=version.metadata.get("data_hash"),
                 detail={"reasons": version.reasons, "reused": outcome.reused,
                         "timings": version.metadata.get("timings", {})})
+            if promoted and self.settings.retention.prune_after_refit:
+                self._prune_after(job_id)
+            return record
         except Exception as exc:
             log.exception("refit %s raised", job_id)
             job = jobs.get(job_id)
@@ -187,6 +190,14 @@ class RefitService:
         finally:
             stop.set()
             beat.join(timeout=5)
+
+    def _prune_after(self, job_id: int) -> None:
+        """Apply the retention policy after a promotion; a failed prune fails no refit."""
+        try:
+            prune(self.settings, self.registry, self.database, WORKER_ACTOR,
+                  reason=f"after refit {job_id} was promoted")
+        except Exception:
+            log.exception("pruning model versions after refit %s failed", job_id)
 
     @property
     def stale_after(self) -> float:

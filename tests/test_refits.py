@@ -13,6 +13,7 @@ from forecasting.refits import RefitService, make_huey, model_status
 from forecasting.registry import Registry
 from forecasting.services.fits import FitOutcome
 from forecasting.services.setup import initialise
+from forecasting.settings import RetentionPolicy
 from forecasting.store import connect
 
 
@@ -112,6 +113,50 @@ def test_a_failing_refit_never_replaces_the_current_version(service, codebook, f
     status = model_status(service.database, service.registry)
     assert status["stale"] is True and status["stale_since"] is not None
     assert audit_rows(api_settings, "model:promote") == []
+
+
+@pytest.mark.parametrize("prune_after_refit", [True, False])
+def test_a_promoted_refit_prunes_by_the_retention_policy_when_set(service, codebook,
+                                                                  api_settings,
+                                                                  prune_after_refit):
+    service.settings = replace(service.settings, retention=RetentionPolicy(
+        keep_passing=1, keep_failed=0, prune_after_refit=prune_after_refit))
+    before = {v.version for v in service.registry.versions()}
+    _add_episode(service.database, codebook)
+    job = service.request("episodes", "coder", delay=0)
+    done = service.run(job["id"])
+    assert done["status"] == "succeeded" and done["promoted"] is True
+    left = {v.version for v in service.registry.versions()}
+    pruned = audit_rows(api_settings, "model:prune")
+    if prune_after_refit:  # the new current one is also the newest passing: all else goes
+        assert left == {done["version"]}
+        assert pruned == [("refit-worker", "model:prune", {
+            "deleted": pruned[0][2]["deleted"], "bytes_freed": pruned[0][2]["bytes_freed"],
+            "policy": {"keep_passing": 1, "keep_failed": 0},
+            "reason": f"after refit {job['id']} was promoted"})]
+        assert set(pruned[0][2]["deleted"]) == before
+    else:
+        assert left == before | {done["version"]} and pruned == []
+
+
+def test_a_failed_refit_prunes_nothing_and_a_failed_prune_fails_no_refit(
+        service, codebook, fake_fitter, monkeypatch):
+    service.settings = replace(service.settings, retention=RetentionPolicy(
+        keep_passing=1, keep_failed=0, prune_after_refit=True))
+    service.fit = fake_fitter(verdict="fail")
+    before = {v.version for v in service.registry.versions()}
+    _add_episode(service.database, codebook)
+    failed = service.run(service.request("episodes", "coder", delay=0)["id"])
+    assert failed["status"] == "failed"
+    assert {v.version for v in service.registry.versions()} == before | {failed["version"]}
+
+    def broken(*args, **kwargs):
+        raise OSError("read-only file system")
+
+    monkeypatch.setattr(service.registry, "prune", broken)
+    service.fit = fake_fitter(verdict="pass")
+    done = service.run(service.request("manual", "modeler", delay=0)["id"])
+    assert done["status"] == "succeeded" and done["promoted"] is True
 
 
 def test_nothing_to_do_is_skipped_without_fitting(service, codebook):
