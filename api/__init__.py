@@ -48,6 +48,10 @@ def create_app(config: dict | None = None) -> ForecastAPI:
 
     register_error_handlers(app)
     init_responses(app)
+    if settings.metrics:  # first: its clock starts before any check may refuse the request
+        from .metrics import init_metrics
+
+        init_metrics(app, settings)
 
     from .routes import episodes, evaluation, forecasts, health, models, priors, refits
 

@@ -2,18 +2,54 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import click
 from rich.table import Table
 
 from forecasting.cli import CliContext, echo_json, err, fail, main, out, pass_context, print_stats
 from forecasting.cli.models import FIT_FAILED_GATE
+from forecasting.logs import configure_logging
 from forecasting.services.setup import initialise, seed_if_empty
+from forecasting.settings import Settings
 
 THIS_COMMAND = [sys.executable, "-m", "forecasting.cli"]
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+log = logging.getLogger(__name__)
+
+
+def metrics_folder(settings: Settings) -> Path | None:
+    """Where the web workers write their metrics (PROMETHEUS_MULTIPROC_DIR), emptied: a
+    previous run's counts would otherwise be added to this one's. Set here, before anything
+    imports prometheus_client, which reads it once; None when FORECAST_METRICS=0."""
+    if not settings.metrics:
+        return None
+    folder = Path(os.environ.get(MULTIPROC_ENV) or settings.instance_path / "metrics")
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    os.environ[MULTIPROC_ENV] = str(folder)
+    return folder
+
+
+def _queue_name(settings: Settings) -> str:
+    """The queue, for a log line: a Redis URL without its user and password."""
+    if not settings.queue_url:
+        return str(settings.instance_path / "queue.sqlite3")
+    url = urlsplit(settings.queue_url)
+    return urlunsplit(url._replace(netloc=url.netloc.rpartition("@")[2]))
+
+
+def _serve(settings: Settings, host: str, port: int, workers: int) -> None:
+    metrics_folder(settings)
+    from api.gunicorn_conf import serve_api
+
+    serve_api(settings, host, port, workers)
 
 
 @main.command()
@@ -23,10 +59,8 @@ THIS_COMMAND = [sys.executable, "-m", "forecasting.cli"]
 @pass_context
 def serve(ctx: CliContext, host: str, port: int, workers: int) -> None:
     """Serve the API with gunicorn (no refit worker)."""
-    from api.serving import serve_api
-
     ctx.database()  # refuse to start on an uninitialised database
-    serve_api(ctx.settings, host, port, workers)
+    _serve(ctx.settings, host, port, workers)
 
 
 @main.command()
@@ -38,15 +72,17 @@ def worker(ctx: CliContext, threads: int) -> None:
     from forecasting.model.sampling import warm_up
     from forecasting.services.priors import active_priors
 
+    # a long-running process: its records (huey's, the refits') in FORECAST_LOG_FORMAT
+    configure_logging(ctx.settings.log_format)
     database = ctx.database()
     service = ctx.refits()
     requeued = service.sweep()  # jobs of a worker that died are picked up again
-    where = ctx.settings.queue_url or ctx.settings.instance_path / "queue.sqlite3"
-    err.print(f"refit worker on {where}" + (f"; requeued {requeued}" if requeued else ""))
+    where = _queue_name(ctx.settings)
+    log.info("refit worker on %s%s", where, f"; requeued {requeued}" if requeued else "")
     # compile now, so that the first refit does not pay it (~35 s)
     seconds = warm_up(database.episodes.frame(), ctx.codebook,
                       active_priors(database, ctx.settings)[0], ctx.settings.sampler)
-    err.print(f"model compiled in {seconds:.0f} s; waiting for refits")
+    log.info("model compiled in %.0f s; waiting for refits", seconds)
     service.consumer(workers=threads).run()
 
 
@@ -122,8 +158,6 @@ def _prepare(ctx: CliContext) -> None:
 def run(ctx: CliContext, host: str, port: int, workers: int) -> None:
     """Initialise, import the seed data if empty, fit if no model is current, then serve
     the API and one refit worker until Ctrl-C."""
-    from api.serving import serve_api
-
     _prepare(ctx)
     refit_worker = subprocess.Popen([*THIS_COMMAND, "worker"])
     parent = os.getpid()
@@ -139,7 +173,7 @@ def run(ctx: CliContext, host: str, port: int, workers: int) -> None:
         err.print("stopped the API and the refit worker")
 
     try:
-        serve_api(ctx.settings, host, port, workers)
+        _serve(ctx.settings, host, port, workers)
     except BaseException:
         stop_worker()
         raise
