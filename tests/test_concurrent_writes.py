@@ -96,3 +96,14 @@ def test_concurrent_revisions_of_one_episode_each_become_one_revision(database, 
     assert 1 <= revised <= CLIENTS
     assert record["notes"] in ("note 0", "note 1")
     assert sum(s.unchanged for s in summaries) == CLIENTS - revised
+
+
+def test_the_same_rows_in_different_orders_from_many_clients_are_stored_once(database, codebook):
+    batch = validate_episodes(list(enumerate(_rows(PARTNERS), start=2)), codebook, TODAY)
+    # each client starts at another row: new rows would be taken in crossing orders
+    batches = [batch[n * 3:] + batch[:n * 3] for n in range(CLIENTS)]
+    errors, summaries = _run_together(database, batches)
+    assert errors == []
+    assert database.episodes.count() == len(batch)
+    assert sum(s.inserted for s in summaries) == len(batch)
+    assert set(_revision_counts(database).values()) == {1}

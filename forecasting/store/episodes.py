@@ -13,7 +13,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from forecasting.domain.episodes import NATURAL_KEY, SOURCE_SEPARATOR, VALUE_FIELDS, Episode
 from forecasting.store.schema import audit_log, episode_revisions, episodes
-from forecasting.store.transactions import retrying, write_transaction
+from forecasting.store.transactions import lock_key, retrying, write_transaction
 
 # Rows fetched per query when matching keys of a large import against the table.
 _KEY_CHUNK = 500
@@ -154,6 +154,12 @@ class EpisodeStore:
     def _import_once(self, batch, actor, codebook_version, source, progress) -> ImportSummary:
         now = _now()
         with write_transaction(self.engine) as conn:
+            # imports one at a time on PostgreSQL too (SQLite's BEGIN IMMEDIATE already does):
+            # two large overlapping batches in different orders would otherwise deadlock on
+            # each other's new rows again and again (16 clients x 10,000 rows in rotated
+            # orders: 6 minutes and 12 failures, against 13 s one at a time). Row locks and
+            # ON CONFLICT still guard against writers that do not take this lock.
+            lock_key(conn, "episodes:import")
             existing = self._existing(conn, [e.key for e in batch])
             new_rows, revisions, unchanged = [], [], []
             # new rows keep the batch's order: ids (and so exports) follow the file's order
