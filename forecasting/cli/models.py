@@ -114,7 +114,8 @@ def models(click_ctx: click.Context, as_json: bool) -> None:
     """List model versions, newest first, with their verdicts.
 
     `forecast models compare` scores a version's model against simpler ones by leaving
-    triggers out.
+    triggers out; `forecast models prune` deletes the versions the retention policy does
+    not keep.
     """
     if click_ctx.invoked_subcommand is not None:
         return
