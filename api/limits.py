@@ -26,6 +26,19 @@ log = logging.getLogger(__name__)
 EXPENSIVE = ("forecasts.compare", "forecasts.grid", "forecasts.batch", "priors.check_priors")
 WRITE_METHODS = ("POST", "PUT", "PATCH")
 _FAILED_AUTH = "failed-auth"
+# The setting behind each request limit, as refusals name it: the names
+# forecasting.settings.LIMIT_SETTINGS builds (tests/test_api_limits.py checks they agree).
+LIMIT_SETTING_NAMES = {
+    "max_cells": "FORECAST_LIMIT_MAX_CELLS",
+    "max_draws": "FORECAST_LIMIT_MAX_DRAWS",
+    "max_json_depth": "FORECAST_LIMIT_MAX_JSON_DEPTH",
+    "max_text_chars": "FORECAST_LIMIT_MAX_TEXT_CHARS",
+    "max_sources": "FORECAST_LIMIT_MAX_SOURCES",
+    "max_source_chars": "FORECAST_LIMIT_MAX_SOURCE_CHARS",
+    "max_batch_rows": "FORECAST_LIMIT_MAX_BATCH_ROWS",
+    "max_errors_listed": "FORECAST_LIMIT_MAX_ERRORS_LISTED",
+    "max_body_bytes": "FORECAST_LIMIT_MAX_BODY_BYTES",
+}
 
 
 def request_limits() -> RequestLimits:
@@ -140,7 +153,8 @@ def check_cells(cells: int, fields: str) -> None:
     if cells > limit:
         raise Problem(400, "Too many cells",
                       f"{fields}: the request asks for {cells} cells; at most {limit} are "
-                      "answered at once (FORECAST_LIMIT_MAX_CELLS): ask for fewer codes",
+                      f"answered at once ({LIMIT_SETTING_NAMES['max_cells']}): ask for fewer "
+                      "codes",
                       errors=[{"field": fields, "message": f"{cells} cells, more than {limit}"}])
 
 
@@ -150,4 +164,5 @@ def check_batch_rows(rows: int, field: str = "episodes") -> None:
     if rows > limit:
         raise Problem(413, "Request too large",
                       f"{field}: {rows} rows; at most {limit} per request "
-                      "(FORECAST_LIMIT_MAX_BATCH_ROWS): send the rest in further requests")
+                      f"({LIMIT_SETTING_NAMES['max_batch_rows']}): send the rest in further "
+                      "requests")

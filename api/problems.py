@@ -12,7 +12,7 @@ from forecasting.services.errors import ERRORS, classify, field_errors
 
 log = logging.getLogger(__name__)
 PROBLEM_TYPE = "application/problem+json"
-MAX_ERRORS_KEY = "FORECAST_MAX_ERRORS_LISTED"  # app.config: settings.limits.max_errors_listed
+MAX_ERRORS_KEY = "PROBLEM_MAX_ERRORS_LISTED"  # app.config: settings.limits.max_errors_listed
 MAX_DETAIL_CHARS = 2000
 # What a 5xx answer says: fixed sentences, since the exception's own text can hold a path, a
 # database URL or a host name (the log has it whole).

@@ -51,8 +51,9 @@ def test_writes_check_the_token_before_the_body(client, tokens, method, url, wro
     assert allowed.status_code in (400, 202)  # the refit route takes no body and ignores it
 
 
-@pytest.mark.parametrize(("method", "url"), [(m, u) for m, u, _, _ in WRITES])
-def test_deeply_nested_json_is_400_on_every_write_route(client, tokens, method, url):
+@pytest.mark.parametrize(("method", "url"), [(m, u) for m, u, _, _ in WRITES]
+                         + [("POST", "/v1/forecasts/batch")])
+def test_deeply_nested_json_is_400_on_every_json_route(client, tokens, method, url):
     for body in ("[" * 100_000 + "]" * 100_000, json.dumps(_nested(17))):
         r = _send(client, method, url, data=body, content_type="application/json",
                   headers=auth(tokens["admin"]))

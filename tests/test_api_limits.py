@@ -9,7 +9,8 @@ from fixtures_api import auth
 from helpers import episode_row
 
 from api import create_app
-from forecasting.settings import RateLimits
+from api.limits import LIMIT_SETTING_NAMES
+from forecasting.settings import LIMIT_SETTINGS, RateLimits
 
 
 def _app(settings, **limits):
@@ -28,6 +29,10 @@ def _json_row(**overrides):
     row = episode_row(**overrides)
     return {**row, "severity": int(row["severity"]), "alignment": int(row["alignment"]),
             "level": int(row["level"])}
+
+
+def test_refusals_name_the_settings_that_load_settings_reads():
+    assert {name: attr for attr, name in LIMIT_SETTING_NAMES.items()} == LIMIT_SETTINGS
 
 
 def test_compare_answers_each_repeated_code_once(client, served_model):

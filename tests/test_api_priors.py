@@ -45,7 +45,7 @@ def test_invalid_priors_are_refused_naming_the_key(client, tokens):
 
 
 def test_the_prior_predictive_check_needs_a_modeler_and_saves_nothing(client, tokens):
-    # each new prior set compiles a model: not for anonymous callers or coders
+    # the heaviest request there is: not for anonymous callers or coders
     assert client.post("/v1/priors/check", json={"priors": DEFAULT}).status_code == 401
     assert client.post("/v1/priors/check", json={"priors": DEFAULT},
                        headers=auth(tokens["coder"])).status_code == 403

@@ -78,8 +78,8 @@ def put_priors(body: PriorsBody):
 def check_priors(body: PriorsBody):
     """Dry run: what these priors imply before any data (prior predictive); nothing is saved.
 
-    Needs a modeler or admin token (as submitting priors does): each new prior set compiles a
-    model (seconds of CPU), so it is not open to anonymous callers; rate-limited too."""
+    Needs a modeler or admin token (as submitting priors does): the heaviest request there is
+    (prior predictive draws of every cell), not open to anonymous callers; rate-limited too."""
     from forecasting.model.prior_predictive import prior_predictive
 
     priors = PriorSet.from_dict(body.priors.model_dump(exclude_none=True))
