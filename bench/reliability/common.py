@@ -181,6 +181,16 @@ class Server:
         raise RuntimeError(f"forecast serve not healthy after {timeout} s")
 
 
+def provenance() -> str:
+    """The code measured: the commit, and whether the shared working tree differs from it."""
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
+                          capture_output=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                           text=True, capture_output=True).stdout.strip()
+    return f"code at {head or '?'}" + (" plus uncommitted changes" if dirty else "") + \
+        time.strftime(", %Y-%m-%d %H:%M UTC", time.gmtime())
+
+
 # -- processes ----------------------------------------------------------------------------
 def descendants(pid: int) -> list[int]:
     """pid and every process below it (from /proc: no psutil needed)."""
