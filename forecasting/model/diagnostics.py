@@ -15,9 +15,11 @@ import arviz as az
 import numpy as np
 import pandas as pd
 import xarray as xr
+from arviz_stats.validate import validate_ci_prob
 from scipy import sparse
 from scipy.special import logsumexp
 
+from forecasting.model import convergence
 from forecasting.model.predictive import (
     OBSERVED,
     episode_log_likelihood,
@@ -25,53 +27,47 @@ from forecasting.model.predictive import (
 )
 
 
-def _flatten(ds: xr.Dataset, name: str) -> pd.Series:
-    """Every scalar entry of every variable, labelled "name[coord, coord]"."""
-    out = {}
+def _entries(ds: xr.Dataset) -> tuple[np.ndarray, list[str]]:
+    """Every scalar entry of every variable as rows of (entries, chain, draw), labelled
+    "name[coord, coord]"."""
+    rows, labels = [], []
     for var, da in ds.data_vars.items():
-        if da.ndim == 0:
-            out[var] = float(da)
+        da = da.transpose("chain", "draw", ...)
+        values = np.asarray(da.values, dtype=float)
+        extra = da.dims[2:]
+        rows.append(np.moveaxis(values.reshape(*values.shape[:2], -1), -1, 0))
+        if not extra:
+            labels.append(var)
             continue
-        for idx, value in zip(np.ndindex(da.shape), da.values.ravel(), strict=True):
-            labels = ", ".join(str(da.coords[d].values[i]) for d, i in zip(da.dims, idx,
-                                                                          strict=True))
-            out[f"{var}[{labels}]"] = float(value)
-    return pd.Series(out, name=name)
-
-
-def _dataset(result: xr.DataTree | xr.Dataset) -> xr.Dataset:
-    """An ArviZ statistic of a one-group tree, as a Dataset (it may come back at the root)."""
-    if isinstance(result, xr.DataTree):
-        return (result["posterior"] if "posterior" in result.children else result).to_dataset()
-    return result
+        for idx in np.ndindex(values.shape[2:]):
+            names = ", ".join(str(da.coords[d].values[i]) for d, i in zip(extra, idx,
+                                                                         strict=True))
+            labels.append(f"{var}[{names}]")
+    return np.concatenate(rows) if rows else np.empty((0, 0, 0)), labels
 
 
 def summary_table(tree: xr.DataTree, var_names: list[str] | None = None) -> pd.DataFrame:
     """R-hat, bulk and tail ESS, MCSE of the mean, sd and the number of chains in which it
     never changes, of every scalar posterior entry.
 
-    Built from az.rhat / az.ess / az.mcse, which keep each entry's coords: az.summary of
-    ArviZ 1.3 labels the rows of two-dimensional variables out of order (pt_eff[ISR, humint]
-    got another cell's numbers), so its labels cannot name the worst entries.
+    ArviZ's estimators, computed on all entries at once (forecasting.model.convergence):
+    its per-entry loop was the slowest step of a refit. (az.summary of ArviZ 1.3 also
+    labelled the rows of two-dimensional variables out of order, so that its labels could
+    not name the worst entries.) Tail ESS at ArviZ's default probability.
     """
     posterior = tree.posterior.to_dataset()
     if var_names is not None:
         posterior = posterior[var_names]
-    data = xr.DataTree.from_dict({"posterior": posterior})
+    x, labels = _entries(posterior)
     with warnings.catch_warnings():
         # R-hat of a constant divides by zero; `diagnose` sorts such entries out
         warnings.simplefilter("ignore", RuntimeWarning)
-        columns = [
-            _flatten(_dataset(az.rhat(data)), "r_hat"),
-            _flatten(_dataset(az.ess(data, method="bulk")), "ess_bulk"),
-            _flatten(_dataset(az.ess(data, method="tail")), "ess_tail"),
-            _flatten(_dataset(az.mcse(data)), "mcse_mean"),
-            _flatten(posterior.std(("chain", "draw")), "sd"),
+        columns = convergence.statistics(x, validate_ci_prob(None)) | {
+            "sd": x.reshape(len(x), -1).std(axis=1),
             # chains in which the entry never changes: stuck, unless it is constant everywhere
-            _flatten((posterior.max("draw") == posterior.min("draw")).sum("chain"),
-                     "stuck_chains"),
-        ]
-    return pd.concat(columns, axis=1)
+            "stuck_chains": (x.max(axis=2) == x.min(axis=2)).sum(axis=1),
+        }
+    return pd.DataFrame(columns, index=labels)
 
 
 def _float(x) -> float | None:
@@ -375,6 +371,10 @@ def posterior_predictive_check(tree: xr.DataTree, prob: float = PPC_PROB,
             "group_outside": n_outside, "flags": flags}
 
 
+def _one_episode_per_cell(tree: xr.DataTree) -> bool:
+    return bool((tree.observed_data[OBSERVED].sum("level") == 1).all())
+
+
 def diagnose(tree: xr.DataTree, worst: int = 5,
              trigger_loo_draws: int | None = TRIGGER_LOO_DRAWS) -> dict[str, Any]:
     """Convergence, efficiency, PSIS-LOO (per episode, per cell, per trigger) and posterior
@@ -419,7 +419,11 @@ def diagnose(tree: xr.DataTree, worst: int = 5,
     if has_data:
         diag["loo"] = _loo_or_error(lambda: episode_loo(tree))
     if "log_likelihood" in tree.children:
-        diag["loo_cells"] = _loo_or_error(lambda: _loo_summary(_loo(tree), None))
+        if has_data and "elpd" in diag.get("loo", {}) and _one_episode_per_cell(tree):
+            # a cell is an episode (model revision 3): the per-cell LOO is the per-episode one
+            diag["loo_cells"] = {**diag["loo"], "unit": "cell"}
+        else:
+            diag["loo_cells"] = _loo_or_error(lambda: _loo_summary(_loo(tree), None))
     parts["diagnostics_loo"] = time.perf_counter() - t1
     t1 = time.perf_counter()
     if has_data and "event_idx" in tree.constant_data:  # coded triggers (revision 3 on)

@@ -7,10 +7,10 @@ data when PyMC computed them); the maths is forecasting.model.arithmetic's.
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 import pymc as pm
 import xarray as xr
-from scipy.special import logsumexp
 
 from forecasting.model.arithmetic import (
     CLUSTER_SCALES,
@@ -136,6 +136,70 @@ def prior_draws(model: pm.Model, draws: int, seed: int) -> xr.Dataset:
     return drop_spare_slots(_PRIORS[key], model)
 
 
+@numba.njit(inline="always")
+def _log_expit(x):
+    return -np.log1p(np.exp(-x)) if x >= 0 else x - np.log1p(np.exp(x))
+
+
+@numba.njit(inline="always")
+def _level_log_probability(eta, cut, level):
+    """log P(level | eta): the scalar form of arithmetic.level_log_probability."""
+    top = cut.shape[0]
+    log_up = _log_expit(cut[level] - eta) if level < top else 0.0
+    if level == 0:
+        return log_up
+    log_lo = _log_expit(cut[level - 1] - eta)
+    return log_up + np.log1p(-np.exp(min(log_lo - log_up, -1e-12)))
+
+
+@numba.njit(inline="always")
+def _logsumexp(values):
+    top = values.max()
+    if not np.isfinite(top):
+        return top
+    return top + np.log(np.exp(values - top).sum())
+
+
+@numba.njit(parallel=True, cache=True)
+def _trigger_quadrature(eta, cut, level, weight, sigma_event, sigma_reaction, nodes,
+                        log_weights, trigger_bounds, reaction_bounds):
+    """(draws, triggers) of `trigger_log_likelihood`: episodes sorted by trigger then
+    reaction; trigger g spans [trigger_bounds[g], trigger_bounds[g + 1]), and the reactions
+    start at reaction_bounds. One draw per thread; no (draws x nodes x nodes x episodes)
+    temporaries."""
+    n_draws, n_triggers, k = eta.shape[0], len(trigger_bounds) - 1, len(nodes)
+    out = np.zeros((n_draws, n_triggers))
+    for s in numba.prange(n_draws):
+        over_v = np.empty(k)
+        over_u = np.empty(k)
+        r = 0
+        for g in range(n_triggers):
+            start, stop = trigger_bounds[g], trigger_bounds[g + 1]
+            if start == stop:
+                continue
+            while reaction_bounds[r] < start:
+                r += 1
+            first_reaction = r
+            for iu in range(k):
+                u = sigma_event[s] * nodes[iu]
+                total = log_weights[iu]
+                r = first_reaction
+                while reaction_bounds[r] < stop:
+                    lo, hi = reaction_bounds[r], reaction_bounds[r + 1]
+                    for iv in range(k):
+                        shift = u + sigma_reaction[s] * nodes[iv]
+                        acc = log_weights[iv]
+                        for i in range(lo, hi):
+                            acc += weight[i] * _level_log_probability(eta[s, i] + shift,
+                                                                      cut[s], level[i])
+                        over_v[iv] = acc
+                    total += _logsumexp(over_v)
+                    r += 1
+                over_u[iu] = total
+            out[s, g] = _logsumexp(over_u)
+    return out
+
+
 # Gauss-Hermite rule for the cluster integrals of `trigger_log_likelihood`
 _TRIGGER_NODES, _TRIGGER_WEIGHTS = np.polynomial.hermite_e.hermegauss(15)
 _TRIGGER_LOG_WEIGHTS = np.log(_TRIGGER_WEIGHTS / _TRIGGER_WEIGHTS.sum())
@@ -175,26 +239,18 @@ def trigger_log_likelihood(tree: xr.DataTree, max_draws: int | None = 1000
     if not (params["sigma_event"].any() or params["sigma_reaction"].any()):
         # a variant without clusters: one node at zero is the exact integral (225x less work)
         nodes, log_weights = np.zeros(1), np.zeros(1)
-    u = params["sigma_event"][:, None] * nodes  # (S, K)
-    v = params["sigma_reaction"][:, None] * nodes
-    shift = u[:, :, None] + v[:, None, :]  # (S, Ku, Kv)
-    cut = params["cutpoints"]  # (S, 3)
     event = const["event_idx"].values[cell]
     reaction = const["reaction_idx"].values[cell]
     labels = [str(t) for t in post.coords["trigger"].values]
-    out = np.zeros((len(keep), len(labels)))
-    order = np.argsort(event, kind="stable")
-    bounds = np.searchsorted(event[order], np.arange(len(labels) + 1))
-    for g in range(len(labels)):
-        rows = order[bounds[g]:bounds[g + 1]]
-        if not len(rows):
-            continue
-        # every episode of the trigger at once, episodes last: (S, Ku, Kv, n)
-        ll = level_log_probability(eta[:, None, None, rows] + shift[..., None],
-                                   cut[:, None, None, :], level[rows]) * weight[rows]
-        reactions, which = np.unique(reaction[rows], return_inverse=True)
-        per_reaction = ll @ np.eye(len(reactions))[which]  # (S, Ku, Kv, R): sums per partner
-        # each partner's reaction integrated out, then the event
-        per_reaction = logsumexp(per_reaction + log_weights[:, None], axis=2)
-        out[:, g] = logsumexp(per_reaction.sum(axis=-1) + log_weights, axis=-1)
+    # episodes grouped by trigger, then by reaction (partner): the kernel walks the groups
+    order = np.lexsort((reaction, event))
+    trigger_bounds = np.searchsorted(event[order], np.arange(len(labels) + 1))
+    reaction_starts = np.flatnonzero(np.r_[True, np.diff(reaction[order]) != 0]
+                                     | np.isin(np.arange(len(order)), trigger_bounds))
+    reaction_bounds = np.unique(np.r_[reaction_starts, len(order)])
+    out = _trigger_quadrature(
+        np.ascontiguousarray(eta[:, order]), np.ascontiguousarray(params["cutpoints"]),
+        level[order].astype(np.int64), weight[order],
+        params["sigma_event"].astype(float), params["sigma_reaction"].astype(float),
+        nodes, log_weights, trigger_bounds.astype(np.int64), reaction_bounds.astype(np.int64))
     return out, labels
