@@ -7,7 +7,7 @@ import pytest
 from fixtures_api import audit_rows, auth, cli_on
 
 from forecasting.model.priors import load_priors
-from forecasting.services.priors import CHECK_DRAWS, check_priors
+from forecasting.services.priors import CHECK_DRAWS, StoredPriorsError, check_priors
 from forecasting.settings import DEFAULT_PRIORS_DIR
 
 DEFAULT = load_priors(DEFAULT_PRIORS_DIR / "default.toml").to_dict()
@@ -193,3 +193,32 @@ def test_a_prior_whose_check_would_hold_infinities_is_refused_naming_it(
     cli = cli_on(api_settings)("priors", "check", path)
     assert cli.exit_code == 1
     assert f"{path}: {api.get_json()['detail']}" in " ".join(cli.output.split())
+
+
+def test_a_set_stored_before_these_checks_is_shown_with_its_problems_and_no_fit_runs_on_it(
+        api_settings, codebook, priors_file):
+    """An instance that accepted a scale of 1e308 before issue 15 keeps it active: the next
+    fit stops at once naming the set and the fix, `priors show` says why, and submitting a
+    usable set clears it."""
+    from forecasting.registry import Registry
+    from forecasting.services.fits import fit_and_register
+    from forecasting.store import connect
+
+    stored = {**DEFAULT, "sigma_event": {"dist": "HalfNormal", "kwargs": {"sigma": 1e308}}}
+    database = connect(api_settings.database_url)
+    database.priors.save(stored, "an-old-hash", "modeler-token", "before issue 15")
+    try:
+        with pytest.raises(StoredPriorsError, match=r"^priors: the active prior set #1 was "
+                           r"stored before .*; sigma_event.kwargs.sigma: must be between"):
+            fit_and_register(api_settings, database, Registry(api_settings.registry_path),
+                             codebook)
+    finally:
+        database.dispose()
+    forecast = cli_on(api_settings)
+    shown = json.loads(forecast("priors", "show", "--json").output)
+    assert shown["source"] == "prior set #1" and shown["priors"] == stored
+    assert [p["field"] for p in shown["problems"]] == ["priors", "sigma_event.kwargs.sigma"]
+    assert forecast("priors", "check").exit_code == 1
+    assert forecast("priors", "set", priors_file).exit_code == 0
+    shown = json.loads(forecast("priors", "show", "--json").output)
+    assert "problems" not in shown and shown["priors"] == TIGHTER

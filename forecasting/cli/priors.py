@@ -44,9 +44,12 @@ def priors_show(ctx: CliContext, as_json: bool) -> None:
     out.print(f"priors from {doc['source']} (hash {doc['content_hash'][:12]})")
     table = Table("parameter", "distribution", "arguments", "centred")
     for name, spec in doc["priors"].items():
-        table.add_row(name, spec["dist"], json.dumps(spec.get("kwargs", {})),
+        table.add_row(name, str(spec.get("dist")), json.dumps(spec.get("kwargs", {})),
                       str(spec.get("centered", "from the data")))
     out.print(table)
+    for problem in doc.get("problems", []):  # a set stored before today's checks
+        err.print(f"not usable: {problem['field']}: {problem['message']}", highlight=False,
+                  soft_wrap=True)
 
 
 def _read(file: Path) -> dict:
@@ -95,14 +98,14 @@ def priors_validate(ctx: CliContext, file: Path, as_json: bool) -> None:
 def priors_check(ctx: CliContext, file: Path | None, draws: int, png: Path | None,
                  as_json: bool) -> None:
     """Prior predictive of FILE (a priors TOML; default: the active set); nothing is saved."""
-    if file is None:
-        chosen, label = active_priors(ctx.database(), ctx.settings)
-    else:
-        chosen, label = _read(file), str(file)
     try:
+        if file is None:
+            chosen, label = active_priors(ctx.database(), ctx.settings)
+        else:
+            chosen, label = _read(file), str(file)
         checked = check_priors(ctx.codebook, chosen, draws=draws, keep_samples=png is not None)
     except PriorConfigError as exc:
-        fail(f"{label}: {exc}")
+        fail(f"{label if file else 'the active priors'}: {exc}")
     summary = checked["prior_predictive"]
     if png:
         from forecasting.model.prior_predictive import plot_prior_predictive

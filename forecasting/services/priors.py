@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from forecasting.domain.codebook import Codebook
-from forecasting.model.priors import PriorConfigError, PriorSet, load_priors
+from forecasting.model.priors import PriorConfigError, PriorProblem, PriorSet, load_priors
 from forecasting.settings import Settings
 from forecasting.store import Database
 
@@ -27,20 +27,47 @@ HISTORY_SHOWN = 20
 CHECK_DRAWS = 1000
 
 
+class StoredPriorsError(PriorConfigError):
+    """The active prior set was stored before today's checks and fails them (issue 15: sets
+    such as a scale of 1e308 were accepted, and every refit failed on them)."""
+
+
 def active_priors(database: Database, settings: Settings) -> tuple[PriorSet, str]:
-    """The newest prior set submitted (CLI or API), else the shipped default file."""
+    """The newest prior set submitted (CLI or API), else the shipped default file.
+
+    Raises StoredPriorsError, listing its problems and what to do, when the newest stored
+    set fails validation: a fit must not run on it, nor silently on other priors.
+    """
     latest = database.priors.latest()
-    if latest is not None:
-        return PriorSet.from_dict(latest["priors"]), f"prior set #{latest['id']}"
-    return load_priors(settings.default_priors_path), str(settings.default_priors_path)
+    if latest is None:
+        return load_priors(settings.default_priors_path), str(settings.default_priors_path)
+    source = f"prior set #{latest['id']}"
+    try:
+        return PriorSet.from_dict(latest["priors"]), source
+    except PriorConfigError as exc:
+        raise StoredPriorsError([PriorProblem(
+            "priors", f"the active {source} was stored before priors were checked as they are "
+                      f"now and is not usable; submit a usable set (forecast priors set FILE, "
+                      f"PUT /v1/priors)"), *exc.problems]) from None
 
 
 def describe_priors(database: Database, settings: Settings) -> dict[str, Any]:
-    """The active set with its source and hash, and the newest submissions (without bodies)."""
-    priors, source = active_priors(database, settings)
-    return {"source": source, "content_hash": priors.content_hash, "priors": priors.to_dict(),
-            "history": [{k: v for k, v in r.items() if k != "priors"}
-                        for r in database.priors.history(limit=HISTORY_SHOWN)]}
+    """The active set with its source and hash, and the newest submissions (without bodies).
+
+    An active set stored before today's checks that fails them is shown as stored, with its
+    `problems` (field and message), so that an operator sees why refits fail.
+    """
+    try:
+        priors, source = active_priors(database, settings)
+        document = {"source": source, "content_hash": priors.content_hash,
+                    "priors": priors.to_dict()}
+    except StoredPriorsError as exc:
+        latest = database.priors.latest()
+        document = {"source": f"prior set #{latest['id']}",
+                    "content_hash": latest["content_hash"], "priors": latest["priors"],
+                    "problems": exc.errors}
+    return {**document, "history": [{k: v for k, v in r.items() if k != "priors"}
+                                    for r in database.priors.history(limit=HISTORY_SHOWN)]}
 
 
 def read_priors_file(path: Path | str) -> dict[str, Any]:
