@@ -165,6 +165,20 @@ def test_json_answers_never_hold_nan(app):
     assert isinstance(app.json, FiniteJSONProvider)
 
 
+def test_a_diagnostic_that_is_nan_is_served_as_null(app, client, failed_model, monkeypatch):
+    registry = app.extensions["forecasting"].registry
+    stored = registry.get(failed_model.version)
+    metadata = {**stored.metadata, "diagnostics": {**stored.metadata["diagnostics"],
+                                                    "max_rhat": float("nan")}}
+    nan_version = dataclasses.replace(stored, metadata=metadata)
+    # a degenerate fit's R-hat, as read from its metadata
+    monkeypatch.setattr(registry, "get", lambda version: nan_version)
+    r = client.get(f"/v1/models/{failed_model.version}/diagnostics")
+    assert r.status_code == 200
+    body = json.loads(r.get_data(as_text=True), parse_constant=_refuse)
+    assert body["diagnostics"]["max_rhat"] is None
+
+
 def _refuse(name):
     raise AssertionError(f"{name} is not JSON")
 
