@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -48,10 +47,12 @@ EARLIEST_DATE = dt.date(1945, 1, 1)
 _ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _WHOLE_NUMBER = re.compile(r"-?[0-9]+")
 FREE_TEXT = ("trigger_description", "notes")
-# Line breaks and tabs are allowed in free text only; every other control character (NUL
-# among them, which PostgreSQL refuses) and unpaired surrogates (which UTF-8 cannot hold) are
-# refused everywhere.
+# Line breaks and tabs are allowed in free text only; every other control character (Unicode
+# category Cc: U+0000-001F and U+007F-009F; NUL among them, which PostgreSQL refuses) is
+# refused everywhere. Unpaired surrogates, which UTF-8 cannot hold, never pass pydantic.
 _FREE_TEXT_CONTROLS = frozenset("\t\n\r")
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+_CONTROL_IN_FREE_TEXT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 # Fields whose values the model and the codebook care about; a change to any of
 # these (or to provenance) makes a new revision.
 VALUE_FIELDS = tuple(f for f in ALL_FIELDS if f not in NATURAL_KEY)
@@ -95,14 +96,13 @@ def check_batch_size(count: int, limits: RequestLimits) -> None:
 
 
 def _check_characters(value: str, free_text: bool) -> str:
-    for position, char in enumerate(value, start=1):
-        if free_text and char in _FREE_TEXT_CONTROLS:
-            continue
-        if unicodedata.category(char) in ("Cc", "Cs"):
-            allowed = "; only tab and line breaks are allowed, in free text" if free_text or \
-                char in _FREE_TEXT_CONTROLS else ""
-            raise ValueError(f"contains the control character U+{ord(char):04X} at character "
-                             f"{position}{allowed}")
+    found = (_CONTROL_IN_FREE_TEXT if free_text else _CONTROL).search(value)
+    if found is not None:
+        char = found.group()
+        allowed = ("; only tab and line breaks are allowed, in free text"
+                   if free_text or char in _FREE_TEXT_CONTROLS else "")
+        raise ValueError(f"contains the control character U+{ord(char):04X} at character "
+                         f"{found.start() + 1}{allowed}")
     return value
 
 

@@ -4,9 +4,9 @@ SQLite: a writer takes the database's write lock when its transaction begins
 (`BEGIN IMMEDIATE`), so a read-compare-write runs as if alone; other writers wait for the
 lock (the busy timeout) instead of failing when their snapshot turns out to be stale.
 PostgreSQL: transactions run at READ COMMITTED; a kind of write that must run alone takes a
-transaction-level advisory lock (`lock_key`), the stores lock the rows they compare
-(`SELECT ... FOR UPDATE`) and insert with `ON CONFLICT DO NOTHING`, and `retrying` runs a
-transaction again, from the start, when the database chose it as a deadlock's victim.
+transaction-level advisory lock (`lock_key`), the stores insert with `ON CONFLICT DO
+NOTHING`, and `retrying` runs a transaction again, from the start, after a transient
+conflict (a deadlock victim, a serialization failure, a unique violation).
 """
 
 from __future__ import annotations
