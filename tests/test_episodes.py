@@ -173,6 +173,7 @@ def test_a_long_error_list_is_cut_to_the_limit_with_a_count_of_the_rest(codebook
 def test_a_batch_beyond_the_row_limit_is_refused_whole(codebook):
     check_batch_size(3, RequestLimits(max_batch_rows=3))
     with pytest.raises(EpisodeValidationError,
-                       match=r"episodes: 4 rows in one import; at most 3 are accepted "
-                             r"\(setting FORECAST_LIMIT_MAX_BATCH_ROWS\): split the batch"):
+                       match=r"^1 error\(s\); nothing was imported:\n  episodes: 4 rows in one "
+                             r"import; at most 3 are accepted \(setting "
+                             r"FORECAST_LIMIT_MAX_BATCH_ROWS\): split the batch$"):
         check_batch_size(4, RequestLimits(max_batch_rows=3))

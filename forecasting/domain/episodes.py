@@ -81,9 +81,9 @@ class EpisodeValidationError(ValueError):
         shown = "\n".join(f"  {e}" for e in self.errors)
         more = (f"\n  ... and {self.unlisted} more error(s) not listed"
                 if self.unlisted else "")
+        rows = f" in {len(lines)} row(s)" if lines else ""
         super().__init__(
-            f"{len(ordered)} error(s) in {len(lines)} row(s); nothing was imported:\n"
-            f"{shown}{more}"
+            f"{len(ordered)} error(s){rows}; nothing was imported:\n{shown}{more}"
         )
 
 
