@@ -23,7 +23,7 @@ if TYPE_CHECKING:  # the queue (huey) is only needed by the caller that made the
 
 HISTORY_SHOWN = 20
 # Prior draws of a check (both faces: the same draws and seed give the same answer). About
-# 1 s of CPU on the vocabulary; forecasting.model.prior_predictive.MAX_DRAWS bounds a caller.
+# 0.3 s of CPU on the vocabulary; forecasting.model.prior_predictive.MAX_DRAWS bounds a caller.
 CHECK_DRAWS = 1000
 
 
