@@ -4,9 +4,11 @@ import json
 from dataclasses import replace
 
 import pytest
+from click.testing import CliRunner
 from fixtures_api import auth, cli_on
 from helpers import csv_text, episode_row
 
+from forecasting.cli import main
 from forecasting.domain.episodes import EpisodeValidationError
 from forecasting.services.episodes import import_episodes
 from forecasting.settings import RequestLimits
@@ -136,3 +138,18 @@ def test_the_settings_limits_reach_validation_and_cut_the_error_list(database, c
                                                              (4, "notes")]
     assert info.value.unlisted == 2
     assert database.episodes.count() == 0
+
+
+def test_forecast_import_takes_its_limits_from_the_settings(tmp_path):
+    env = {"FORECAST_INSTANCE": str(tmp_path / "instance"), "FORECAST_LIMIT_MAX_BATCH_ROWS": "1",
+           "FORECAST_LIMIT_MAX_TEXT_CHARS": "10"}
+    runner = CliRunner()
+    assert runner.invoke(main, ["init"], env=env).exit_code == 0
+    path = tmp_path / "two.csv"
+    path.write_text(csv_text([episode_row(partner=p, intel_type="ct") for p in ("GBR", "CAN")]))
+    refused = runner.invoke(main, ["import", str(path)], env=env)
+    assert refused.exit_code == 1
+    assert "2 rows in one import; at most 1 are accepted" in refused.output
+    path.write_text(csv_text([episode_row(partner="GBR", intel_type="ct", notes="x" * 11)]))
+    refused = runner.invoke(main, ["import", str(path)], env=env)
+    assert refused.exit_code == 1 and "notes: 11 characters; at most 10" in refused.output
