@@ -208,7 +208,7 @@ def test_forecast_models_prune_lists_what_it_deletes_and_why(api_settings, api_t
 
     dry = forecast("models", "prune", "--dry-run")
     assert dry.exit_code == 0, dry.output
-    assert "would delete 1 versions" in dry.output and "nothing was deleted" in dry.output
+    assert "would delete 1 version (" in dry.output and "nothing was deleted" in dry.output
     assert Registry(api_settings.registry_path).has(v["failed"])
     planned = json.loads(forecast("models", "prune", "--dry-run", "--json").output)
     assert planned["dry_run"] is True and planned["deleted"] == [v["failed"]]
@@ -217,7 +217,7 @@ def test_forecast_models_prune_lists_what_it_deletes_and_why(api_settings, api_t
         "failed, older than the 0 newest failed versions"]
     done = forecast("models", "prune")
     assert done.exit_code == 0, done.output
-    assert f"deleted 1 versions, freed {planned['bytes_freed'] / 1e6:.1f} MB" in done.output
+    assert f"deleted 1 version, freed {planned['bytes_freed'] / 1e6:.1f} MB" in done.output
     assert not Registry(api_settings.registry_path).has(v["failed"])
     assert [(a, d["deleted"]) for a, _, d in audit_rows(api_settings, "model:prune")] == [
         (USER, [v["failed"]])]

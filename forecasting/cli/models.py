@@ -190,8 +190,9 @@ def prune_models(ctx: CliContext, dry_run: bool, as_json: bool) -> None:
                       f"[{colour}]{action}[/]", "; ".join(d["reasons"]))
     out.print(table)
     n, mb = len(report["deleted"]), report["bytes_freed"] / 1e6
-    out.print(f"would delete {n} versions ({mb:.1f} MB); nothing was deleted" if dry_run
-              else f"deleted {n} versions, freed {mb:.1f} MB")
+    versions = "version" if n == 1 else "versions"
+    out.print(f"would delete {n} {versions} ({mb:.1f} MB); nothing was deleted" if dry_run
+              else f"deleted {n} {versions}, freed {mb:.1f} MB")
 
 
 @main.command()
