@@ -157,6 +157,18 @@ def test_refit_outcomes_durations_and_queue_depth_come_from_the_database(client,
     assert value(samples, "forecast_refit_last_finished_timestamp_seconds",
                  status="succeeded") == pytest.approx(time.time(), abs=120)
 
+    # the running one ends in an error: the next scrape sees it (finished rows are cached)
+    database = connect(api_settings.database_url)
+    running = database.refits.active()[0]
+    assert running["status"] == "running"
+    database.refits.finish(running["id"], "error")
+    database.dispose()
+    samples = scrape(client)
+    assert value(samples, "forecast_refit_jobs", status="running") == 0
+    assert value(samples, "forecast_refits_total", status="error") == 1
+    assert value(samples, "forecast_refits_total", status="succeeded") == 2
+    assert value(samples, f"{duration}_count", status="error") == 1
+
 
 @pytest.fixture
 def current_model(api_settings, fitted_version, fitted_posterior):
@@ -257,7 +269,7 @@ def gunicorn_server(tmp_path):
             time.sleep(0.5)
         yield base, out, err, process
     finally:
-        process.send_signal(signal.SIGTERM)
+        process.send_signal(signal.SIGINT)  # a quick shutdown: no request is left to finish
         try:
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
