@@ -25,6 +25,9 @@ import numpy as np
 import requests
 
 ROOT = Path(__file__).resolve().parents[2]
+# The code the child processes run: this checkout, or another one (e.g. `git archive` of an
+# older commit) to show that the harness finds a defect a later commit fixed.
+CODE = Path(os.environ.get("RELIABILITY_CODE") or ROOT).resolve()
 FORECAST = [sys.executable, "-m", "forecasting.cli"]
 SEED_EPISODES = ROOT / "data" / "episodes.csv"
 POSTGRES_URL = os.environ.get("FORECAST_TEST_POSTGRES_URL",
@@ -104,7 +107,7 @@ class Instance:
 
     def forecast(self, *args: str, check: bool = True, timeout: float = 900) -> str:
         """Run a `forecast` command to completion; its standard output."""
-        done = subprocess.run([*FORECAST, *args], env=self.env, cwd=ROOT, text=True,
+        done = subprocess.run([*FORECAST, *args], env=self.env, cwd=CODE, text=True,
                               capture_output=True, timeout=timeout)
         if check and done.returncode != 0:
             raise RuntimeError(f"forecast {' '.join(args)} exited {done.returncode}:\n"
@@ -125,7 +128,7 @@ class Instance:
     def start(self, *args: str, log_name: str) -> subprocess.Popen:
         """Start a long-running `forecast` command in its own process group, logging to a file."""
         log = open(self.path / f"{log_name}.log", "ab")  # noqa: SIM115 - closed with the process
-        proc = subprocess.Popen([*FORECAST, *args], env=self.env, cwd=ROOT, stdout=log,
+        proc = subprocess.Popen([*FORECAST, *args], env=self.env, cwd=CODE, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True)
         proc.log_file = log
         self.children.append(proc)
@@ -183,12 +186,14 @@ class Server:
 
 def provenance() -> str:
     """The code measured: the commit, and whether the shared working tree differs from it."""
+    when = time.strftime(", %Y-%m-%d %H:%M UTC", time.gmtime())
+    if CODE != ROOT:
+        return f"code from {CODE} (RELIABILITY_CODE){when}"
     head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
                           capture_output=True).stdout.strip()
     dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
                            text=True, capture_output=True).stdout.strip()
-    return f"code at {head or '?'}" + (" plus uncommitted changes" if dirty else "") + \
-        time.strftime(", %Y-%m-%d %H:%M UTC", time.gmtime())
+    return f"code at {head or '?'}" + (" plus uncommitted changes" if dirty else "") + when
 
 
 # -- processes ----------------------------------------------------------------------------
