@@ -137,6 +137,7 @@ def test_every_problem_is_reported_at_once_by_both_faces(client, tokens, api_set
     detail = api.get_json()["detail"]
     assert api.status_code == 400
     assert [part.split(": ")[0] for part in detail.split("; ") if ": " in part][:3] == fields
+    assert [e["field"] for e in api.get_json()["errors"]] == fields  # each beside its input
     path = tmp_path / "bad.toml"
     path.write_text(_toml(bad))
     validated = cli_on(api_settings)("priors", "validate", path)

@@ -71,7 +71,9 @@ def field_errors(exc: BaseException) -> list[dict[str, Any]] | None:
                   | InconsistentTriggerError):
         return [{"field": exc.field, "message": str(exc)}]
     if isinstance(exc, PriorConfigError):
-        # messages start with the key they are about: "sigma_bloc.kwargs.sigma: must be ..."
+        if exc.errors:  # every problem found, each with its field
+            return exc.errors
+        # a one-message error starts with the key it is about: "sigma_bloc.kwargs.sigma: ..."
         key = str(exc).split(":", 1)[0]
         return None if " " in key else [{"field": key, "message": str(exc)}]
     return None
