@@ -31,21 +31,26 @@ from common import Instance, check, print_table, provenance  # noqa: E402
 SCHEMATHESIS = str(Path(sys.executable).parent / "schemathesis")
 
 
-def failures_from_output(text: str) -> list[tuple[str, str]]:
-    """(operation, "STxxx title") per failing test case, from schemathesis's FAILURES section
-    (its ndjson report does not carry the checks' outcomes)."""
+def failures_from_output(text: str) -> list[tuple[str, str, str]]:
+    """(operation, "STxxx title", what it saw) per failing test case, from schemathesis's
+    FAILURES section (its ndjson report does not carry the checks' outcomes)."""
     if "= FAILURES =" not in text:
         return []
-    section = text.split("= FAILURES =", 1)[1]
-    found, operation = [], ""
+    section = text.split("= FAILURES =", 1)[1].split("\nAPI Operations:", 1)[0]
+    found, operation, current = [], "", None
     for line in section.splitlines():
+        stripped = line.strip()
         if m := re.match(r"^_{3,} (.+?) _{3,}$", line):
             operation = m.group(1)
         elif m := re.match(r"^- (ST\d+ .+)$", line):
-            found.append((operation, m.group(1).strip()))
-        elif line.startswith("API Operations:"):
-            break
-    return found
+            current = [operation, m.group(1).strip(), []]
+            found.append(current)
+        elif current is not None and stripped.startswith("Reproduce with"):
+            current = None
+        elif current is not None and stripped and not stripped.startswith(("Expected:", "Valid data",
+                                                                           "Invalid data")):
+            current[2].append(stripped.strip("`"))
+    return [(op, title, " ".join(seen)[:160]) for op, title, seen in found]
 
 
 def main() -> int:
@@ -100,11 +105,12 @@ def main() -> int:
     failures = failures_from_output(done.stdout)
     summary = done.stdout.split("Test cases:", 1)[-1].strip().splitlines()[:1]
 
-    grouped = collections.Counter(failures)
-    print_table("failures (operation, failure)",
-                [(op, title, n) for (op, title), n in sorted(grouped.items())],
-                ("operation", "failure", "cases"))
-    by_code = collections.Counter(t.split()[0] for _, t in failures)
+    grouped = collections.Counter((op, title) for op, title, _ in failures)
+    example = {(op, title): seen for op, title, seen in reversed(failures)}
+    print_table("failures (operation, failure, first case seen)",
+                [(op, title, n, example[op, title]) for (op, title), n in sorted(grouped.items())],
+                ("operation", "failure", "cases", "seen"))
+    by_code = collections.Counter(t.split()[0] for _, t, _ in failures)
     check(rows, "schemathesis exit code", done.returncode, done.returncode == 0, "0")
     check(rows, "test cases", summary[0] if summary else "?", True)
     check(rows, "failures (operation, failure): distinct", len(grouped), not grouped, "0")
