@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # Compiled models are cached here, across runs and refits (a cold compile costs ~40 s).
 export PYTENSOR_FLAGS ?= base_compiledir=$(CURDIR)/.cache/pytensor
 
-.PHONY: run test test-slow lint bench install clean
+.PHONY: run test test-slow lint bench install clean reliability
 
 $(PY):
 	$(PYTHON312) -c 'import sys; assert sys.version_info >= (3, 12), "Python 3.12+ is needed, got " + sys.version'
@@ -33,6 +33,16 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/bench_import.py
+
+# The reliability harness (docs/reliability.md): about 2 hours on 2 cores. Every script runs,
+# and the target fails if any found a violation. Each takes --quick for a short run.
+reliability: $(STAMP)
+	status=0; \
+	$(PY) bench/reliability/kill_worker.py || status=1; \
+	$(PY) bench/reliability/concurrent_writers.py || status=1; \
+	$(PY) bench/reliability/schema_fuzz.py || status=1; \
+	$(PY) bench/reliability/soak.py --minutes 30 || status=1; \
+	exit $$status
 
 clean:
 	rm -rf $(VENV) .cache instance
