@@ -93,8 +93,7 @@ class StateCollector:
 
     def _finished_refits(self) -> list[tuple[str, float | None, float | None]]:
         """(status, seconds taken, finished at) of every finished refit. A finished row never
-        changes, so each is read once per process; a scrape reads only the ids (a year of
-        refits every few hours: 2 ms rather than 80)."""
+        changes, so each is read once per process and a scrape reads only the ids."""
         ids_query = select(refit_jobs.c.id).where(refit_jobs.c.status.in_(FINAL))
         with self._lock, self.database.refits.engine.connect() as conn:
             ids = set(conn.execute(ids_query).scalars())
