@@ -246,6 +246,8 @@ def gunicorn_server(tmp_path):
     file, stderr file, process)."""
     folder = tmp_path / "instance"
     initialise(load_settings({"FORECAST_INSTANCE": str(folder)})).dispose()
+    (folder / "metrics").mkdir()
+    (folder / "metrics" / "counter_1.db").write_bytes(b"a previous run's")  # to be emptied
     port = _free_port()
     env = {**os.environ, "FORECAST_INSTANCE": str(folder), "FORECAST_LOG_FORMAT": "json",
            "FORECAST_RATE_LIMIT": "0"}
@@ -297,6 +299,7 @@ def test_every_worker_answers_the_sum_over_workers_and_logs_json(gunicorn_server
             sent += 20
     workers = _served_by(out, "/health")
     assert len(workers) == 2, "the requests all went to one worker"
+    assert not (tmp_path / "instance" / "metrics" / "counter_1.db").exists()
     counts = {_health_count(base) for _ in range(6)}
     assert counts == {sent}, "a worker's /metrics must show every worker's requests"
     assert len(_served_by(out, "/metrics")) >= 1

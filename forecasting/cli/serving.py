@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -25,14 +24,16 @@ log = logging.getLogger(__name__)
 
 
 def metrics_folder(settings: Settings) -> Path | None:
-    """Where the web workers write their metrics (PROMETHEUS_MULTIPROC_DIR), emptied: a
-    previous run's counts would otherwise be added to this one's. Set here, before anything
-    imports prometheus_client, which reads it once; None when FORECAST_METRICS=0."""
+    """Where the web workers write their metrics (PROMETHEUS_MULTIPROC_DIR), emptied of
+    prometheus_client's files (*.db): a previous run's counts would otherwise be added to this
+    one's. Set here, before anything imports prometheus_client, which reads it once; None when
+    FORECAST_METRICS=0."""
     if not settings.metrics:
         return None
     folder = Path(os.environ.get(MULTIPROC_ENV) or settings.instance_path / "metrics")
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob("*.db"):  # only its own files: the folder may be the operator's
+        stale.unlink()
     os.environ[MULTIPROC_ENV] = str(folder)
     return folder
 
