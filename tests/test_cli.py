@@ -216,7 +216,7 @@ def test_run_fits_in_a_child_process_and_serves_nothing_when_that_fit_fails(
     in a child process; without a current model afterwards, nothing is served."""
     import subprocess
 
-    import api.serving
+    import api.gunicorn_conf
 
     children = []
 
@@ -225,7 +225,7 @@ def test_run_fits_in_a_child_process_and_serves_nothing_when_that_fit_fails(
         return subprocess.CompletedProcess(command, exit_code)
 
     monkeypatch.setattr(subprocess, "run", child)
-    monkeypatch.setattr(api.serving, "serve_api", lambda *a, **k: pytest.fail("served"))
+    monkeypatch.setattr(api.gunicorn_conf, "serve_api", lambda *a, **k: pytest.fail("served"))
     result = CliRunner().invoke(main, ["run"], env={"FORECAST_INSTANCE": str(tmp_path / "i")})
     assert result.exit_code == 1
     assert "imported 636 seed episodes" in result.output
