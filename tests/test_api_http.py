@@ -81,7 +81,16 @@ def test_a_method_a_route_lacks_is_405_with_allow(client):
     assert set(r.headers["Allow"].replace(" ", "").split(",")) >= {"GET", "POST"}
 
 
-def test_security_headers_on_every_kind_of_answer(client, served_model):
+def _rendered(settings, version, name="forest"):
+    """The plot as if rendered before (PlotCache's file): these tests are about headers, and
+    rendering costs seconds (tests/test_api_models.py renders)."""
+    path = settings.instance_path / "plots" / version / f"{name}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n stand-in")
+
+
+def test_security_headers_on_every_kind_of_answer(client, served_model, api_settings):
+    _rendered(api_settings, served_model.version)
     for r in (client.get("/v1/vocab"), client.get("/v1/forecasts?partner=XXX&intel_type=ct"),
               client.get("/v1/models/current/plots/forest.png"), client.get("/swagger")):
         assert r.headers["X-Content-Type-Options"] == "nosniff"
@@ -103,7 +112,8 @@ def test_a_plot_the_version_lacks_is_404_and_not_cached(client, second_model, ap
                 ).exists()
 
 
-def test_plot_caching_follows_the_alias(client, served_model):
+def test_plot_caching_follows_the_alias(client, served_model, api_settings):
+    _rendered(api_settings, served_model.version)
     current = client.get("/v1/models/current/plots/forest.png")
     assert current.headers["Cache-Control"] == "no-cache"  # current moves at each promotion
     again = client.get("/v1/models/current/plots/forest.png",
@@ -117,6 +127,7 @@ def test_with_closed_reads_no_answer_is_public(api_settings, tokens, served_mode
     settings = dataclasses.replace(api_settings, open_reads=False)
     client = create_app({"SETTINGS": settings}).test_client()
     headers = auth(tokens["reader"])
+    _rendered(api_settings, served_model.version)
     pinned = client.get(f"/v1/models/{served_model.version}/plots/forest.png", headers=headers)
     assert pinned.headers["Cache-Control"] == "private, max-age=86400, immutable"
     forecast = client.get("/v1/forecasts?partner=ISR&intel_type=ct", headers=headers)
