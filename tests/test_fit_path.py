@@ -38,9 +38,10 @@ def test_the_fit_is_stored_current_and_served_as_the_engine_computes_it(served, 
     fit, version = fitted_instance.result, fitted_instance.version
     assert registry.current().version == version.version
     assert version.metadata["data_hash"] == fit.data_fingerprint
-    engine = ForecastEngine.from_version(registry, version.version, codebook)
+    # the API answers from at most FORECAST_LIMIT_MAX_DRAWS draws (default 1000 of the fit's 2000)
+    engine = ForecastEngine.from_version(registry, version.version, codebook, max_draws=1000)
     # the same answers from the tree as the fit made it, before the registry saw it
-    in_memory = ForecastEngine(fit.idata, version.metadata, codebook)
+    in_memory = ForecastEngine(fit.idata, version.metadata, codebook, max_draws=1000)
     for query in QUERIES:
         response = client.get("/v1/forecasts", query_string=query)
         assert response.status_code == 200, response.get_json()
@@ -51,6 +52,7 @@ def test_the_fit_is_stored_current_and_served_as_the_engine_computes_it(served, 
         assert sum(levels) == pytest.approx(1, abs=4 * 5e-5)  # four values rounded to 4 places
         assert body["any_restriction"]["mean"] == pytest.approx(1 - levels[0], abs=1e-4)
         assert body["model"] == {"version": version.version, "fitted_at": version.fitted_at,
-                                 "episodes": fit.n_episodes, "verdict": fit.verdict.verdict}
+                                 "episodes": fit.n_episodes, "verdict": fit.verdict.verdict,
+                                 "draws_used": 1000}
         assert response.headers["X-Model-Version"] == version.version
     assert body["model"]["verdict"] == "pass" and body["model"]["episodes"] == 800
