@@ -1,4 +1,7 @@
-"""Production serving: the API under gunicorn, configured in code (no config file to find)."""
+"""Production serving: the API under gunicorn, configured in code (no config file to find).
+
+The options and the application; api/gunicorn_conf.py adds logging and metrics hooks and
+starts it (`serve_api`)."""
 
 from __future__ import annotations
 
@@ -49,8 +52,3 @@ def banner(host: str, port: int) -> str:
             f"  docs:     {base}/docs\n"
             f"  example:  curl '{base}/v1/forecasts?partner=ISR&intel_type=humint"
             f"&trigger_type=disclosure_incident&severity=3&alignment=1'")
-
-
-def serve_api(settings: Settings, host: str, port: int, workers: int) -> None:
-    print(banner(host, port), flush=True)
-    _Gunicorn(settings, gunicorn_options(host, port, workers)).run()
