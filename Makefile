@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # Compiled models are cached here, across runs and refits (a cold compile costs ~40 s).
 export PYTENSOR_FLAGS ?= base_compiledir=$(CURDIR)/.cache/pytensor
 
-.PHONY: run test test-slow lint bench install clean reliability
+.PHONY: run test test-slow lint bench install clean reliability openapi-snapshot
 
 $(PY):
 	$(PYTHON312) -c 'import sys; assert sys.version_info >= (3, 12), "Python 3.12+ is needed, got " + sys.version'
@@ -33,6 +33,11 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/bench_import.py
+
+# The committed API document (docs/openapi.json): rewrite it after a reviewed change of the
+# contract; tests/test_api_openapi.py fails while the served document differs from it.
+openapi-snapshot: $(STAMP)
+	$(PY) -m api.snapshot docs/openapi.json
 
 # The reliability harness (docs/reliability.md): about 2 hours on 2 cores. Every script runs,
 # and the target fails if any found a violation. Each takes --quick for a short run.

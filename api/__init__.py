@@ -8,6 +8,7 @@ from flask_openapi3 import Info
 from forecasting.settings import Settings, load_settings
 
 from .auth import check_access
+from .deprecation import init_deprecation
 from .limits import check_body, init_rate_limits
 from .openapi import ForecastAPI
 from .problems import MAX_ERRORS_KEY, register_error_handlers, validation_error_response
@@ -45,9 +46,11 @@ def create_app(config: dict | None = None) -> ForecastAPI:
     app.config.update(config)
     app.extensions["forecasting"] = Services.from_settings(settings)
     app.codebook = app.extensions["forecasting"].codebook
+    app.open_reads = settings.open_reads  # the document says which operations need a token
 
     register_error_handlers(app)
     init_responses(app)
+    init_deprecation(app)
     if settings.metrics:  # first: its clock starts before any check may refuse the request
         from .metrics import init_metrics
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel
@@ -10,6 +11,30 @@ from pydantic import BaseModel, ConfigDict, Field, RootModel
 from forecasting.serving.forecasts import Scenario
 
 Ordinal = Annotated[int, Field(ge=0, le=3)]
+# A code of a codebook vocabulary: the served document refers each such field to the
+# vocabulary's shared component (api/openapi.py), whose enum the codebook fills in. The mark
+# rides in `format`, the one free-text keyword flask-openapi3 keeps, and is removed there.
+VOCABULARY = "vocabulary:"
+
+
+def code_list(name: str, **kwargs) -> Any:
+    """A Field of comma-separated codes of the vocabulary `name`: the document gives it the
+    pattern of such a list."""
+    return Field(json_schema_extra={"format": f"{VOCABULARY}{name},"}, **kwargs)
+
+
+def vocabulary(name: str, **kwargs) -> Any:
+    """A Field whose schema the document replaces by the shared component of `name`."""
+    return Field(json_schema_extra={"format": f"{VOCABULARY}{name}"}, **kwargs)
+
+
+class Verdict(StrEnum):
+    """The diagnostic gate's verdict on a fit."""
+
+    PASS = "pass"
+    FAIL = "fail"
+
+
 Code = Annotated[str, Field(min_length=1, max_length=64)]
 
 
@@ -47,10 +72,28 @@ TriggerId = Annotated[str, Field(min_length=1, max_length=120)]
 
 
 class OneForecastQuery(ForecastQuery):
+    # No scenario defaults in the document: a generated client sends every default it is
+    # told of, and a scenario sent with trigger_id is refused. Without trigger_id the
+    # engine's defaults apply (scenario()).
+    trigger_type: Code | None = Field(
+        None, description=f"Trigger type code (default {Scenario.trigger_type}; none with "
+                          "trigger_id)")
+    severity: Ordinal | None = Field(
+        None, description=f"Trigger severity 0-3 (default {Scenario.severity}; none with "
+                          "trigger_id)")
+    alignment: Ordinal | None = Field(
+        None, description="Perceived US alignment with the adversary 0-3 (default "
+                          f"{Scenario.alignment}; none with trigger_id)")
     trigger_id: TriggerId | None = Field(
         None, description="A coded trigger: the forecast conditions on its reactions coded so "
                           "far, under the scenario the trigger is coded with (give no "
                           "trigger_type, severity or alignment with it)")
+
+    def scenario(self) -> tuple[str, int, int]:
+        """trigger_type, severity, alignment: as given, else the engine's defaults."""
+        return (Scenario.trigger_type if self.trigger_type is None else self.trigger_type,
+                Scenario.severity if self.severity is None else self.severity,
+                Scenario.alignment if self.alignment is None else self.alignment)
 
 
 class GridQuery(ScenarioQuery):
@@ -59,8 +102,10 @@ class GridQuery(ScenarioQuery):
 
 
 class CompareQuery(Strict):
-    partner: str | None = Field(None, description="Comma-separated partner codes (default: all)")
-    intel_type: str | None = Field(None, description="Comma-separated types (default: all)")
+    partner: str | None = code_list("partner", default=None,
+                                    description="Comma-separated partner codes (default: all)")
+    intel_type: str | None = code_list("intel_type", default=None,
+                                       description="Comma-separated types (default: all)")
     trigger_type_a: Code = Scenario.trigger_type
     severity_a: Ordinal = Scenario.severity
     alignment_a: Ordinal = Scenario.alignment
@@ -89,11 +134,24 @@ class ModelStamp(BaseModel):
     version: str
     fitted_at: str
     episodes: int
-    verdict: Literal["pass", "fail"]
+    verdict: Verdict
     draws_used: int | None = Field(
         None, description="Present when the fit had more posterior draws than "
                           "FORECAST_LIMIT_MAX_DRAWS: the draws the answer was computed from "
                           "(thinned evenly within each chain)")
+
+
+SUMMARY_EXAMPLE = {"mean": 0.31, "median": 0.3, "ci50": [0.22, 0.39], "ci90": [0.12, 0.53]}
+FORECAST_EXAMPLE = {
+    "partner": "ISR", "intel_type": "humint",
+    "scenario": {"trigger_type": "disclosure_incident", "severity": 2, "alignment": 1},
+    "any_restriction": SUMMARY_EXAMPLE,
+    "levels": {"0": {"mean": 0.69, "median": 0.7, "ci50": [0.61, 0.78], "ci90": [0.47, 0.88]},
+               "1": {"mean": 0.17, "median": 0.16, "ci50": [0.11, 0.22], "ci90": [0.05, 0.32]},
+               "2": {"mean": 0.1, "median": 0.09, "ci50": [0.06, 0.13], "ci90": [0.02, 0.21]},
+               "3": {"mean": 0.04, "median": 0.03, "ci50": [0.02, 0.05], "ci90": [0.01, 0.1]}},
+    "model": {"version": "20261101T120000Z-3f2a9c1e", "fitted_at": "2026-11-01T12:00:00+00:00",
+              "episodes": 412, "verdict": "pass"}}
 
 
 class Forecast(BaseModel):
@@ -169,19 +227,69 @@ class CompareResponse(BaseModel):
 
 
 # --- vocabulary -----------------------------------------------------------------------------
+class BlocEntry(BaseModel):
+    code: str = vocabulary("bloc")
+    name: str
+
+
+class PartnerEntry(BaseModel):
+    code: str = vocabulary("partner")
+    name: str
+    bloc: str = vocabulary("bloc")
+
+
+class IntelTypeEntry(BaseModel):
+    code: str = vocabulary("intel_type")
+    name: str
+
+
+class TriggerTypeEntry(BaseModel):
+    code: str = vocabulary("trigger_type")
+    name: str
+
+
+class LevelEntry(BaseModel):
+    code: int = vocabulary("level")
+    name: str
+    definition: str
+
+
+class ScaleEntry(BaseModel):
+    """A step of an anchored 0-3 scale (severity, alignment)."""
+
+    code: int
+    name: str
+    definition: str
+
+
+class ConfidenceEntry(BaseModel):
+    code: str = vocabulary("confidence")
+    definition: str
+
+
 class Vocab(BaseModel):
     version: str
-    blocs: list[dict[str, Any]]
-    partners: list[dict[str, Any]]
-    intel_types: list[dict[str, Any]]
-    trigger_types: list[dict[str, Any]]
-    levels: list[dict[str, Any]]
-    severity: list[dict[str, Any]]
-    alignment: list[dict[str, Any]]
-    confidence: list[dict[str, Any]]
+    blocs: list[BlocEntry]
+    partners: list[PartnerEntry]
+    intel_types: list[IntelTypeEntry]
+    trigger_types: list[TriggerTypeEntry]
+    levels: list[LevelEntry]
+    severity: list[ScaleEntry]
+    alignment: list[ScaleEntry]
+    confidence: list[ConfidenceEntry]
 
 
 # --- episodes -------------------------------------------------------------------------------
+EPISODE_EXAMPLE = {
+    "trigger_id": "2017-oval-office-disclosure", "trigger_type": "disclosure_incident",
+    "trigger_date": "2017-05-15", "severity": 3, "alignment": 1, "partner": "ISR",
+    "intel_type": "humint", "level": 1,
+    "sources": ["The Washington Post, 2017-05-15", "The New York Times, 2017-05-16"],
+    "coder": "analyst-1", "confidence": "medium",
+    "trigger_description": "Classified partner material disclosed to Russian officials",
+    "coded_at": "2026-11-01", "notes": ""}
+
+
 class EpisodeQuery(Strict):
     partner: Code | None = None
     intel_type: Code | None = None
@@ -256,7 +364,7 @@ class ModelSummary(BaseModel):
     version: str
     fitted_at: str
     episodes: int
-    verdict: Literal["pass", "fail"]
+    verdict: Verdict
     reasons: list[str]
     current: bool
 
@@ -272,7 +380,7 @@ class ModelDetail(ModelSummary):
 
 class Diagnostics(BaseModel):
     version: str
-    verdict: Literal["pass", "fail"]
+    verdict: Verdict
     reasons: list[str]
     diagnostics: dict[str, Any]
 
@@ -325,6 +433,28 @@ class TriggerComparison(BaseModel):
     created_at: str
 
 
+class EvaluationDoc(BaseModel):
+    """A version's stored evaluation results: each kind present once computed."""
+
+    model_config = ConfigDict(extra="allow")
+    version: str
+    plots: list[str] = Field(description="Evaluation plots stored for the version")
+    backtest: dict[str, Any] | None = Field(None, description="`forecast backtest`'s report")
+    sbc: dict[str, Any] | None = Field(None, description="`forecast sbc`'s report")
+    sensitivity: dict[str, Any] | None = Field(None, description="`forecast sensitivity`'s report")
+    comparison: dict[str, Any] | None = Field(None, description="`forecast models compare`'s "
+                                                                 "report")
+
+
+class SensitivityDoc(BaseModel):
+    """Power-scaling sensitivity per parameter group and headline forecast."""
+
+    model_config = ConfigDict(extra="allow")
+    version: str
+    priors_hash: str | None
+    created_at: str
+
+
 class PromoteBody(Strict):
     reason: str = Field("", max_length=2000,
                         description="Why this version should serve (kept in the audit log)")
@@ -336,9 +466,45 @@ class Health(BaseModel):
     model: str | None = None
 
 
+class FieldError(BaseModel):
+    """One input a problem is about, to show beside it."""
+
+    field: str = Field(description="The field, dotted for nested ones (`queries.0.partner`, "
+                                    "`sigma_bloc.kwargs.sigma`)")
+    message: str
+    line: int | None = Field(None, description="The row of a batch (1-based), when in one")
+    allowed: list[str | int] | None = Field(None, description="The codes allowed here, when the "
+                                                              "value is an unknown code")
+
+
 class ProblemDoc(BaseModel):
-    type: str
+    """An RFC 9457 problem document: every answer with a 4xx or 5xx status."""
+
+    model_config = ConfigDict(title="Problem")
+    type: str = Field(description="Always about:blank: the status and title say what happened")
     title: str
     status: int
-    detail: str | None = None
-    errors: list[dict[str, Any]] | None = None
+    detail: str = Field("", description="What went wrong and what to do; absent when the title "
+                                        "says it all")
+    errors: list[FieldError] = Field([], description="The fields at fault, when known")
+    errors_omitted: int = Field(0, description="Field errors left out of `errors` (too many)")
+
+
+# Examples of the main bodies, by component name (api/openapi.py sets them: flask-openapi3
+# keeps no `examples` of a model's own schema).
+EXAMPLES = {
+    "Forecast": [FORECAST_EXAMPLE],
+    "BatchBody": [{"queries": [
+        {"partner": "ISR", "intel_type": "humint"},
+        {"partner": "GBR", "intel_type": "sigint", "trigger_type": "legal_case", "severity": 1,
+         "alignment": 0}]}],
+    "Episode": [EPISODE_EXAMPLE],
+    "ImportResult": [{"inserted": 1, "revised": 0, "unchanged": 0, "audit_id": 57,
+                      "refit": {"id": 12, "status": "queued", "reason": "episodes"}}],
+    "PromoteBody": [{"reason": "rollback: the new fit's forecasts for ISR moved without new "
+                               "episodes"}],
+    "Problem": [{"type": "about:blank", "title": "Unknown code", "status": 400,
+                 "detail": "partner: unknown code 'XXX'; allowed: GBR, CAN, ...",
+                 "errors": [{"field": "partner", "message": "unknown code 'XXX'",
+                             "allowed": ["GBR", "CAN"]}]}],
+}

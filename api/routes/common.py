@@ -6,11 +6,10 @@ import hashlib
 
 from flask import Response, jsonify, request
 
+from ..openapi import PROBLEM_REF
 from ..responses import cache_control
-from ..schemas import ProblemDoc
 from ..services import services
 
-_PROBLEM_SCHEMA = ProblemDoc.model_json_schema()
 _TITLES = {400: "Invalid request", 401: "Missing or invalid bearer token",
            403: "The token's role may not do this", 404: "Not found",
            409: "Conflict", 413: "Request too large", 415: "The body is not application/json",
@@ -20,7 +19,7 @@ _TITLES = {400: "Invalid request", 401: "Missing or invalid bearer token",
 def problems(*codes: int) -> dict:
     """OpenAPI response objects for the problem+json answers a route may give."""
     return {code: {"description": _TITLES.get(code, "Problem"),
-                   "content": {"application/problem+json": {"schema": _PROBLEM_SCHEMA}}}
+                   "content": {"application/problem+json": {"schema": PROBLEM_REF}}}
             for code in codes}
 
 

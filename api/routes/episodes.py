@@ -5,29 +5,36 @@ from __future__ import annotations
 from flask import jsonify, request
 from flask_openapi3 import APIBlueprint, Tag
 
-from forecasting.domain.episodes import Episode
 from forecasting.services import episodes as episode_service
 from forecasting.store import EpisodeFilter
 
 from .. import redact
 from ..auth import current_identity, is_anonymous, require
 from ..limits import check_batch_rows
+from ..openapi import EPISODE_BATCH_REF, EPISODE_REF
 from ..problems import Problem
-from ..schemas import EpisodeKey, EpisodePage, EpisodeQuery, EpisodeWithHistory, ImportResult
+from ..schemas import (
+    EPISODE_EXAMPLE,
+    EpisodeKey,
+    EpisodePage,
+    EpisodeQuery,
+    EpisodeWithHistory,
+    ImportResult,
+)
 from ..services import services
 from .common import problems
 
-bp = APIBlueprint("episodes", __name__, url_prefix="/v1/episodes",
-                  abp_tags=[Tag(name="episodes")])
+TAG = Tag(name="episodes",
+          description="Coded episodes (the data): list, read with revisions, create, revise")
+bp = APIBlueprint("episodes", __name__, url_prefix="/v1/episodes", abp_tags=[TAG])
 
-_EPISODE_SCHEMA = Episode.model_json_schema()
-_BODY = {"requestBody": {"required": True, "content": {"application/json": {"schema": {
-    "oneOf": [_EPISODE_SCHEMA,
-              {"type": "object", "required": ["episodes"], "additionalProperties": False,
-               "properties": {"episodes": {"type": "array", "items": _EPISODE_SCHEMA,
-                                           "minItems": 1, "maxItems": 10000}}}]}}}}}
-_ONE_BODY = {"requestBody": {"required": True,
-                             "content": {"application/json": {"schema": _EPISODE_SCHEMA}}}}
+_BODY = {"requestBody": {"required": True, "content": {"application/json": {
+    "schema": {"oneOf": [EPISODE_REF, EPISODE_BATCH_REF]},
+    "examples": {"one": {"summary": "One episode", "value": EPISODE_EXAMPLE},
+                 "batch": {"summary": "A batch (all or nothing)",
+                           "value": {"episodes": [EPISODE_EXAMPLE]}}}}}}}
+_ONE_BODY = {"requestBody": {"required": True, "content": {"application/json": {
+    "schema": EPISODE_REF, "example": EPISODE_EXAMPLE}}}}
 
 
 def _json_body():
@@ -46,7 +53,7 @@ def _write(rows: list) -> dict:
     return outcome.as_dict()
 
 
-@bp.get("", responses={200: EpisodePage, **problems(400)})
+@bp.get("", operation_id="listEpisodes", responses={200: EpisodePage, **problems(400)})
 def list_episodes(query: EpisodeQuery):
     """Episodes in trigger-date order, filtered and paginated (`limit`, `offset`).
 
@@ -65,7 +72,8 @@ def list_episodes(query: EpisodeQuery):
                                                  limit=query.limit, offset=query.offset))
 
 
-@bp.post("", responses={201: ImportResult, 200: ImportResult, **problems(400, 401, 403, 413, 415)},
+@bp.post("", operation_id="createEpisodes",
+         responses={201: ImportResult, 200: ImportResult, **problems(400, 401, 403, 413, 415)},
          openapi_extensions=_BODY)
 @require("episodes:write")
 def create():
@@ -89,7 +97,7 @@ def create():
     return jsonify(result), 201 if result["inserted"] or result["revised"] else 200
 
 
-@bp.get("/<trigger_id>/<partner>/<intel_type>",
+@bp.get("/<trigger_id>/<partner>/<intel_type>", operation_id="getEpisode",
         responses={200: EpisodeWithHistory, **problems(404)})
 def get_episode(path: EpisodeKey):
     """One episode with every revision: what changed, when, and (to a token holder) who."""
@@ -97,7 +105,7 @@ def get_episode(path: EpisodeKey):
     return jsonify(redact.episode(record) if is_anonymous() else record)
 
 
-@bp.put("/<trigger_id>/<partner>/<intel_type>",
+@bp.put("/<trigger_id>/<partner>/<intel_type>", operation_id="reviseEpisode",
         responses={200: ImportResult, **problems(400, 401, 403, 404, 413, 415)},
         openapi_extensions=_ONE_BODY)
 @require("episodes:write")

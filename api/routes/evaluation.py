@@ -15,19 +15,20 @@ from flask_openapi3 import APIBlueprint, Tag
 from forecasting.evaluation import reports
 
 from ..problems import Problem
-from ..schemas import PlotPath, VersionPath
+from ..schemas import EvaluationDoc, PlotPath, SensitivityDoc, VersionPath
 from ..services import services
 from .common import problems
 
-bp = APIBlueprint("evaluation", __name__, url_prefix="/v1/models",
-                  abp_tags=[Tag(name="evaluation")])
+TAG = Tag(name="evaluation",
+          description="Stored backtest, SBC and sensitivity results of a model version")
+bp = APIBlueprint("evaluation", __name__, url_prefix="/v1/models", abp_tags=[TAG])
 _SENSITIVITY_LOCK = threading.Lock()  # one computation at a time; the result is cached on disk
 PNG = {200: {"description": "A PNG image",
              "content": {"image/png": {"schema": {"type": "string", "format": "binary"}}}}}
 
 
-@bp.get("/<version>/evaluation", responses={200: {"description": "Stored evaluation results"},
-                                            **problems(404, 503)})
+@bp.get("/<version>/evaluation", operation_id="getEvaluation",
+         responses={200: EvaluationDoc, **problems(404, 503)})
 def evaluation(path: VersionPath):
     """Stored backtest (scores beside baselines, calibration), SBC and sensitivity results."""
     mv = services().registry.get(path.version)
@@ -40,7 +41,8 @@ def evaluation(path: VersionPath):
     return response
 
 
-@bp.get("/<version>/evaluation/plots/<name>.png", responses={**PNG, **problems(404, 503)})
+@bp.get("/<version>/evaluation/plots/<name>.png", operation_id="getEvaluationPlot",
+         responses={**PNG, **problems(404, 503)})
 def evaluation_plot(path: PlotPath):
     """reliability (P(any restriction) of held-out episodes), scores (model - baselines), pit,
     sbc (rank histograms)."""
@@ -55,8 +57,8 @@ def evaluation_plot(path: PlotPath):
     return response
 
 
-@bp.get("/<version>/sensitivity", responses={200: {"description": "Sensitivity table"},
-                                             **problems(404, 409, 503)})
+@bp.get("/<version>/sensitivity", operation_id="getSensitivity",
+         responses={200: SensitivityDoc, **problems(404, 409, 503)})
 def sensitivity(path: VersionPath):
     """Power-scaling prior/likelihood sensitivity per parameter group and headline forecast,
     with prior-data conflict flags (computed on first request, then cached)."""

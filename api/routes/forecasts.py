@@ -27,8 +27,9 @@ from ..schemas import (
 from ..services import services
 from .common import problems, versioned
 
-bp = APIBlueprint("forecasts", __name__, url_prefix="/v1/forecasts",
-                  abp_tags=[Tag(name="forecasts")])
+TAG = Tag(name="forecasts", description="Posterior forecasts from the current model version: "
+                                        "one cell, a batch, the grid, two scenarios compared")
+bp = APIBlueprint("forecasts", __name__, url_prefix="/v1/forecasts", abp_tags=[TAG])
 
 
 def _codes(text: str | None, field: str, everything) -> list[str]:
@@ -60,7 +61,7 @@ def live(answer: Callable[[], dict], version: str, revision: int) -> Response:
     return response
 
 
-@bp.get("", responses={200: ForecastAnswer, **problems(400, 404, 409, 503)})
+@bp.get("", operation_id="getForecast", responses={200: ForecastAnswer, **problems(400, 404, 409, 503)})
 def one(query: OneForecastQuery):
     """P(any restriction) and each level's probability for one partner x type and scenario.
 
@@ -72,8 +73,7 @@ def one(query: OneForecastQuery):
     svc = services()
     engine = svc.models.engine()
     if query.trigger_id is None:
-        forecast = engine.forecast(query.partner, query.intel_type, query.trigger_type,
-                                   query.severity, query.alignment)
+        forecast = engine.forecast(query.partner, query.intel_type, *query.scenario())
         return versioned(forecast, engine.version)
     revision = svc.database.episodes.latest_revision_id()
     return live(lambda: live_forecast(engine, svc.database, svc.codebook, query.partner,
@@ -81,7 +81,8 @@ def one(query: OneForecastQuery):
                 engine.version, revision)
 
 
-@bp.post("/batch", responses={200: ForecastList, **problems(400, 404, 413, 415, 429, 503)})
+@bp.post("/batch", operation_id="forecastBatch",
+         responses={200: ForecastList, **problems(400, 404, 413, 415, 429, 503)})
 def batch(body: BatchBody):
     """Many cells in one request; every query is validated before any is answered."""
     check_cells(len(body.queries), "queries")
@@ -91,7 +92,8 @@ def batch(body: BatchBody):
                       "forecasts": forecasts}, engine.version)
 
 
-@bp.get("/grid", responses={200: GridResponse, **problems(400, 404, 429, 503)})
+@bp.get("/grid", operation_id="getForecastGrid",
+         responses={200: GridResponse, **problems(400, 404, 429, 503)})
 def grid(query: GridQuery):
     """Every partner x type under one scenario, highest risk first (or sorted by code)."""
     engine = services().models.engine()
@@ -105,7 +107,8 @@ def grid(query: GridQuery):
                       "forecasts": forecasts}, engine.version)
 
 
-@bp.get("/compare", responses={200: CompareResponse, **problems(400, 404, 429, 503)})
+@bp.get("/compare", operation_id="compareScenarios",
+         responses={200: CompareResponse, **problems(400, 404, 429, 503)})
 def compare(query: CompareQuery):
     """Two scenarios for the same cells, and the difference b - a with its own interval."""
     engine = services().models.engine()

@@ -15,17 +15,19 @@ from ..schemas import Health, Vocab
 from ..services import services
 from .common import problems
 
-bp = APIBlueprint("health", __name__, abp_tags=[Tag(name="service")])
+TAG = Tag(name="service",
+          description="Liveness, readiness and the codebook vocabulary")
+bp = APIBlueprint("health", __name__, abp_tags=[TAG])
 log = logging.getLogger(__name__)
 
 
-@bp.get("/health", responses={200: Health})
+@bp.get("/health", operation_id="getHealth", responses={200: Health})
 def health():
     """The process is up."""
     return jsonify(status="ok")
 
 
-@bp.get("/ready", responses={200: Health, **problems(503)})
+@bp.get("/ready", operation_id="getReadiness", responses={200: Health, **problems(503)})
 def ready():
     """Ready only when the database answers and a current model version is loaded.
 
@@ -45,7 +47,7 @@ def ready():
     return jsonify(status="ready", model=engine.version)
 
 
-@bp.get("/v1/vocab", responses={200: Vocab})
+@bp.get("/v1/vocab", operation_id="getVocabulary", responses={200: Vocab})
 def vocab():
     """Partners (with bloc), blocs, intelligence types, trigger types, levels, scales."""
     return jsonify(services().codebook.as_dict())

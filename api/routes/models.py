@@ -12,6 +12,7 @@ from forecasting.services import models as model_service
 from forecasting.serving import plots
 
 from ..auth import current_identity, require
+from ..openapi import REF
 from ..problems import Problem, validation_error_response
 from ..responses import cache_control
 from ..schemas import (
@@ -20,21 +21,23 @@ from ..schemas import (
     ModelList,
     ModelSummary,
     PlotPath,
-    PromoteBody,
+    PromoteBody,  # validated by hand (the body is optional), documented as a component
     TriggerComparison,
     VersionPath,
 )
 from ..services import services
 from .common import problems
 
-bp = APIBlueprint("models", __name__, url_prefix="/v1/models", abp_tags=[Tag(name="models")])
+TAG = Tag(name="models",
+          description="Fitted model versions: metadata, diagnostics, plots, promotion (and rollback)")
+bp = APIBlueprint("models", __name__, url_prefix="/v1/models", abp_tags=[TAG])
 
 
 _PROMOTE_BODY = {"requestBody": {"required": False, "content": {
-    "application/json": {"schema": PromoteBody.model_json_schema()}}}}
+    "application/json": {"schema": {"$ref": REF.format(model="PromoteBody")}}}}}
 
 
-@bp.get("", responses={200: ModelList})
+@bp.get("", operation_id="listModels", responses={200: ModelList})
 def list_models():
     """Every stored version, newest first, with its verdict; which one is current."""
     current = services().models.current_version()
@@ -42,7 +45,7 @@ def list_models():
                    models=[model_service.model_summary(mv, current) for mv in services().registry.versions()])
 
 
-@bp.get("/<version>", responses={200: ModelDetail, **problems(404, 503)})
+@bp.get("/<version>", operation_id="getModel", responses={200: ModelDetail, **problems(404, 503)})
 def get_model(path: VersionPath):
     """One version's full metadata (`current` is an alias)."""
     mv = services().registry.get(path.version)
@@ -50,7 +53,8 @@ def get_model(path: VersionPath):
                     "metadata": mv.metadata})
 
 
-@bp.get("/<version>/diagnostics", responses={200: Diagnostics, **problems(404, 503)})
+@bp.get("/<version>/diagnostics", operation_id="getDiagnostics",
+         responses={200: Diagnostics, **problems(404, 503)})
 def diagnostics(path: VersionPath):
     """R-hat, ESS, MCSE, divergences, tree depth, E-BFMI, PSIS-LOO, predictive checks, verdict."""
     mv = services().registry.get(path.version)
@@ -58,7 +62,8 @@ def diagnostics(path: VersionPath):
                    diagnostics=mv.metadata.get("diagnostics", {}))
 
 
-@bp.get("/<version>/comparison", responses={200: TriggerComparison, **problems(404, 503)})
+@bp.get("/<version>/comparison", operation_id="getModelComparison",
+         responses={200: TriggerComparison, **problems(404, 503)})
 def comparison(path: VersionPath):
     """Leave-one-trigger-out comparison of the version's model with simpler variants, as
     `forecast models compare` stored it (404 until it has been computed: minutes of fits)."""
@@ -68,7 +73,7 @@ def comparison(path: VersionPath):
     return response
 
 
-@bp.get("/<version>/plots/<name>.png",
+@bp.get("/<version>/plots/<name>.png", operation_id="getDiagnosticPlot",
         responses={200: {"description": "A PNG image",
                          "content": {"image/png": {"schema": {"type": "string",
                                                               "format": "binary"}}}},
@@ -95,7 +100,8 @@ def plot(path: PlotPath):
     return response.make_conditional(request)
 
 
-@bp.post("/<version>/promote", responses={200: ModelSummary, **problems(400, 401, 403, 404, 409, 413, 415)},
+@bp.post("/<version>/promote", operation_id="promoteModel",
+         responses={200: ModelSummary, **problems(400, 401, 403, 404, 409, 413, 415)},
          openapi_extensions=_PROMOTE_BODY)
 @require("models:promote")
 def promote(path: VersionPath):

@@ -16,7 +16,9 @@ from ..auth import current_identity, is_anonymous, require
 from ..services import services
 from .common import problems
 
-bp = APIBlueprint("priors", __name__, url_prefix="/v1/priors", abp_tags=[Tag(name="priors")])
+TAG = Tag(name="priors",
+          description="The prior set of the next fit: read, replace, dry-run check")
+bp = APIBlueprint("priors", __name__, url_prefix="/v1/priors", abp_tags=[TAG])
 CHECK_DRAWS = 1000
 
 
@@ -52,7 +54,7 @@ class CheckDoc(BaseModel):
     prior_predictive: dict[str, Any]
 
 
-@bp.get("", responses={200: PriorsDoc})
+@bp.get("", operation_id="getPriors", responses={200: PriorsDoc})
 def get_priors():
     """The prior set the next fit will use (the newest submitted, else priors/default.toml)."""
     s = services()
@@ -61,7 +63,7 @@ def get_priors():
     return jsonify(redact.priors(document) if is_anonymous() else document)
 
 
-@bp.put("", responses={200: PriorsDoc, **problems(400, 401, 403, 413, 415)})
+@bp.put("", operation_id="replacePriors", responses={200: PriorsDoc, **problems(400, 401, 403, 413, 415)})
 @require("priors:write")
 def put_priors(body: PriorsBody):
     """Submit a whole new prior set: validated, versioned, audited; used from the next fit."""
@@ -73,7 +75,8 @@ def put_priors(body: PriorsBody):
                     "source": redact.source_name(submitted.document["source"])})
 
 
-@bp.post("/check", responses={200: CheckDoc, **problems(400, 401, 403, 413, 415, 429)})
+@bp.post("/check", operation_id="checkPriors",
+         responses={200: CheckDoc, **problems(400, 401, 403, 413, 415, 429)})
 @require("priors:write")
 def check_priors(body: PriorsBody):
     """Dry run: what these priors imply before any data (prior predictive); nothing is saved.

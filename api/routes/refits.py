@@ -16,7 +16,9 @@ from ..problems import Problem
 from ..services import services
 from .common import problems
 
-bp = APIBlueprint("refits", __name__, url_prefix="/v1/refits", abp_tags=[Tag(name="refits")])
+TAG = Tag(name="refits",
+          description="Refit status (staleness, queue, history) and refits by hand")
+bp = APIBlueprint("refits", __name__, url_prefix="/v1/refits", abp_tags=[TAG])
 
 
 class RefitsQuery(BaseModel):
@@ -45,7 +47,7 @@ class Job(BaseModel):
     reason: str
 
 
-@bp.get("", responses={200: RefitStatus})
+@bp.get("", operation_id="getRefitStatus", responses={200: RefitStatus})
 def status(query: RefitsQuery):
     """Is the current model stale (since when, why)? What is queued, running, and done?"""
     s = services()
@@ -57,14 +59,14 @@ def status(query: RefitsQuery):
     return jsonify(document)
 
 
-@bp.post("", responses={202: Job, **problems(401, 403, 413, 415)})
+@bp.post("", operation_id="requestRefit", responses={202: Job, **problems(401, 403, 413, 415)})
 @require("refits:create")
 def create():
     """Ask for a refit now (modeler or admin); coalesces with one already queued."""
     return jsonify(services().refits.request("manual", current_identity().name, delay=0)), 202
 
 
-@bp.get("/<int:job_id>", responses={200: Job, **problems(404)})
+@bp.get("/<int:job_id>", operation_id="getRefit", responses={200: Job, **problems(404)})
 def get_job(path: JobPath):
     """One refit job: status, timings, the version it produced and its verdict."""
     job = services().database.refits.get(path.job_id)
