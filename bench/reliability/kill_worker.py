@@ -245,8 +245,10 @@ def main() -> int:
         check(rows, "wall time (min)", f"{(time.monotonic() - t_start) / 60:.1f}", True)
         print_table("kills", records, ("kill", "job", "aimed at", "seconds into fit", "mid-fit"))
         print_table("jobs", [(j["id"], j["status"], j["attempts"], j["reason"],
-                              j["version"] or "", j["promoted"]) for j in reversed(history)],
-                    ("job", "status", "attempts", "reason", "version", "promoted"))
+                              j["version"] or "", j["promoted"],
+                              str(j["detail"].get("error") or j["detail"].get("note") or "")[:100])
+                             for j in reversed(history)],
+                    ("job", "status", "attempts", "reason", "version", "promoted", "detail"))
         for e in client.server_errors[:20]:
             print("server error:", e)
     finally:
