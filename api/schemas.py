@@ -154,12 +154,16 @@ FORECAST_EXAMPLE = {
               "episodes": 412, "verdict": "pass"}}
 
 
+class LevelSummaries(RootModel[dict[Literal["0", "1", "2", "3"], Summary]]):
+    """Each restriction level's probability ("0" none ... "3" suspended)."""
+
+
 class Forecast(BaseModel):
     partner: str
     intel_type: str
     scenario: ScenarioDoc
     any_restriction: Summary
-    levels: dict[Literal["0", "1", "2", "3"], Summary]
+    levels: LevelSummaries
     model: ModelStamp
 
 
