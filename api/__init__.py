@@ -31,7 +31,10 @@ def create_app(config: dict | None = None) -> ForecastAPI:
         info=Info(title="Intelligence-sharing restriction forecasts", version="1",
                   description="Posterior forecasts of partners restricting intelligence shared "
                               "with the US, with their uncertainty and the diagnostics behind "
-                              "them."),
+                              "them. Within /v1 the contract only grows: nothing is removed "
+                              "or changed incompatibly; a deprecated operation is marked so and "
+                              "answers with Deprecation and Sunset headers (docs/api.md, "
+                              "Versioning and deprecation)."),
         security_schemes=BEARER,
         doc_prefix="",
         doc_url="/openapi.json",
