@@ -107,8 +107,9 @@ def build_version(n_episodes: int, draws: int, short_draws: int, short_tune: int
     import xarray as xr
 
     from forecasting.model.fitting import PRIOR_DRAWS
-    from forecasting.model.predictive import add_observed_data, prior_draws, replicate_counts
+    from forecasting.model.predictive import replicate_counts
     from forecasting.model.pymc_model import split_clusters
+    from forecasting.model.sampling import add_observed_data, prior_draws
     from forecasting.registry import derive_log_likelihood, derive_posterior_predictive
 
     rng = np.random.default_rng(seed)

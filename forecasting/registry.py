@@ -48,13 +48,8 @@ from pathlib import Path
 
 import numpy as np
 import xarray as xr
-from scipy.special import gammaln
 
-from forecasting.model.arithmetic import (
-    FORECAST_VARIABLES,
-    level_probabilities,
-    linear_predictor,
-)
+from forecasting.model import predictive
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +70,6 @@ PRUNED_PREFIX = TEMP_PREFIX + "pruned-"
 # Draws (and the log prior densities of the draws, read by prior sensitivity) stored as
 # float32 in a lean version; sample_stats (energy, step sizes, divergences) stay exact.
 NARROWED_GROUPS = ("posterior", "prior", "log_prior")
-OBSERVED = "level_counts"  # forecasting.model.predictive.OBSERVED (which imports PyMC)
 # A posterior predictive recomputed on demand replicates at most this many draws (evenly
 # thinned): what reads it (the PPC plot) needs quantiles of level shares, not every draw,
 # and 17,000 cells x 8,000 draws of counts would be over 1 GB in a web worker.
@@ -277,94 +271,44 @@ def _directory_bytes(path: Path) -> int:
 
 # -- groups recomputed from the posterior on demand ---------------------------------------------
 #
-# The same arithmetic as forecasting.model.predictive (add_log_likelihood, replicate_counts),
-# which a fit uses; repeated here in numpy alone because predictive imports PyMC, which web
-# workers never load. tests/test_registry.py checks the two agree exactly.
+# With forecasting.model.predictive's functions, the ones a fit uses (PyMC-free, so web
+# workers may call them), a block of draws at a time.
 
 
-def _flat_draws(post: xr.Dataset) -> dict[str, np.ndarray]:
-    """The forecast variables with (chain, draw) flattened into one sample axis."""
-    names = (*FORECAST_VARIABLES, "cluster_eff")
-    return {name: post[name].values.reshape(-1, *post[name].shape[2:]) for name in names}
-
-
-def _cell_probabilities(draws: Mapping[str, np.ndarray], const: xr.Dataset) -> np.ndarray:
-    """P(level = k) per sample and fitted cell, (sample, cell, level), clusters included."""
-    values = {name: draws[name] for name in FORECAST_VARIABLES}
-    values["reaction_eff"] = draws["cluster_eff"]  # the sampled sum per reaction
-    eta = linear_predictor(values, const["partner_idx"].values, const["type_idx"].values,
-                           const["trigger_idx"].values, const["severity"].values.astype(int),
-                           const["alignment"].values.astype(int),
-                           reaction=const["reaction_idx"].values)
-    probs = level_probabilities(eta, draws["cutpoints"][..., None, :])
-    return np.clip(probs, 1e-12, 1.0)
-
-
-def _blocks(n_samples: int, n_cells: int) -> Iterator[slice]:
-    """Slices of the sample axis holding about DERIVED_BLOCK_ELEMENTS (sample, cell) pairs:
-    17,000 cells x 8,000 draws x 4 levels at once would be 4 GB of probabilities."""
+def _in_blocks(compute, post: xr.Dataset, n_cells: int) -> xr.Dataset:
+    """compute(draws) over blocks of about DERIVED_BLOCK_ELEMENTS (sample, cell) pairs, in
+    sample order (chain by chain), joined: 17,000 cells x 8,000 draws x 4 levels at once
+    would be 4 GB of probabilities."""
     step = max(1, DERIVED_BLOCK_ELEMENTS // max(n_cells, 1))
-    for start in range(0, n_samples, step):
-        yield slice(start, min(start + step, n_samples))
+    chains = []
+    for chain in range(post.sizes["chain"]):
+        blocks = [compute(post.isel(chain=[chain], draw=slice(start, start + step)))
+                  for start in range(0, post.sizes["draw"], step)]
+        chains.append(xr.concat(blocks, dim="draw"))
+    return xr.concat(chains, dim="chain")
 
 
 def derive_log_likelihood(tree: xr.DataTree, metadata: dict) -> xr.Dataset:
     """The per-cell multinomial log likelihood, (chain, draw, cell), as a fit stores it."""
-    counts = tree.observed_data[OBSERVED].transpose("cell", "level")
-    n = counts.values
-    weights = n.astype(float)
-    log_coef = gammaln(n.sum(axis=-1) + 1) - gammaln(n + 1).sum(axis=-1)
-    post = tree.posterior.to_dataset()
-    const = tree.constant_data.to_dataset()
-    draws = _flat_draws(post)
-    chains, per_chain = post.sizes["chain"], post.sizes["draw"]
-    ll = np.empty((chains * per_chain, n.shape[0]))
-    for block in _blocks(len(ll), n.shape[0]):
-        probs = _cell_probabilities({k: v[block] for k, v in draws.items()}, const)
-        ll[block] = log_coef + np.einsum("...cl,cl->...c", np.log(probs), weights)
-    return xr.Dataset({OBSERVED: (("chain", "draw", "cell"), ll.reshape(chains, per_chain, -1))},
-                      coords={"chain": post.coords["chain"].values,
-                              "draw": post.coords["draw"].values,
-                              "cell": counts.coords["cell"].values})
+    return _in_blocks(lambda draws: predictive.log_likelihood(tree, draws),
+                      tree.posterior.to_dataset(), tree.observed_data.sizes["cell"])
 
 
 def predictive_draws(post: xr.Dataset, max_draws: int | None = DERIVED_PREDICTIVE_DRAWS
                      ) -> xr.Dataset:
-    """The posterior thinned evenly within each chain to at most `max_draws` draws in all
-    (None: every draw)."""
-    if max_draws is None:
-        return post
-    per_chain = max(1, max_draws // post.sizes["chain"])
-    n = post.sizes["draw"]
-    keep = np.unique(np.linspace(0, n - 1, min(n, per_chain)).round().astype(int))
-    return post.isel(draw=keep)
+    """The draws a recomputed posterior predictive replicates: at most `max_draws`."""
+    return predictive.thin(post, max_draws)
 
 
 def derive_posterior_predictive(tree: xr.DataTree, metadata: dict,
                                 max_draws: int | None = DERIVED_PREDICTIVE_DRAWS) -> xr.Dataset:
     """Replicated level counts per cell from (at most `max_draws`) posterior draws, seeded
     as the fit seeds its own (sampler seed + 2): the same answer every time."""
-    counts = tree.observed_data[OBSERVED].transpose("cell", "level")
     params = predictive_draws(tree.posterior.to_dataset(), max_draws)
-    const = tree.constant_data.to_dataset()
-    draws = _flat_draws(params)
-    totals = counts.values.sum(axis=-1)
-    dtype = np.promote_types(np.min_scalar_type(int(totals.max(initial=0))), np.int16)
     seed = int((metadata.get("sampler") or {}).get("seed") or 0) + 2
-    rng = np.random.default_rng(seed)
-    chains, per_chain = params.sizes["chain"], params.sizes["draw"]
-    rep = np.empty((chains * per_chain, *counts.shape), dtype=dtype)
-    for block in _blocks(len(rep), counts.shape[0]):  # in order: one random stream
-        probs = _cell_probabilities({k: v[block] for k, v in draws.items()}, const)
-        probs = probs / probs.sum(axis=-1, keepdims=True)
-        n = np.broadcast_to(totals, probs.shape[:-1])
-        rep[block] = rng.multinomial(n, probs)
-    return xr.Dataset({OBSERVED: (("chain", "draw", "cell", "level"),
-                                  rep.reshape(chains, per_chain, *counts.shape))},
-                      coords={"chain": params.coords["chain"].values,
-                              "draw": params.coords["draw"].values,
-                              "cell": counts.coords["cell"].values,
-                              "level": counts.coords["level"].values})
+    rng = np.random.default_rng(seed)  # one stream through the blocks, in sample order
+    return _in_blocks(lambda draws: predictive.replicate_counts(draws, tree, rng=rng),
+                      params, tree.observed_data.sizes["cell"])
 
 
 # group -> how to recompute it from a tree holding DERIVED_INPUTS and the version's metadata

@@ -215,7 +215,8 @@ def test_the_model_likelihood_is_the_per_cell_multinomial_up_to_a_constant(seed_
     multinomial log likelihood the fit stores differ by the multinomial coefficients only."""
     import xarray as xr
 
-    from forecasting.model.pymc_model import LIKELIHOOD, log_multinomial_coef
+    from forecasting.model.arithmetic import log_multinomial_coef
+    from forecasting.model.pymc_model import LIKELIHOOD
 
     model = build_model(seed_like_cells, default_priors)
     names = ["pt_eff", "trigger_eff", "beta_severity", "beta_alignment", "cutpoints",

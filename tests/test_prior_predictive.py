@@ -18,7 +18,7 @@ from scipy import stats
 
 from forecasting.domain.cells import aggregate, empty_cells
 from forecasting.model.arithmetic import PARAMETERS, integrate_clusters, level_probabilities
-from forecasting.model.predictive import prior_draws, replicate_counts
+from forecasting.model.predictive import replicate_counts
 from forecasting.model.prior_predictive import (
     MAX_DRAWS,
     QUANTITIES,
@@ -31,6 +31,7 @@ from forecasting.model.prior_predictive import (
 )
 from forecasting.model.priors import PriorConfigError, draw_ordered
 from forecasting.model.pymc_model import build_model
+from forecasting.model.sampling import prior_draws
 from forecasting.settings import DEFAULT_DATA_DIR, DEFAULT_PRIORS_DIR
 
 DEFAULT = DEFAULT_PRIORS_DIR / "default.toml"

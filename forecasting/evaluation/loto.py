@@ -54,7 +54,7 @@ from forecasting.domain.codebook import Codebook
 from forecasting.evaluation._diagnostics import quick_diagnostics
 from forecasting.model.arithmetic import CLUSTERS, PARAMETERS
 from forecasting.model.fitting import fit
-from forecasting.model.predictive import trigger_log_likelihood
+from forecasting.model.predictive import thin, trigger_log_likelihood
 from forecasting.model.priors import PriorSet
 from forecasting.model.pymc_model import VARIANTS, build_model
 from forecasting.settings import SamplerSettings
@@ -90,13 +90,6 @@ def resolve_variants(names: Iterable[str] | None = None) -> list[str]:
 # -- the (chain, draw, trigger) log likelihood -------------------------------------------------
 
 
-def _thin(posterior: xr.Dataset, max_draws: int | None) -> xr.Dataset:
-    """Every k-th draw of every chain, so that at most `max_draws` remain in all."""
-    n = posterior.sizes["chain"] * posterior.sizes["draw"]
-    step = max(1, math.ceil(n / max_draws)) if max_draws else 1
-    return posterior.isel(draw=slice(None, None, step))
-
-
 def _tree(posterior: xr.Dataset, data: xr.DataTree) -> xr.DataTree:
     return xr.DataTree.from_dict({"posterior": posterior,
                                   "constant_data": data["constant_data"].to_dataset(),
@@ -108,7 +101,7 @@ def trigger_loo_data(tree: xr.DataTree, max_draws: int | None = LOO_DRAWS) -> xr
     trigger), each trigger's episodes with its cluster terms integrated out, and the
     top-level parameters of the same draws in group posterior (for the relative efficiency).
     """
-    posterior = _thin(tree.posterior.to_dataset(), max_draws)
+    posterior = thin(tree.posterior.to_dataset(), max_draws)
     ll, labels = trigger_log_likelihood(_tree(posterior, tree), max_draws=None)
     chains, draws = posterior.sizes["chain"], posterior.sizes["draw"]
     log_lik = xr.Dataset(

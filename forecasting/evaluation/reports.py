@@ -198,13 +198,24 @@ def sbc_report(settings: Settings, codebook: Codebook, *, registry: Registry | N
 def sensitivity_report(settings: Settings, registry: Registry, version: str = "current", *,
                        recompute: bool = False, save: bool = True) -> dict:
     """Power-scaling sensitivity of a stored version; computed once, then read from disk."""
+    from forecasting.evaluation.sensitivity import REQUIRED as SENSITIVITY_GROUPS
     from forecasting.evaluation.sensitivity import compute_sensitivity
 
     mv = registry.get(version)
     path = evaluation_dir(settings, mv.version) / "sensitivity.json"
     if path.is_file() and not recompute:
         return json.loads(path.read_text(encoding="utf-8"))
-    dt = registry.load_posterior(mv.version)
+    dt = None
+    for groups in ((*SENSITIVITY_GROUPS, "prior"), SENSITIVITY_GROUPS):  # prior: where stored
+        try:
+            dt = registry.load_posterior(mv.version, groups=groups)
+            break
+        except KeyError:
+            continue
+    if dt is None:
+        raise SensitivityUnavailableError(
+            f"model version {mv.version} lacks a group power-scaling needs "
+            f"({', '.join(SENSITIVITY_GROUPS)}): refit")
     report = compute_sensitivity(dt)
     report.update({"version": mv.version, "priors_hash": mv.metadata.get("priors_hash"),
                    "created_at": utc_now_iso()})

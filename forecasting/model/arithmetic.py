@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.special import log_expit
+from scipy.special import gammaln, log_expit
 
 # -- the outcome and the covariates ---------------------------------------------------------
 
@@ -252,3 +252,9 @@ def integrate_clusters(eta: np.ndarray, cutpoints: np.ndarray, sd: np.ndarray, a
 def any_restriction(probs: np.ndarray, axis: int = -1) -> np.ndarray:
     """P(level >= 1) from level probabilities with levels on `axis`."""
     return 1.0 - np.take(probs, 0, axis=axis)
+
+
+def log_multinomial_coef(counts: np.ndarray) -> np.ndarray:
+    """log(n! / prod k_i!) per cell: constant in the parameters, so computed once, in numpy."""
+    counts = np.asarray(counts)
+    return gammaln(counts.sum(axis=-1) + 1) - gammaln(counts + 1).sum(axis=-1)

@@ -24,14 +24,12 @@ from forecasting.model.diagnostics import diagnose
 from forecasting.model.gate import Verdict, gate
 from forecasting.model.predictive import (
     add_log_likelihood,
-    add_observed_data,
     add_posterior_predictive,
-    prior_draws,
     replicate_counts,
 )
 from forecasting.model.priors import PriorSet
 from forecasting.model.pymc_model import build_model
-from forecasting.model.sampling import sample
+from forecasting.model.sampling import add_observed_data, prior_draws, sample
 from forecasting.settings import GateThresholds, SamplerSettings
 
 log = logging.getLogger(__name__)

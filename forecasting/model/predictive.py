@@ -2,14 +2,14 @@
 replicated counts (prior and posterior predictive), in numpy from the draws.
 
 No PyMC function is compiled for these (they took 6 s and 10 s of every refit on the seed
-data when PyMC computed them); the maths is forecasting.model.arithmetic's.
+data when PyMC computed them); the maths is forecasting.model.arithmetic's. Free of PyMC, so
+that the registry recomputes a lean version's groups with these same functions in web
+workers.
 """
 
 from __future__ import annotations
 
-import numba
 import numpy as np
-import pymc as pm
 import xarray as xr
 
 from forecasting.model.arithmetic import (
@@ -18,26 +18,10 @@ from forecasting.model.arithmetic import (
     level_log_probability,
     level_probabilities,
     linear_predictor,
+    log_multinomial_coef,
 )
-from forecasting.model.pymc_model import log_multinomial_coef
-from forecasting.model.sampling import drop_spare_slots, structure_key
 
 OBSERVED = "level_counts"
-_PRIORS: dict[tuple, xr.Dataset] = {}  # per-process cache: (structure, draws, seed) -> prior
-
-
-def add_observed_data(tree: xr.DataTree, model: pm.Model) -> None:
-    """The observed level counts per cell (group observed_data), which diagnostics, plots
-    and the per-episode LOO read; the likelihood itself is a Potential, not an observed
-    variable, so the samplers do not add them."""
-    if "counts" not in model.named_vars:
-        return
-    if "observed_data" in tree.children and OBSERVED in tree["observed_data"]:
-        return
-    tree["observed_data"] = xr.Dataset(
-        {OBSERVED: (("cell", "level"), np.asarray(model["counts"].get_value()))},
-        coords={"cell": np.asarray(model.coords["cell"]),
-                "level": np.asarray(model.coords["level"])})
 
 
 def _cell_eta(params: xr.Dataset, const: xr.Dataset, cells=slice(None)) -> np.ndarray:
@@ -68,17 +52,23 @@ def observed_counts(tree: xr.DataTree) -> xr.DataArray:
     return tree.observed_data[OBSERVED].transpose("cell", "level")
 
 
-def add_log_likelihood(tree: xr.DataTree) -> None:
-    """The per-cell multinomial log likelihood (the model's density), as group log_likelihood."""
+def log_likelihood(tree: xr.DataTree, params: xr.Dataset | None = None) -> xr.Dataset:
+    """The per-cell multinomial log likelihood (the model's density), (chain, draw, cell),
+    of the posterior draws or of `params` (e.g. a block of them)."""
+    params = tree.posterior.to_dataset() if params is None else params
     counts = observed_counts(tree)
     log_coef = log_multinomial_coef(counts.values)
-    probs = cell_level_probabilities(tree)
+    probs = cell_level_probabilities(tree, params)
     ll = log_coef + np.einsum("...cl,cl->...c", np.log(probs), counts.values.astype(float))
-    post = tree.posterior
-    tree["log_likelihood"] = xr.Dataset(
+    return xr.Dataset(
         {OBSERVED: (("chain", "draw", "cell"), ll)},
-        coords={"chain": post.coords["chain"].values, "draw": post.coords["draw"].values,
+        coords={"chain": params.coords["chain"].values, "draw": params.coords["draw"].values,
                 "cell": counts.coords["cell"].values})
+
+
+def add_log_likelihood(tree: xr.DataTree) -> None:
+    """The per-cell log likelihood of every posterior draw, as group log_likelihood."""
+    tree["log_likelihood"] = log_likelihood(tree)
 
 
 def episode_log_likelihood(tree: xr.DataTree) -> tuple[np.ndarray, np.ndarray]:
@@ -95,12 +85,14 @@ def episode_log_likelihood(tree: xr.DataTree) -> tuple[np.ndarray, np.ndarray]:
     return ll, counts[cell, level]
 
 
-def replicate_counts(params: xr.Dataset, tree: xr.DataTree, seed: int = 0) -> xr.Dataset:
-    """Level counts per cell replicated from every draw of `params` (numpy multinomial)."""
+def replicate_counts(params: xr.Dataset, tree: xr.DataTree, seed: int = 0,
+                     rng: np.random.Generator | None = None) -> xr.Dataset:
+    """Level counts per cell replicated from every draw of `params` (numpy multinomial), from
+    `rng` or a generator seeded with `seed`."""
     counts = observed_counts(tree)
     probs = cell_level_probabilities(tree, params)
     probs = probs / probs.sum(axis=-1, keepdims=True)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(seed) if rng is None else rng
     n = np.broadcast_to(counts.values.sum(axis=-1), probs.shape[:-1])
     # counts per cell are small (one episode per cell since revision 3): a signed 16-bit (or
     # wider, when needed) integer keeps the predictive groups a quarter of int64's size, and
@@ -116,88 +108,6 @@ def replicate_counts(params: xr.Dataset, tree: xr.DataTree, seed: int = 0) -> xr
 def add_posterior_predictive(tree: xr.DataTree, seed: int = 0) -> None:
     """Replicated level counts per cell and draw, as group posterior_predictive."""
     tree["posterior_predictive"] = replicate_counts(tree.posterior.to_dataset(), tree, seed)
-
-
-def prior_draws(model: pm.Model, draws: int, seed: int) -> xr.Dataset:
-    """Prior draws of every parameter (group `prior`); they do not depend on the data.
-
-    From the model's own prior, the cutpoints' ordering included
-    (`prior_predictive.sample_prior`: `pm.sample_prior_predictive` alone ignores the ordered
-    transform and gave unordered cutpoints, hence negative level probabilities, in most
-    draws). The likelihood is a Potential, which PyMC cannot draw from: `replicate_counts`
-    derives the prior predictive from these draws. Cached per model structure, so that a
-    refit in the same process pays nothing.
-    """
-    from forecasting.model.prior_predictive import sample_prior
-
-    key = (structure_key(model), draws, seed)
-    if key not in _PRIORS:
-        _PRIORS[key] = sample_prior(model, draws, seed)
-    return drop_spare_slots(_PRIORS[key], model)
-
-
-@numba.njit(inline="always")
-def _log_expit(x):
-    return -np.log1p(np.exp(-x)) if x >= 0 else x - np.log1p(np.exp(x))
-
-
-@numba.njit(inline="always")
-def _level_log_probability(eta, cut, level):
-    """log P(level | eta): the scalar form of arithmetic.level_log_probability."""
-    top = cut.shape[0]
-    log_up = _log_expit(cut[level] - eta) if level < top else 0.0
-    if level == 0:
-        return log_up
-    log_lo = _log_expit(cut[level - 1] - eta)
-    return log_up + np.log1p(-np.exp(min(log_lo - log_up, -1e-12)))
-
-
-@numba.njit(inline="always")
-def _logsumexp(values):
-    top = values.max()
-    if not np.isfinite(top):
-        return top
-    return top + np.log(np.exp(values - top).sum())
-
-
-@numba.njit(parallel=True, cache=True)
-def _trigger_quadrature(eta, cut, level, weight, sigma_event, sigma_reaction, nodes,
-                        log_weights, trigger_bounds, reaction_bounds):
-    """(draws, triggers) of `trigger_log_likelihood`: episodes sorted by trigger then
-    reaction; trigger g spans [trigger_bounds[g], trigger_bounds[g + 1]), and the reactions
-    start at reaction_bounds. One draw per thread; no (draws x nodes x nodes x episodes)
-    temporaries."""
-    n_draws, n_triggers, k = eta.shape[0], len(trigger_bounds) - 1, len(nodes)
-    out = np.zeros((n_draws, n_triggers))
-    for s in numba.prange(n_draws):
-        over_v = np.empty(k)
-        over_u = np.empty(k)
-        r = 0
-        for g in range(n_triggers):
-            start, stop = trigger_bounds[g], trigger_bounds[g + 1]
-            if start == stop:
-                continue
-            while reaction_bounds[r] < start:
-                r += 1
-            first_reaction = r
-            for iu in range(k):
-                u = sigma_event[s] * nodes[iu]
-                total = log_weights[iu]
-                r = first_reaction
-                while reaction_bounds[r] < stop:
-                    lo, hi = reaction_bounds[r], reaction_bounds[r + 1]
-                    for iv in range(k):
-                        shift = u + sigma_reaction[s] * nodes[iv]
-                        acc = log_weights[iv]
-                        for i in range(lo, hi):
-                            acc += weight[i] * _level_log_probability(eta[s, i] + shift,
-                                                                      cut[s], level[i])
-                        over_v[iv] = acc
-                    total += _logsumexp(over_v)
-                    r += 1
-                over_u[iu] = total
-            out[s, g] = _logsumexp(over_u)
-    return out
 
 
 # Gauss-Hermite rule for the cluster integrals of `trigger_log_likelihood`
@@ -248,9 +158,24 @@ def trigger_log_likelihood(tree: xr.DataTree, max_draws: int | None = 1000
     reaction_starts = np.flatnonzero(np.r_[True, np.diff(reaction[order]) != 0]
                                      | np.isin(np.arange(len(order)), trigger_bounds))
     reaction_bounds = np.unique(np.r_[reaction_starts, len(order)])
-    out = _trigger_quadrature(
+    from forecasting.model.trigger_quadrature import trigger_quadrature
+
+    out = trigger_quadrature(
         np.ascontiguousarray(eta[:, order]), np.ascontiguousarray(params["cutpoints"]),
         level[order].astype(np.int64), weight[order],
         params["sigma_event"].astype(float), params["sigma_reaction"].astype(float),
         nodes, log_weights, trigger_bounds.astype(np.int64), reaction_bounds.astype(np.int64))
     return out, labels
+
+
+def thin(ds: xr.Dataset, max_draws: int | None) -> xr.Dataset:
+    """At most `max_draws` draws: the same number from each chain, evenly spaced in it."""
+    chains, draws = ds.sizes["chain"], ds.sizes["draw"]
+    if max_draws is None or chains * draws <= max_draws:
+        return ds
+    if max_draws < 1:
+        raise ValueError(f"max_draws: must be at least 1, got {max_draws}")
+    if chains > max_draws:
+        ds, chains = ds.isel(chain=slice(0, max_draws)), max_draws
+    keep = np.unique(np.linspace(0, draws - 1, max_draws // chains).round().astype(int))
+    return ds.isel(draw=keep)

@@ -36,7 +36,6 @@ import pymc as pm
 import pytensor.tensor as pt
 import xarray as xr
 from scipy.linalg import helmert
-from scipy.special import gammaln
 
 from forecasting.domain.cells import Cells
 from forecasting.model.arithmetic import (
@@ -123,12 +122,6 @@ def resolve_parameterization(cells: Cells, priors: PriorSet,
                              f"be one of {list(PARAMETERIZATIONS)}")
         chosen[effect] = form
     return chosen
-
-
-def log_multinomial_coef(counts: np.ndarray) -> np.ndarray:
-    """log(n! / prod k_i!) per cell: constant in the parameters, so computed once, in numpy."""
-    counts = np.asarray(counts)
-    return gammaln(counts.sum(axis=-1) + 1) - gammaln(counts + 1).sum(axis=-1)
 
 
 LIKELIHOOD = "level_counts_loglik"

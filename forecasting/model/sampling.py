@@ -21,6 +21,7 @@ import xarray as xr
 from forecasting.domain.cells import aggregate
 from forecasting.domain.codebook import Codebook
 from forecasting.model.likelihood import register_jax
+from forecasting.model.predictive import OBSERVED
 from forecasting.model.priors import PriorSet
 from forecasting.model.pymc_model import build_model, split_clusters
 from forecasting.settings import SamplerSettings
@@ -144,3 +145,38 @@ def sample(model: pm.Model, settings: SamplerSettings, progress: bool = False
     posterior = drop_spare_slots(tree["posterior"].to_dataset(), model)
     tree["posterior"] = split_clusters(posterior, model, settings.seed + 3)
     return tree, timings
+
+
+_PRIORS: dict[tuple, xr.Dataset] = {}  # per-process cache: (structure, draws, seed) -> prior
+
+
+def add_observed_data(tree: xr.DataTree, model: pm.Model) -> None:
+    """The observed level counts per cell (group observed_data), which diagnostics, plots
+    and the per-episode LOO read; the likelihood itself is a Potential, not an observed
+    variable, so the samplers do not add them."""
+    if "counts" not in model.named_vars:
+        return
+    if "observed_data" in tree.children and OBSERVED in tree["observed_data"]:
+        return
+    tree["observed_data"] = xr.Dataset(
+        {OBSERVED: (("cell", "level"), np.asarray(model["counts"].get_value()))},
+        coords={"cell": np.asarray(model.coords["cell"]),
+                "level": np.asarray(model.coords["level"])})
+
+
+def prior_draws(model: pm.Model, draws: int, seed: int) -> xr.Dataset:
+    """Prior draws of every parameter (group `prior`); they do not depend on the data.
+
+    From the model's own prior, the cutpoints' ordering included
+    (`prior_predictive.sample_prior`: `pm.sample_prior_predictive` alone ignores the ordered
+    transform and gave unordered cutpoints, hence negative level probabilities, in most
+    draws). The likelihood is a Potential, which PyMC cannot draw from: `replicate_counts`
+    derives the prior predictive from these draws. Cached per model structure, so that a
+    refit in the same process pays nothing.
+    """
+    from forecasting.model.prior_predictive import sample_prior
+
+    key = (structure_key(model), draws, seed)
+    if key not in _PRIORS:
+        _PRIORS[key] = sample_prior(model, draws, seed)
+    return drop_spare_slots(_PRIORS[key], model)

@@ -34,6 +34,7 @@ from forecasting.model.arithmetic import (
     integrate_clusters,
     scenario_effects,
 )
+from forecasting.model.predictive import thin
 from forecasting.serving.live_events import (
     MAX_DRAWS,
     CodedReactions,
@@ -463,19 +464,6 @@ def _posterior_dataset(posterior: xr.DataTree | xr.Dataset) -> tuple[xr.Dataset,
             raise ValueError("the model tree has no 'posterior' group")
         return posterior["posterior"].to_dataset(), {**posterior.attrs}
     return posterior, {**posterior.attrs}
-
-
-def thin(ds: xr.Dataset, max_draws: int | None) -> xr.Dataset:
-    """At most `max_draws` draws: the same number from each chain, evenly spaced in it."""
-    chains, draws = ds.sizes["chain"], ds.sizes["draw"]
-    if max_draws is None or chains * draws <= max_draws:
-        return ds
-    if max_draws < 1:
-        raise ValueError(f"max_draws: must be at least 1, got {max_draws}")
-    if chains > max_draws:
-        ds, chains = ds.isel(chain=slice(0, max_draws)), max_draws
-    keep = np.unique(np.linspace(0, draws - 1, max_draws // chains).round().astype(int))
-    return ds.isel(draw=keep)
 
 
 def _draws(da: xr.DataArray, dims: tuple[str, ...]) -> np.ndarray:

@@ -148,6 +148,14 @@ _SPECS: dict[str, Plot] = {
 }
 
 
+def groups_needed(name: str) -> tuple[str, ...]:
+    """The groups of a version's tree that plot `name` reads (load only these: a lean
+    version recomputes its posterior predictive when it is read)."""
+    if name not in _SPECS:
+        raise UnknownPlotError(name)
+    return _SPECS[name].needs
+
+
 def render(tree: xr.DataTree, name: str) -> bytes:
     """The plot `name` of a model version's tree as PNG bytes."""
     if name not in _SPECS:
