@@ -82,7 +82,13 @@ class PlotCache:
         path = self.folder / mv.version / f"{name}.png"
         if path.exists():
             return path.read_bytes()
-        png = plots.render(self.registry.load_posterior(mv.version), name)
+        needs = plots.groups_needed(name)
+        try:
+            tree = self.registry.load_posterior(mv.version, groups=needs)
+        except KeyError as exc:  # the version was stored without a group the plot needs
+            raise plots.PlotUnavailableError(
+                f"plot '{name}' needs the group(s) {list(needs)}: {exc.args[0]}") from None
+        png = plots.render(tree, name)
         write_atomically(path, png, durable=False)  # a lost plot is rendered again
         return png
 
