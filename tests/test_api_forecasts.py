@@ -229,14 +229,9 @@ def test_the_api_and_the_cli_give_the_same_live_forecast(client, served_model, a
     cli = cli_on(api_settings)("query", "SAU", "cyber", "--trigger-id", TRIGGER, "--json")
     assert cli.exit_code == 0, cli.output
     served, computed = api.get_json(), json.loads(cli.output)
-    # the same question answered: the API from at most FORECAST_LIMIT_MAX_DRAWS draws (the
-    # fit's 2000 thinned to 1000), the command from all of them; equal but for Monte Carlo error
-    assert served["model"].pop("draws_used") == 1000 and "draws_used" not in computed["model"]
-    numbers = ("any_restriction", "levels", "draws_used")
-    assert ({k: v for k, v in served.items() if k not in numbers}
-            == {k: v for k, v in computed.items() if k not in numbers})
-    assert served["any_restriction"]["mean"] == pytest.approx(
-        computed["any_restriction"]["mean"], abs=0.02)
+    # both faces answer from at most FORECAST_LIMIT_MAX_DRAWS draws (the fit's 2000, thinned)
+    assert served["model"]["draws_used"] == computed["model"]["draws_used"] == 1000
+    assert served == computed
 
 
 def test_an_unknown_trigger_is_a_404_naming_trigger_id(client, served_model):

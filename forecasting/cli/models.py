@@ -246,7 +246,9 @@ def query(ctx: CliContext, partner, intel_type, trigger_type, severity, alignmen
         given = click.get_current_context().get_parameter_source
         refuse_scenario(name for name in ("trigger_type", "severity", "alignment")
                         if given(name) != ParameterSource.DEFAULT)
-    engine = ForecastEngine.from_version(ctx.registry, version, ctx.codebook)
+    # the draws the API answers from (FORECAST_LIMIT_MAX_DRAWS): the same answer on both faces
+    engine = ForecastEngine.from_version(ctx.registry, version, ctx.codebook,
+                                         max_draws=ctx.settings.limits.max_draws)
     if trigger_id is None:
         forecast = engine.forecast(partner, intel_type, trigger_type, severity, alignment)
     else:
