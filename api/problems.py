@@ -58,7 +58,9 @@ def problem_response(status: int, title: str, detail: str = "", errors: list | N
 def pydantic_errors(exc: ValidationError, prefix: str = "") -> list[dict]:
     out = []
     for error in exc.errors():
-        field = ".".join(str(p) for p in error.get("loc", ()))
+        # queries[1].partner, as the service layer names a field of a list item
+        field = "".join(f"[{p}]" if isinstance(p, int) else f".{p}"
+                        for p in error.get("loc", ())).lstrip(".")
         out.append({"field": f"{prefix}{field}" if field else prefix or "body",
                     "message": error["msg"].removeprefix("Value error, ")})
     return out

@@ -6,11 +6,29 @@ import datetime as dt
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, RootModel
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, RootModel
 
 from forecasting.serving.forecasts import Scenario
 
-Ordinal = Annotated[int, Field(ge=0, le=3)]
+
+def _not_a_boolean(value: Any) -> Any:
+    # pydantic reads true/false as 1/0: a step of a scale is a number, never a flag
+    if isinstance(value, bool):
+        raise ValueError("must be a whole number 0-3, not true or false")
+    return value
+
+
+def _iso_date(value: Any) -> Any:
+    # pydantic reads numbers (and numeric text) as Unix times: 0 would be 1970-01-01
+    if isinstance(value, dt.date):
+        return value
+    if not isinstance(value, str) or len(value) != 10 or value[4] != "-" or value[7] != "-":
+        raise ValueError("must be a date written YYYY-MM-DD")
+    return value
+
+
+Ordinal = Annotated[int, Field(ge=0, le=3), BeforeValidator(_not_a_boolean)]
+IsoDate = Annotated[dt.date, BeforeValidator(_iso_date)]
 # A code of a codebook vocabulary: the served document refers each such field to the
 # vocabulary's shared component (api/openapi.py), whose enum the codebook fills in. The mark
 # rides in `format`, the one free-text keyword flask-openapi3 keeps, and is removed there.
@@ -300,8 +318,8 @@ class EpisodeQuery(Strict):
     trigger_type: Code | None = None
     trigger_id: Annotated[str, Field(max_length=120)] | None = None
     level: Ordinal | None = None
-    since: dt.date | None = None
-    until: dt.date | None = None
+    since: IsoDate | None = None
+    until: IsoDate | None = None
     limit: Annotated[int, Field(ge=1, le=1000)] = 100
     offset: Annotated[int, Field(ge=0, le=2**31 - 1)] = 0
 

@@ -21,6 +21,9 @@ def test_listing_filters_and_paginates(client):
     assert client.get("/v1/episodes?partner=GBR").get_json()["total"] == 0
     assert client.get("/v1/episodes?limit=0").status_code == 400
     assert client.get("/v1/episodes?since=yesterday").status_code == 400
+    for until in ("0", "1700000000", "2020-1-1"):  # not read as Unix times, nor loosely
+        r = client.get(f"/v1/episodes?until={until}")
+        assert r.status_code == 400 and r.get_json()["errors"][0]["field"] == "until", until
 
 
 def test_writing_needs_a_token_with_the_coder_role(client, tokens):

@@ -95,6 +95,10 @@ def test_batch_rejects_a_bad_query_naming_its_index(client, served_model):
     assert r.status_code == 400
     assert "queries[1].partner" in r.get_json()["detail"]
     assert client.post("/v1/forecasts/batch", json={"queries": []}).status_code == 400
+    # a step of a scale is a number: true/false are not read as 1/0
+    r = client.post("/v1/forecasts/batch", json={"queries": [
+        {"partner": "ISR", "intel_type": "humint", "alignment": False}]})
+    assert r.status_code == 400 and "queries[0].alignment" in r.get_json()["detail"]
 
 
 def test_grid_covers_every_partner_and_type_sorted_by_risk(client, served_model, codebook):
