@@ -11,6 +11,9 @@ results to az.rhat / az.ess / az.mcse to 1e-9.
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 from scipy import fft as sp_fft
 from scipy import special
@@ -107,7 +110,10 @@ def statistics(x: np.ndarray, tail_prob: float) -> dict[str, np.ndarray]:
     """R-hat, bulk ESS, tail ESS and MCSE of the mean of every entry of x (entries, chains,
     draws), as az.rhat / az.ess(method="bulk"), az.ess(method="tail", prob=tail_prob) and
     az.mcse compute them one entry at a time."""
-    blocks = [_statistics(x[i:i + BLOCK], tail_prob) for i in range(0, len(x), BLOCK)]
+    # numpy's sorts and scipy's FFTs release the GIL: blocks on threads use every core
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        blocks = list(pool.map(lambda i: _statistics(x[i:i + BLOCK], tail_prob),
+                               range(0, len(x), BLOCK)))
     return {name: np.concatenate([b[name] for b in blocks]) if blocks else np.empty(0)
             for name in ("r_hat", "ess_bulk", "ess_tail", "mcse_mean")}
 

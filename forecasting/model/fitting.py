@@ -25,6 +25,7 @@ from forecasting.model.gate import Verdict, gate
 from forecasting.model.predictive import (
     add_log_likelihood,
     add_posterior_predictive,
+    cell_level_probabilities,
     replicate_counts,
 )
 from forecasting.model.priors import PriorSet
@@ -50,7 +51,8 @@ def fit(model: pm.Model, sampler_settings: SamplerSettings, progress: bool = Fal
     add_observed_data(tree, model)
     if extras:
         t0 = time.perf_counter()
-        add_log_likelihood(tree)
+        probs = cell_level_probabilities(tree)  # the log likelihood and the replicates share them
+        add_log_likelihood(tree, probs)
         timings["log_likelihood"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         pm.stats.compute_log_prior(tree, model=model, progressbar=False)
@@ -61,7 +63,8 @@ def fit(model: pm.Model, sampler_settings: SamplerSettings, progress: bool = Fal
                                                     seed=settings.seed + 1)
         timings["prior_predictive"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        add_posterior_predictive(tree, seed=settings.seed + 2)
+        add_posterior_predictive(tree, seed=settings.seed + 2, probs=probs)
+        del probs
         timings["posterior_predictive"] = time.perf_counter() - t0
     timings["fit_total"] = time.perf_counter() - t_start
     config = getattr(model, "forecast_config", {})
