@@ -8,7 +8,7 @@ from flask import jsonify
 from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from forecasting.model.priors import PARAMETERS, PriorSet
+from forecasting.model.priors import FAMILIES, PARAMETERS, PriorSet
 from forecasting.services.priors import describe_priors, submit_priors
 
 from .. import redact
@@ -24,7 +24,8 @@ CHECK_DRAWS = 1000
 
 class PriorSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    dist: str = Field(description="A PyMC distribution, e.g. HalfNormal")
+    dist: str = Field(description="A supported family: " + ", ".join(FAMILIES)
+                      + " (a scale needs a positive one; anything else is refused, saying why)")
     kwargs: dict[str, float | list[float]] = Field(default_factory=dict)
     centered: bool | None = None
 
