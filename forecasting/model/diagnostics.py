@@ -23,6 +23,7 @@ from forecasting.model import convergence
 from forecasting.model.predictive import (
     OBSERVED,
     episode_log_likelihood,
+    evenly,
     trigger_log_likelihood,
 )
 
@@ -202,11 +203,6 @@ _PPC_VALUES_PER_BLOCK = 20_000_000  # replicated counts per block (bounds memory
 POOLED = "(pooled)"
 
 
-def _evenly(n: int, most: int | None) -> np.ndarray:
-    return (np.unique(np.linspace(0, n - 1, most).round().astype(int))
-            if most and n > most else np.arange(n))
-
-
 def _check(observed: float, replicated: np.ndarray, prob: float, scale: float = 1.0
            ) -> dict[str, Any]:
     """T(y) against T(y_rep) over the replicated data sets.
@@ -282,7 +278,7 @@ def posterior_predictive_check(tree: xr.DataTree, prob: float = PPC_PROB,
     obs = tree.observed_data[OBSERVED].transpose("cell", "level").values.astype(float)
     pred = tree.posterior_predictive[OBSERVED].transpose("chain", "draw", "cell", "level")
     pred = pred.values.reshape(-1, *obs.shape)
-    pred = pred[_evenly(len(pred), max_draws)]
+    pred = pred[evenly(len(pred), max_draws)]
     const = tree.constant_data
     n_cell = obs.sum(axis=-1)
     n_levels = obs.shape[-1]

@@ -149,8 +149,7 @@ def trigger_log_likelihood(tree: xr.DataTree, max_draws: int | None = 1000
     for name in CLUSTER_SCALES:  # a variant without clusters: nothing to integrate
         flat.setdefault(name, np.zeros(flat["cutpoints"].shape[0]))
     n = flat["cutpoints"].shape[0]
-    keep = (np.unique(np.linspace(0, n - 1, min(n, max_draws)).round().astype(int))
-            if max_draws else np.arange(n))
+    keep = evenly(n, max_draws)
     params = {name: value[keep] for name, value in flat.items()}
     eta = linear_predictor(params, const["partner_idx"].values[cell],
                            const["type_idx"].values[cell], const["trigger_idx"].values[cell],
@@ -179,6 +178,12 @@ def trigger_log_likelihood(tree: xr.DataTree, max_draws: int | None = 1000
     return out, labels
 
 
+def evenly(n: int, most: int | None) -> np.ndarray:
+    """Indices of at most `most` of n draws, evenly spaced (all of them when most is None)."""
+    return (np.unique(np.linspace(0, n - 1, most).round().astype(int))
+            if most and n > most else np.arange(n))
+
+
 def thin(ds: xr.Dataset, max_draws: int | None) -> xr.Dataset:
     """At most `max_draws` draws: the same number from each chain, evenly spaced in it."""
     chains, draws = ds.sizes["chain"], ds.sizes["draw"]
@@ -188,5 +193,4 @@ def thin(ds: xr.Dataset, max_draws: int | None) -> xr.Dataset:
         raise ValueError(f"max_draws: must be at least 1, got {max_draws}")
     if chains > max_draws:
         ds, chains = ds.isel(chain=slice(0, max_draws)), max_draws
-    keep = np.unique(np.linspace(0, draws - 1, max_draws // chains).round().astype(int))
-    return ds.isel(draw=keep)
+    return ds.isel(draw=evenly(draws, max_draws // chains))

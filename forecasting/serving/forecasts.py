@@ -34,7 +34,7 @@ from forecasting.model.arithmetic import (
     integrate_clusters,
     scenario_effects,
 )
-from forecasting.model.predictive import thin
+from forecasting.model.predictive import evenly, thin
 from forecasting.serving.live_events import (
     MAX_DRAWS,
     CodedReactions,
@@ -281,8 +281,7 @@ class ForecastEngine:
         if not self._has_clusters:  # a version before model revision 3 cannot condition
             raise NotInModelError("trigger_id", trigger.trigger_id, self.version)
         p, t, scenario_key = self._cell_key(partner, intel_type, trigger.scenario)
-        keep = np.unique(np.linspace(0, self.n_draws - 1, min(self.n_draws, MAX_DRAWS))
-                         .round().astype(int))
+        keep = evenly(self.n_draws, MAX_DRAWS)
         scenario_eta = self._scenario_eta[scenario_key][keep]
         # episodes of codes this version predates cannot inform it: listed, not used
         known = [e for e in trigger.episodes if e["partner"] in self._partner_index
