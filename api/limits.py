@@ -17,7 +17,7 @@ from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from limits import parse
 
-from forecasting.settings import RateLimits, RequestLimits
+from forecasting.settings import LIMIT_SETTINGS, RateLimits, RequestLimits
 
 from .problems import Problem
 
@@ -26,19 +26,8 @@ log = logging.getLogger(__name__)
 EXPENSIVE = ("forecasts.compare", "forecasts.grid", "forecasts.batch", "priors.check_priors")
 WRITE_METHODS = ("POST", "PUT", "PATCH")
 _FAILED_AUTH = "failed-auth"
-# The setting behind each request limit, as refusals name it: the names
-# forecasting.settings.LIMIT_SETTINGS builds (tests/test_api_limits.py checks they agree).
-LIMIT_SETTING_NAMES = {
-    "max_cells": "FORECAST_LIMIT_MAX_CELLS",
-    "max_draws": "FORECAST_LIMIT_MAX_DRAWS",
-    "max_json_depth": "FORECAST_LIMIT_MAX_JSON_DEPTH",
-    "max_text_chars": "FORECAST_LIMIT_MAX_TEXT_CHARS",
-    "max_sources": "FORECAST_LIMIT_MAX_SOURCES",
-    "max_source_chars": "FORECAST_LIMIT_MAX_SOURCE_CHARS",
-    "max_batch_rows": "FORECAST_LIMIT_MAX_BATCH_ROWS",
-    "max_errors_listed": "FORECAST_LIMIT_MAX_ERRORS_LISTED",
-    "max_body_bytes": "FORECAST_LIMIT_MAX_BODY_BYTES",
-}
+# The setting behind each request limit, as refusals name it: RequestLimits field -> variable
+LIMIT_SETTING_NAMES = {field: name for name, field in LIMIT_SETTINGS.items()}
 
 
 def request_limits() -> RequestLimits:

@@ -10,8 +10,7 @@ from fixtures_api import auth
 from helpers import episode_row
 
 from api import create_app
-from api.limits import LIMIT_SETTING_NAMES
-from forecasting.settings import LIMIT_SETTINGS, RateLimits
+from forecasting.settings import RateLimits, load_settings
 
 
 def _app(settings, **limits):
@@ -32,8 +31,16 @@ def _json_row(**overrides):
             "level": int(row["level"])}
 
 
-def test_refusals_name_the_settings_that_load_settings_reads():
-    assert {name: attr for attr, name in LIMIT_SETTING_NAMES.items()} == LIMIT_SETTINGS
+def test_refusals_name_the_settings_that_load_settings_reads(api_settings, tokens, served_model):
+    cells = _app(api_settings, max_cells=4).test_client().get(
+        "/v1/forecasts/compare?partner=ISR,GBR,CAN&intel_type=ct,humint").get_json()["detail"]
+    rows = _app(api_settings, max_batch_rows=3).test_client().post(
+        "/v1/episodes", headers=auth(tokens["coder"]), json={"episodes": [
+            _json_row(partner=p, intel_type="ct") for p in ("GBR", "CAN", "AUS", "NZL")]})
+    assert "FORECAST_LIMIT_MAX_CELLS" in cells
+    assert "FORECAST_LIMIT_MAX_BATCH_ROWS" in rows.get_json()["detail"]
+    read = load_settings({"FORECAST_LIMIT_MAX_CELLS": "7", "FORECAST_LIMIT_MAX_BATCH_ROWS": "9"})
+    assert (read.limits.max_cells, read.limits.max_batch_rows) == (7, 9)
 
 
 def test_compare_answers_each_repeated_code_once(client, served_model):
