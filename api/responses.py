@@ -7,11 +7,12 @@ diagnostic) is served as `null`: the value is unknown, and the document stays va
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from flask import Flask, Response, request
 from flask.json.provider import DefaultJSONProvider
+
+from forecasting.json_values import finite
 
 # The API serves JSON and PNG only: nothing may run, load or frame from it.
 API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
@@ -28,17 +29,6 @@ SECURITY_HEADERS = {
     "Cross-Origin-Resource-Policy": "same-origin",
 }
 IMMUTABLE_FOR = 86400  # seconds a client may keep a plot of an explicit version unasked
-
-
-def finite(value: Any) -> Any:
-    """`value` with every NaN or infinite float (at any depth) replaced by None."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [finite(v) for v in value]
-    return value
 
 
 class FiniteJSONProvider(DefaultJSONProvider):

@@ -33,7 +33,6 @@ import fcntl
 import hashlib
 import json
 import logging
-import math
 import os
 import platform
 import re
@@ -49,6 +48,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from forecasting.json_values import finite
 from forecasting.model import predictive
 
 log = logging.getLogger(__name__)
@@ -209,18 +209,6 @@ def _json_default(value):
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"metadata value of type {type(value).__name__} is not JSON serialisable")
-
-
-def _finite(value):
-    """NaN/inf -> None, recursively: metadata.json stays strict JSON that any client parses
-    (an undefined R-hat of a constant parameter is NaN)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return value
 
 
 def _fsync_path(path: Path) -> None:
@@ -594,7 +582,7 @@ class Registry:
         meta = {**defaults, **metadata, "version": version}
         meta["fitted_at"] = utc_iso(meta["fitted_at"])
         # round trip through JSON now so that an unserialisable value fails before any write
-        return _finite(json.loads(_canonical_json(meta)))
+        return finite(json.loads(_canonical_json(meta)))
 
     def _tree_to_store(self, idata: xr.DataTree, meta: dict) -> tuple[xr.DataTree, list[str]]:
         tree = idata.copy()  # shallow: the caller's tree and attrs stay untouched

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import re
 import tempfile
@@ -20,9 +19,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from forecasting.domain.codebook import Codebook
+from forecasting.json_values import finite
 from forecasting.model.priors import PriorSet, load_priors
 from forecasting.registry import ModelVersion, Registry, utc_now_iso
 from forecasting.settings import SamplerSettings, Settings
@@ -39,20 +37,6 @@ class NoEvaluationError(LookupError):
 
 class SensitivityUnavailableError(ValueError):
     """The stored fit lacks the groups power-scaling needs (log_prior, log_likelihood)."""
-
-
-def _json_safe(value):
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, np.ndarray):
-        return _json_safe(value.tolist())
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def evaluation_dir(settings: Settings, version: str) -> Path:
@@ -81,7 +65,7 @@ def save_result(settings: Settings, version: str, kind: str, report: dict,
     folder = evaluation_dir(settings, version)
     for name, png in (plots or {}).items():
         _atomic_write(folder / f"{name}.png", png)
-    text = json.dumps(_json_safe(report), indent=1, sort_keys=False, allow_nan=False)
+    text = json.dumps(finite(report), indent=1, sort_keys=False, allow_nan=False)
     _atomic_write(folder / f"{kind}.json", text.encode())
     return folder
 
@@ -160,7 +144,7 @@ def backtest_report(settings: Settings, database, codebook: Codebook, *,
     }
     if save and mv is not None:
         report["stored_in"] = str(save_result(settings, mv.version, "backtest", report, plots))
-    return _json_safe(report)
+    return finite(report)
 
 
 # -- simulation-based calibration ----------------------------------------------------------
@@ -185,7 +169,7 @@ def sbc_report(settings: Settings, codebook: Codebook, *, registry: Registry | N
                          parameterization=parameterization, seed=seed,
                          truth_from=truth_from)
     report.update({"version": mv.version if mv else None, "created_at": utc_now_iso()})
-    report = _json_safe(report)
+    report = finite(report)
     if save and mv is not None:
         report["stored_in"] = str(save_result(settings, mv.version, "sbc", report,
                                               {"sbc": sbc.plot_sbc(report)}))
@@ -219,7 +203,7 @@ def sensitivity_report(settings: Settings, registry: Registry, version: str = "c
     report = compute_sensitivity(dt)
     report.update({"version": mv.version, "priors_hash": mv.metadata.get("priors_hash"),
                    "created_at": utc_now_iso()})
-    report = _json_safe(report)
+    report = finite(report)
     if save:
         save_result(settings, mv.version, "sensitivity", report)
     return report
@@ -264,7 +248,7 @@ def comparison_report(settings: Settings, database, codebook: Codebook, *,
     if stored is not None and (variants is None or set(names) <= set(stored["models"])):
         if variants is None or set(names) == set(stored["models"]):
             return stored
-        return _json_safe({**stored, **loto.comparison_table(
+        return finite({**stored, **loto.comparison_table(
             {name: stored["models"][name] for name in names},
             stored["settings"]["k_threshold"]), "models_compared": names})
     _, priors = _version_and_priors(settings, registry, mv.version)
@@ -276,7 +260,7 @@ def comparison_report(settings: Settings, database, codebook: Codebook, *,
         # keep the stored models when they were made the same way; fit the missing ones
         same = (stored.get("data_hash") == aggregate(frame, codebook).fingerprint
                 and stored.get("priors_hash") == priors.content_hash
-                and stored.get("settings") == _json_safe(loto.comparison_settings(
+                and stored.get("settings") == finite(loto.comparison_settings(
                     sampler, loto.K_THRESHOLD, max_refits, loto.LOO_DRAWS)))
         if same:
             done = stored["models"]
@@ -286,7 +270,7 @@ def comparison_report(settings: Settings, database, codebook: Codebook, *,
     report.update({"version": mv.version,
                    "data_matches_version": report["data_hash"] == mv.metadata.get("data_hash"),
                    "created_at": utc_now_iso()})
-    report = _json_safe(report)
+    report = finite(report)
     if save:
         report["stored_in"] = str(save_result(settings, mv.version, "comparison", report))
     return report
