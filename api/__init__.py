@@ -59,9 +59,9 @@ def create_app(config: dict | None = None) -> ForecastAPI:
 
         init_metrics(app, settings)
 
-    from .routes import episodes, evaluation, forecasts, health, models, priors, refits
+    from .routes import episodes, evaluation, forecasts, health, horizons, models, priors, refits
 
-    for module in (health, forecasts, models, evaluation, episodes, priors, refits):
+    for module in (health, forecasts, horizons, models, evaluation, episodes, priors, refits):
         app.register_api(module.bp)
 
     # before_request order: rate limits (Flask-Limiter registers first), then who is calling

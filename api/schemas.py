@@ -530,3 +530,75 @@ EXAMPLES = {
                  "errors": [{"field": "partner", "message": "unknown code 'XXX'",
                              "allowed": ["GBR", "CAN"]}]}],
 }
+
+
+# --- horizon forecasts (issue 17: forecasting.serving.horizons) --------------------------------
+class HorizonQuery(Strict):
+    partner: Code = Field(description="Partner code, e.g. ISR")
+    intel_type: Code = Field(description="Intelligence type code, e.g. humint")
+    trigger_type: Code | None = Field(
+        None, description="Count only triggers of this type (default: every type, at its "
+                          "coded rate)")
+    severity: Ordinal | None = Field(
+        None, description="Count only triggers of this severity 0-3 (default: every "
+                          "severity, at its coded share)")
+    alignment: Ordinal | None = Field(
+        None, description="Perceived US alignment with the adversary 0-3 assumed for every "
+                          "trigger (default: mixed over the coded triggers' alignments)")
+    months: Annotated[int, Field(ge=1, le=36)] | None = Field(
+        None, description="One horizon in months (default: the curve for 1-36)")
+
+
+class HorizonScenario(BaseModel):
+    """What the caller restricted the triggers to; null: mixed over the coded shares."""
+
+    trigger_type: str | None
+    severity: int | None
+    alignment: int | None
+
+
+class HorizonPoint(BaseModel):
+    months: int
+    any_restriction: Summary = Field(description="P(at least one restriction within `months`)")
+    expected_triggers: Summary = Field(
+        description="Expected triggers putting the partner at stake within `months`")
+
+
+class PerTrigger(BaseModel):
+    any_restriction: Summary = Field(
+        description="P(any restriction) after one trigger putting the partner at stake, mixed "
+                    "over the trigger types and severities it may be")
+
+
+class TriggerTypeArrivals(BaseModel):
+    at_stake_per_month: Summary
+    any_restriction: Summary
+
+
+class ArrivalWindow(BaseModel):
+    start: str | None
+    end: str | None
+    coded_triggers: int
+
+
+class Arrivals(BaseModel):
+    triggers_per_month: Summary = Field(description="Triggers arriving per month (any partner)")
+    exposure: Summary = Field(description="P(a trigger puts this partner at stake)")
+    at_stake_per_month: Summary = Field(
+        description="Triggers putting this partner at stake per month")
+    by_trigger_type: dict[str, TriggerTypeArrivals]
+    window: ArrivalWindow
+    half_life_years: float | None = Field(
+        description="Half-life of the weights of past triggers (null: equal weights)")
+    not_forecast: list[str] | None = Field(
+        None, description="Trigger types the restriction model has no effect for (left out)")
+
+
+class HorizonAnswer(BaseModel):
+    partner: str
+    intel_type: str
+    scenario: HorizonScenario
+    curve: list[HorizonPoint]
+    per_trigger: PerTrigger
+    arrivals: Arrivals
+    model: ModelStamp

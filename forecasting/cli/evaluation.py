@@ -79,6 +79,43 @@ def backtest(ctx: CliContext, as_json: bool, version: str, step_months: int,
     _print_report(report, cli_format.backtest_tables, as_json)
 
 
+@main.command("backtest-rates")
+@click.option("--step", "step_months", type=click.IntRange(1), default=12, show_default=True,
+              help="Months between forecast origins.")
+@click.option("--horizons", default="6,12", show_default=True, metavar="MONTHS",
+              help="Comma-separated horizons in months: triggers counted after each origin.")
+@click.option("--min-triggers", type=click.IntRange(1), default=15, show_default=True,
+              help="Coded triggers before the first origin.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@pass_context
+def backtest_rates(ctx: CliContext, step_months: int, horizons: str, min_triggers: int,
+                   as_json: bool) -> None:
+    """Rolling-origin backtest of the trigger arrival model: predicted vs observed trigger
+    counts after each origin, log score and CRPS beside a constant-rate baseline, for each
+    half-life of the time weights (numpy only: a minute or two on the seed data)."""
+    from forecasting.evaluation.cli_format import rate_backtest_tables
+    from forecasting.evaluation.trigger_backtest import rate_backtest_report
+
+    try:
+        months = tuple(int(h) for h in horizons.split(",") if h.strip())
+        if not months or min(months) < 1:
+            raise ValueError
+    except ValueError:
+        fail(f"--horizons: give whole numbers of months separated by commas, got {horizons!r}")
+    try:
+        report = rate_backtest_report(ctx.database().episodes.frame(), ctx.codebook,
+                                      step_months=step_months, horizons=months,
+                                      min_triggers=min_triggers)
+    except ValueError as exc:  # too few triggers for the origins asked
+        fail(str(exc))
+    if as_json:
+        echo_json(report)
+        return
+    for table in rate_backtest_tables(report):
+        out.print(table)
+    out.print(f"best per-type log score: {report['chosen']}", highlight=False)
+
+
 @main.command()
 @click.option("--sims", "n_sims", type=click.IntRange(1), default=100, show_default=True,
               help="Number of simulations.")

@@ -236,11 +236,20 @@ def diagnose(ctx: CliContext, version: str, as_json: bool) -> None:
 @click.option("--trigger-id", default=None, metavar="ID",
               help="A coded trigger: condition on its reactions coded so far, under the scenario "
                    "it is coded with (no --trigger-type, --severity or --alignment then).")
+@click.option("--horizon", type=click.IntRange(1, 36), default=None, metavar="MONTHS",
+              help="P(at least one restriction within MONTHS months, 1-36): triggers arriving "
+                   "at their coded rates; --trigger-type, --severity, --alignment given "
+                   "restrict them, left out mix over the coded ones.")
+@click.option("--explain", is_flag=True,
+              help="Also the forecast's terms (log-odds, and what each moves P(any restriction) "
+                   "by) and the coded episodes it rests on.")
+@click.option("--evidence-limit", type=click.IntRange(0, 100), default=10, show_default=True,
+              help="With --explain: at most this many episodes of each kind of evidence.")
 @click.option("--version", default="current", show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 @pass_context
 def query(ctx: CliContext, partner, intel_type, trigger_type, severity, alignment, trigger_id,
-          version, as_json) -> None:
+          horizon, version, as_json) -> None:
     """Forecast for PARTNER restricting INTEL_TYPE under a scenario, or after a coded trigger."""
     if trigger_id is not None:  # the trigger's coding fixes the scenario
         given = click.get_current_context().get_parameter_source
@@ -249,6 +258,9 @@ def query(ctx: CliContext, partner, intel_type, trigger_type, severity, alignmen
     # the draws the API answers from (FORECAST_LIMIT_MAX_DRAWS): the same answer on both faces
     engine = ForecastEngine.from_version(ctx.registry, version, ctx.codebook,
                                          max_draws=ctx.settings.limits.max_draws)
+    if horizon is not None:
+        _horizon_query(ctx, engine, partner, intel_type, horizon, trigger_id, as_json)
+        return
     if trigger_id is None:
         forecast = engine.forecast(partner, intel_type, trigger_type, severity, alignment)
     else:
@@ -298,3 +310,45 @@ def _print_conditioning(forecast: dict, names: dict[int, str]) -> None:
         table.add_row(e["partner"], e["intel_type"], f"{e['level']} ({names[e['level']]})",
                       e["trigger_date"], e["confidence"], " | ".join(e["sources"]))
     out.print(table)
+
+
+def _horizon_query(ctx: CliContext, engine: ForecastEngine, partner: str, intel_type: str,
+                   months: int, trigger_id: str | None, as_json: bool) -> None:
+    """`forecast query ... --horizon MONTHS`: the scenario options given on the command line
+    restrict the triggers counted; those left at their defaults mix over the coded ones."""
+    from forecasting.services.horizons import horizon
+
+    if trigger_id is not None:
+        fail("--horizon counts triggers yet to come; it does not take --trigger-id")
+    source = click.get_current_context().get_parameter_source
+    params = click.get_current_context().params
+    given = {name: params[name] for name in ("trigger_type", "severity", "alignment")
+             if source(name) != ParameterSource.DEFAULT}
+    answer = horizon(engine, ctx.registry, partner, intel_type, months=months, **given)
+    if as_json:
+        echo_json(answer)
+        return
+    point, arrivals = answer["curve"][0], answer["arrivals"]
+    scope = ", ".join(f"{k} {v}" for k, v in given.items()) or "every coded kind of trigger"
+    out.print(f"[bold]{partner} restricting {intel_type} within {months} months[/] ({scope})")
+
+    def cells(stats: dict, digits: int = 3) -> list[str]:
+        return [f"{stats['mean']:.{digits}f}", f"{stats['median']:.{digits}f}",
+                "[{:.{d}f}, {:.{d}f}]".format(*stats["ci50"], d=digits),
+                "[{:.{d}f}, {:.{d}f}]".format(*stats["ci90"], d=digits)]
+
+    table = Table("quantity", "mean", "median", "50% interval", "90% interval")
+    table.add_row(f"P(any restriction within {months} months)", *cells(point["any_restriction"]))
+    table.add_row(f"triggers putting {partner} at stake in {months} months",
+                  *cells(point["expected_triggers"], 2))
+    table.add_row("P(any restriction) per such trigger",
+                  *cells(answer["per_trigger"]["any_restriction"]))
+    table.add_row(f"P(a trigger puts {partner} at stake)", *cells(arrivals["exposure"]))
+    table.add_row("triggers per month (any partner)", *cells(arrivals["triggers_per_month"]))
+    out.print(table)
+    window, h = arrivals["window"], arrivals["half_life_years"]
+    out.print(f"arrivals from {window['coded_triggers']} coded triggers, {window['start']} to "
+              f"{window['end']}" + (f", half-life {h:g} years" if h else ", equal weights"))
+    m = answer["model"]
+    out.print(f"model {m['version']} fitted {m['fitted_at']} on {m['episodes']} episodes, "
+              f"verdict {m['verdict']}")

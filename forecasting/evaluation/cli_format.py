@@ -103,3 +103,33 @@ def sensitivity_tables(report: dict) -> list[Table]:
     for row in report["headline"]:
         h.add_row(row["cell"], _f(row["prior"], 3), _f(row["likelihood"], 3), row["diagnosis"])
     return [t, h]
+
+
+def rate_backtest_tables(report: dict) -> list[Table]:
+    """`forecast backtest-rates`: scores per horizon and forecaster; predicted vs observed."""
+    tables = []
+    for months, part in report["horizons"].items():
+        t = Table(title=f"Trigger arrivals, next {months} months: {part['origins']} origins "
+                        "(mean loss, lower is better)")
+        for col in ("forecaster", "log per type", "CRPS per type", "log total", "CRPS total",
+                    "90% covers total", "log per type - baseline (90%)"):
+            t.add_column(col, justify="right")
+        for name, f in part["forecasters"].items():
+            d = f.get("log_vs_baseline")
+            diff = "-" if d is None else f"{d['mean']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}]"
+            label = f"[bold]{name}[/]" if name == report.get("chosen") else name
+            t.add_row(label, _f(f["log_per_type"], 3), _f(f["crps_per_type"], 3),
+                      _f(f["log_total"], 3), _f(f["crps_total"], 3),
+                      f"{f['coverage90_total']:.2f}", diff)
+        tables.append(t)
+        shown = [r for r in part["per_origin"] if r["forecaster"] in (report.get("chosen"),
+                                                                       "constant_rate")]
+        o = Table(title=f"All triggers in the next {months} months: predicted (mean, 90%) vs "
+                        "observed")
+        for col in ("origin", "forecaster", "predicted", "90% interval", "observed"):
+            o.add_column(col, justify="right")
+        for r in shown:
+            o.add_row(r["origin"], r["forecaster"], f"{r['mean']:.1f}",
+                      f"[{r['lo']:.0f}, {r['hi']:.0f}]", str(r["observed"]))
+        tables.append(o)
+    return tables

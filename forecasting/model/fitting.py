@@ -19,6 +19,7 @@ import xarray as xr
 
 from forecasting.domain.cells import aggregate
 from forecasting.domain.codebook import Codebook
+from forecasting.model import trigger_rates
 from forecasting.model.arithmetic import CENTERS
 from forecasting.model.diagnostics import diagnose
 from forecasting.model.gate import Verdict, gate
@@ -132,6 +133,9 @@ def fit_and_diagnose(episodes: pd.DataFrame, codebook: Codebook, priors: PriorSe
                                       coords={"trigger": cells.coords["trigger"]}))
     diagnostics = diagnose(tree)
     verdict = gate(diagnostics, gate_thresholds)
+    # how often triggers arrive, stored with the version for its horizon forecasts (issue 17)
+    tree[trigger_rates.GROUP] = trigger_rates.fit_trigger_rates(episodes, codebook,
+                                                                seed=sampler_settings.seed)
     config = dict(model.forecast_config)
     config.pop("coords", None)  # the codebook version names them
     timings = dict(diagnostics["timings"]) | {"build": t_build,

@@ -23,6 +23,7 @@ from forecasting.registry import (
 )
 from forecasting.services.forecasts import InconsistentTriggerError, UnknownTriggerError
 from forecasting.serving.forecasts import NotInModelError, ScenarioError
+from forecasting.serving.horizons import NoArrivalModelError
 from forecasting.store import UnknownEpisodeError
 from forecasting.store.db import SchemaOutOfDateError
 from forecasting.store.tokens import TokenError
@@ -45,6 +46,7 @@ ERRORS: tuple[tuple[type[Exception], int, str], ...] = (
     (VersionExistsError, 409, "Model version exists"),
     (SensitivityUnavailableError, 409, "Sensitivity unavailable"),
     (InconsistentTriggerError, 409, "Trigger coded inconsistently"),
+    (NoArrivalModelError, 409, "No trigger arrival model in this version"),
     (NoCurrentModelError, 503, "No current model"),
     (SchemaOutOfDateError, 503, "Database not initialised"),
     (IntegrityError, 500, "Model version is corrupted"),

@@ -1,0 +1,64 @@
+"""Horizon forecasts, one implementation behind `forecast query ... --horizon H` and
+`GET /v1/forecasts/horizon` (and its plot).
+
+The answer comes from one model version: its restriction posterior (the forecast engine the
+caller holds) and its trigger arrival model (the `trigger_rates` group stored with it by
+every fit since horizon forecasts exist). A version fitted before has none:
+NoArrivalModelError (409 in the API), never an arrival model borrowed from another version.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable
+
+import xarray as xr
+
+from forecasting.model.trigger_rates import GROUP
+from forecasting.registry import Registry
+from forecasting.serving.forecasts import ForecastEngine
+from forecasting.serving.horizons import NoArrivalModelError, horizon_forecast, horizon_png
+
+__all__ = ["NoArrivalModelError", "arrival_model", "horizon", "horizon_plot"]
+
+# Arrival models of immutable versions, per process (a few hundred kB each).
+_KEPT = 8
+_cache: OrderedDict[tuple[str, str], xr.Dataset] = OrderedDict()
+_lock = threading.Lock()
+
+
+def arrival_model(registry: Registry, version: str) -> xr.Dataset:
+    """The trigger arrival model stored with `version` (an id, not "current")."""
+    mv = registry.get(version)
+    key = (str(registry.root), mv.version)
+    with _lock:
+        if key in _cache:
+            _cache.move_to_end(key)
+            return _cache[key]
+    try:
+        tree = registry.load_posterior(mv.version, groups=[GROUP])
+    except KeyError:
+        raise NoArrivalModelError(mv.version) from None
+    ds = tree[GROUP].to_dataset()
+    with _lock:
+        _cache[key] = ds
+        while len(_cache) > _KEPT:
+            _cache.popitem(last=False)
+    return ds
+
+
+def horizon(engine: ForecastEngine, registry: Registry, partner: str, intel_type: str, *,
+            trigger_type: str | None = None, severity: int | None = None,
+            alignment: int | None = None, months: int | Iterable[int] | None = None) -> dict:
+    """P(at least one restriction of PARTNER x INTEL_TYPE within each of `months` (default
+    1-36)), from the engine's version and the arrival model stored with it."""
+    arrivals = arrival_model(registry, engine.version)
+    return horizon_forecast(engine, arrivals, partner, intel_type, trigger_type=trigger_type,
+                            severity=severity, alignment=alignment, months=months)
+
+
+def horizon_plot(engine: ForecastEngine, registry: Registry, partner: str, intel_type: str,
+                 **options) -> bytes:
+    """The curve of `horizon` as a PNG: P(within H) against H with its 50% and 90% bands."""
+    return horizon_png(horizon(engine, registry, partner, intel_type, **options))

@@ -1,0 +1,162 @@
+"""Horizon forecasts: the pure combination (forecasting.serving.horizons), the service, the API
+route and its plot, and `forecast query ... --horizon`."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from fixtures_api import cli_on
+
+from forecasting.registry import Registry
+from forecasting.services.horizons import arrival_model, horizon
+from forecasting.serving.forecasts import ScenarioError
+from forecasting.serving.horizons import (
+    NoArrivalModelError,
+    check_months,
+    combine,
+    horizon_forecast,
+    within,
+)
+
+
+@pytest.fixture(scope="module")
+def arrivals(fitted_version):
+    return arrival_model(Registry(fitted_version.path.parent), fitted_version.version)
+
+
+# -- the arithmetic ------------------------------------------------------------------------
+
+
+def test_thinning_gives_one_minus_exp_of_the_restriction_hazard():
+    # two types, one severity, one alignment, two draws
+    p_any = np.array([0.5, 0.2])[:, None, None, None] * np.ones((2, 1, 1, 2))
+    rate = np.array([[0.1, 0.2], [0.3, 0.3]])  # per month
+    parts = combine(p_any, rate, np.ones((2, 1, 2)), np.ones((1, 2)), np.array([0.5, 1.0]))
+    np.testing.assert_allclose(parts["at_stake"], [[0.05, 0.2], [0.15, 0.3]])
+    hazard = parts["hazard"].sum(axis=0)
+    np.testing.assert_allclose(hazard, [0.05 * 0.5 + 0.15 * 0.2, 0.2 * 0.5 + 0.3 * 0.2])
+    curve = within(hazard, [1, 6, 36])
+    np.testing.assert_allclose(curve[1], 1 - np.exp(-6 * hazard))
+    assert (np.diff(curve, axis=0) > 0).all()  # later horizons are likelier
+
+
+def test_months_must_be_whole_numbers_from_1_to_36():
+    assert check_months(None) == list(range(1, 37))
+    assert check_months(6) == [6]
+    for bad in (0, 37, 2.5, True):
+        with pytest.raises(ScenarioError, match="months: must be a whole number of months 1-36"):
+            check_months(bad)
+
+
+# -- against the session's fit -------------------------------------------------------------
+
+
+def test_the_curve_rises_with_the_horizon_and_carries_both_parts(fitted_engine, arrivals):
+    answer = horizon_forecast(fitted_engine, arrivals, "ISR", "humint")
+    curve = answer["curve"]
+    assert [c["months"] for c in curve] == list(range(1, 37))
+    means = [c["any_restriction"]["mean"] for c in curve]
+    assert all(b >= a for a, b in zip(means, means[1:], strict=False)) and means[-1] > means[0]
+    for point in curve:
+        lo, hi = point["any_restriction"]["ci90"]
+        assert 0 <= lo <= point["any_restriction"]["median"] <= hi <= 1
+    # expected triggers grow linearly with H
+    e1, e36 = curve[0]["expected_triggers"]["mean"], curve[-1]["expected_triggers"]["mean"]
+    assert e36 == pytest.approx(36 * e1, rel=0.01)
+    assert set(answer) == {"partner", "intel_type", "scenario", "curve", "per_trigger",
+                           "arrivals", "model"}
+    assert answer["model"]["version"] == fitted_engine.version
+    # P(within H) never exceeds what every expected trigger restricting would give
+    p = answer["per_trigger"]["any_restriction"]["mean"]
+    assert means[-1] <= 1 - np.exp(-e36 * 1.0) + 1e-3 and 0 < p < 1
+
+
+def test_one_kind_of_trigger_gives_the_forecast_per_trigger_of_that_scenario(fitted_engine,
+                                                                            arrivals):
+    scenario = {"trigger_type": "disclosure_incident", "severity": 3, "alignment": 2}
+    answer = horizon_forecast(fitted_engine, arrivals, "ISR", "humint", months=12, **scenario)
+    forecast = fitted_engine.forecast("ISR", "humint", **scenario)
+    assert answer["per_trigger"]["any_restriction"]["mean"] == pytest.approx(
+        forecast["any_restriction"]["mean"], abs=2e-4)
+    assert list(answer["arrivals"]["by_trigger_type"]) == ["disclosure_incident"]
+    everything = horizon_forecast(fitted_engine, arrivals, "ISR", "humint", months=12)
+    assert (answer["curve"][0]["expected_triggers"]["mean"]
+            < everything["curve"][0]["expected_triggers"]["mean"])
+
+
+def test_a_partner_rarely_at_stake_is_less_likely_to_restrict_within_a_year(fitted_engine,
+                                                                           arrivals):
+    exposure = arrivals["exposure"].mean("arrival_draw").to_series()
+    often, rarely = exposure.idxmax(), exposure.idxmin()
+    p_often = horizon_forecast(fitted_engine, arrivals, often, "humint", months=12)
+    p_rarely = horizon_forecast(fitted_engine, arrivals, rarely, "humint", months=12)
+    assert (p_often["curve"][0]["expected_triggers"]["mean"]
+            > 2 * p_rarely["curve"][0]["expected_triggers"]["mean"])
+
+
+def test_a_version_without_an_arrival_model_is_refused_with_a_refit_hint(fitted_engine,
+                                                                        fitted_version,
+                                                                        tmp_path):
+    from fixtures_registry import derive, fit_metadata
+
+    registry = Registry(tmp_path / "registry")
+    source = Registry(fitted_version.path.parent)
+    old = registry.save(*derive(source.load_posterior(fitted_version.version,
+                                                      groups=["posterior"]),
+                                fit_metadata(fitted_version), data_hash="before-issue-17"))
+    engine = type(fitted_engine).from_version(registry, old.version, fitted_engine.codebook)
+    with pytest.raises(NoArrivalModelError, match="no trigger arrival model.*refit"):
+        horizon(engine, registry, "ISR", "humint")
+
+
+# -- the API and the command ---------------------------------------------------------------
+
+
+def test_the_api_serves_the_curve_and_its_plot(client, served_model):
+    response = client.get("/v1/forecasts/horizon?partner=ISR&intel_type=humint")
+    assert response.status_code == 200, response.get_json()
+    body = response.get_json()
+    assert len(body["curve"]) == 36 and body["scenario"] == {
+        "trigger_type": None, "severity": None, "alignment": None}
+    assert response.headers["X-Model-Version"] == served_model.version
+    six = client.get("/v1/forecasts/horizon?partner=ISR&intel_type=humint&months=6"
+                     "&trigger_type=legal_case").get_json()
+    assert [c["months"] for c in six["curve"]] == [6]
+    assert list(six["arrivals"]["by_trigger_type"]) == ["legal_case"]
+    png = client.get("/v1/forecasts/horizon.png?partner=ISR&intel_type=humint")
+    assert png.status_code == 200 and png.mimetype == "image/png"
+    assert png.data[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("query, field", [
+    ("partner=XXX&intel_type=humint", "partner"),
+    ("partner=ISR&intel_type=humint&months=37", "months"),
+    ("partner=ISR&intel_type=humint&severity=4", "severity"),
+])
+def test_the_api_names_the_field_of_a_bad_horizon_query(client, served_model, query, field):
+    response = client.get(f"/v1/forecasts/horizon?{query}")
+    assert response.status_code == 400
+    assert response.mimetype == "application/problem+json"
+    assert field in json.dumps(response.get_json())
+
+
+def test_the_api_answers_409_for_a_version_fitted_before_arrival_models(client, api_settings,
+                                                                        second_model):
+    Registry(api_settings.registry_path).promote(second_model.version)
+    response = client.get("/v1/forecasts/horizon?partner=ISR&intel_type=humint")
+    assert response.status_code == 409
+    assert "refit" in response.get_json()["detail"]
+
+
+def test_query_with_a_horizon_answers_from_the_shell(api_settings, served_model):
+    forecast = cli_on(api_settings)
+    result = forecast("query", "ISR", "humint", "--horizon", 6, "--json")
+    assert result.exit_code == 0, result.output
+    answer = json.loads(result.output)
+    assert [c["months"] for c in answer["curve"]] == [6]
+    assert answer["scenario"] == {"trigger_type": None, "severity": None, "alignment": None}
+    shown = forecast("query", "ISR", "humint", "--horizon", 6, "--severity", 3)
+    assert shown.exit_code == 0 and "within 6 months" in shown.output
+    assert "severity 3" in shown.output
