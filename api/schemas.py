@@ -106,6 +106,13 @@ class OneForecastQuery(ForecastQuery):
         None, description="A coded trigger: the forecast conditions on its reactions coded so "
                           "far, under the scenario the trigger is coded with (give no "
                           "trigger_type, severity or alignment with it)")
+    explain: bool = Field(
+        False, description="Add the forecast's `explanation` (its linear predictor term by "
+                           "term, each with what it moves P(any restriction) by) and its "
+                           "`evidence` (the coded episodes it rests on)")
+    evidence_limit: Annotated[int, Field(ge=0, le=100)] = Field(
+        10, description="With explain: at most this many episodes of each kind of evidence "
+                        "(the counts are always complete)")
 
     def scenario(self) -> tuple[str, int, int]:
         """trigger_type, severity, alignment: as given, else the engine's defaults."""
@@ -211,8 +218,104 @@ class LiveForecast(Forecast):
                           "(coded since its fit): listed, not used; refit to use them")
 
 
-class ForecastAnswer(RootModel[LiveForecast | Forecast]):
-    """A forecast; with trigger_id, a live forecast (conditioned on the coded reactions)."""
+# --- explanations and evidence (issue 17: forecasting.serving.explain, .evidence) ------------
+class ExplainedTerm(BaseModel):
+    """One term of the forecast's linear predictor."""
+
+    term: Literal["bloc", "partner", "intel_type", "bloc_type", "partner_type", "trigger_type",
+                  "severity", "alignment", "event", "reaction"]
+    label: str
+    kind: Literal["cell", "scenario", "cluster"]
+    log_odds: Summary = Field(description="The term's value in the linear predictor, per "
+                                          "posterior draw (a cluster term: its effective value)")
+    any_restriction_shift: Summary = Field(
+        description="P(any restriction) minus P(any restriction) with this term at its "
+                    "population value, per draw")
+    population_value: float = Field(description="The value the shift is measured against (0)")
+    scale: Summary | None = Field(None, description="A cluster term's sd in the model")
+    treatment: Literal["integrated out", "conditioned on"] | None = None
+    note: str | None = Field(None, description="e.g. a partner term drawn from its bloc")
+
+
+class ExplanationCheck(BaseModel):
+    terms_sum_to: str
+    max_abs_difference: float = Field(
+        description="Largest |sum of the eight model terms - linear predictor| over the draws")
+    max_abs_difference_effective: float = Field(
+        description="Largest |sum of all ten terms - effective linear predictor| over the draws")
+    any_restriction: str
+
+
+class Explanation(BaseModel):
+    """The forecast's linear predictor, term by term, on the log-odds scale."""
+
+    scale: Literal["log-odds"]
+    draws: int
+    linear_predictor: Summary = Field(description="eta: the eight model terms' sum")
+    effective_linear_predictor: Summary = Field(
+        description="eta plus the cluster terms: P(any restriction) = sigmoid(this - cutpoint)")
+    cutpoint: Summary = Field(description="The 0|1 cutpoint")
+    any_restriction: Summary = Field(description="The served P(any restriction)")
+    terms: list[ExplainedTerm]
+    check: ExplanationCheck
+
+
+class EvidenceEpisode(BaseModel):
+    trigger_id: str
+    trigger_type: str
+    trigger_date: str
+    severity: int
+    alignment: int
+    partner: str
+    intel_type: str
+    level: int
+    sources: list[str]
+    confidence: str
+    relation: Literal["same partner and type", "same partner, other types",
+                      "same bloc and type, other partners"]
+
+
+class EvidenceCounts(BaseModel):
+    same_partner_and_type: int
+    same_partner_other_types: int
+    same_bloc_and_type: int
+
+
+class EvidenceStore(BaseModel):
+    revision: int = Field(description="The store revision the episodes are read as of")
+    as_fitted: bool = Field(description="True: as the served version's fit read them")
+    current_revision: int | None = None
+    changed_since: int | None = Field(
+        None, description="Episodes of these partners coded or revised since the fit")
+    note: str
+
+
+class Evidence(BaseModel):
+    """The coded episodes a forecast rests on, closest first."""
+
+    direct: bool = Field(description="False: no episode of this partner x type is coded")
+    note: str
+    counts: EvidenceCounts
+    restricted: EvidenceCounts = Field(description="Of those, episodes with level >= 1")
+    limit: int
+    episodes: list[EvidenceEpisode]
+    store: EvidenceStore
+
+
+class ExplainedForecast(Forecast):
+    explanation: Explanation
+    evidence: Evidence
+
+
+class ExplainedLiveForecast(LiveForecast):
+    explanation: Explanation
+    evidence: Evidence
+
+
+class ForecastAnswer(RootModel[ExplainedLiveForecast | ExplainedForecast | LiveForecast
+                               | Forecast]):
+    """A forecast; with trigger_id, a live forecast (conditioned on the coded reactions); with
+    explain, its explanation and evidence too."""
 
 
 class BatchBody(Strict):

@@ -9,7 +9,8 @@ from collections.abc import Callable
 from flask import Response, jsonify, request
 from flask_openapi3 import APIBlueprint, Tag
 
-from forecasting.services.forecasts import live_forecast, refuse_scenario
+from forecasting.services.forecasts import explained_forecast, live_forecast, refuse_scenario
+from forecasting.serving import plots
 
 from ..limits import check_cells, unique_codes
 from ..problems import Problem
@@ -41,7 +42,8 @@ def _codes(text: str | None, field: str, everything) -> list[str]:
     return codes
 
 
-def live(answer: Callable[[], dict], version: str, revision: int) -> Response:
+def live(answer: Callable[[], dict], version: str, revision: int,
+         render: Callable[[dict], Response] = jsonify) -> Response:
     """A live answer depends on the episodes coded so far, not only on the model version: its
     ETag holds the store's latest revision id too (read before the episodes, so that a tag
     never vouches for episodes newer than it names). A match answers 304 without computing."""
@@ -55,7 +57,7 @@ def live(answer: Callable[[], dict], version: str, revision: int) -> Response:
     if etag in request.if_none_match:
         response = Response(status=304, headers=headers)
     else:
-        response = jsonify(answer())
+        response = render(answer())
         response.headers.update(headers)
     response.set_etag(etag)
     return response
@@ -67,11 +69,16 @@ def one(query: OneForecastQuery):
 
     With `trigger_id`: for that coded trigger, conditioned on its reactions coded so far,
     under the scenario it is coded with; the answer lists the episodes it conditioned on.
+    With `explain=true`: also the forecast's terms (`explanation`) and the coded episodes it
+    rests on (`evidence`).
     """
     if query.trigger_id is not None:
         refuse_scenario(query.model_fields_set)
     svc = services()
     engine = svc.models.engine()
+    if query.explain:  # the evidence is read from the store: tagged with its revision
+        return live(lambda: _explained(engine, query, query.evidence_limit), engine.version,
+                    svc.database.episodes.latest_revision_id())
     if query.trigger_id is None:
         forecast = engine.forecast(query.partner, query.intel_type, *query.scenario())
         return versioned(forecast, engine.version)
@@ -79,6 +86,34 @@ def one(query: OneForecastQuery):
     return live(lambda: live_forecast(engine, svc.database, svc.codebook, query.partner,
                                       query.intel_type, query.trigger_id),
                 engine.version, revision)
+
+
+def _explained(engine, query, limit: int) -> dict:
+    svc = services()
+    scenario = None
+    if query.trigger_id is None:
+        scenario = dict(zip(("trigger_type", "severity", "alignment"), query.scenario(),
+                            strict=True))
+    return explained_forecast(engine, svc.database, svc.codebook, query.partner,
+                              query.intel_type, scenario, query.trigger_id, limit)
+
+
+@bp.get("/explain.png", operation_id="getForecastExplanationPlot",
+        responses={200: {"description": "A PNG image: a waterfall of the forecast's terms",
+                         "content": {"image/png": {"schema": {"type": "string",
+                                                              "format": "binary"}}}},
+                   **problems(400, 404, 409, 503)})
+def explain_plot(query: OneForecastQuery):
+    """A waterfall of the forecast's terms on the log-odds scale, as PNG (the same query as
+    GET /v1/forecasts; explain and evidence_limit are ignored)."""
+    if query.trigger_id is not None:
+        refuse_scenario(query.model_fields_set)
+    svc = services()
+    engine = svc.models.engine()
+    return live(lambda: _explained(engine, query, 0), engine.version,
+                svc.database.episodes.latest_revision_id(),
+                render=lambda answer: Response(plots.explanation_waterfall(answer),
+                                               mimetype="image/png"))
 
 
 @bp.post("/batch", operation_id="forecastBatch",

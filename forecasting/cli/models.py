@@ -10,7 +10,7 @@ from rich.table import Table
 
 from forecasting.cli import CliContext, echo_json, err, fail, main, out, pass_context
 from forecasting.services import models as model_service
-from forecasting.services.forecasts import live_forecast, refuse_scenario
+from forecasting.services.forecasts import explained_forecast, live_forecast, refuse_scenario
 from forecasting.serving.forecasts import ForecastEngine, Scenario
 
 FIT_FAILED_GATE = 3  # exit code of `forecast fit` when the gate fails
@@ -249,7 +249,7 @@ def diagnose(ctx: CliContext, version: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 @pass_context
 def query(ctx: CliContext, partner, intel_type, trigger_type, severity, alignment, trigger_id,
-          horizon, version, as_json) -> None:
+          horizon, explain, evidence_limit, version, as_json) -> None:
     """Forecast for PARTNER restricting INTEL_TYPE under a scenario, or after a coded trigger."""
     if trigger_id is not None:  # the trigger's coding fixes the scenario
         given = click.get_current_context().get_parameter_source
@@ -259,9 +259,16 @@ def query(ctx: CliContext, partner, intel_type, trigger_type, severity, alignmen
     engine = ForecastEngine.from_version(ctx.registry, version, ctx.codebook,
                                          max_draws=ctx.settings.limits.max_draws)
     if horizon is not None:
+        if explain:
+            fail("--explain explains the forecast given a trigger; leave it out with --horizon")
         _horizon_query(ctx, engine, partner, intel_type, horizon, trigger_id, as_json)
         return
-    if trigger_id is None:
+    if explain:
+        scenario = None if trigger_id else {"trigger_type": trigger_type, "severity": severity,
+                                            "alignment": alignment}
+        forecast = explained_forecast(engine, ctx.database(), ctx.codebook, partner,
+                                      intel_type, scenario, trigger_id, evidence_limit)
+    elif trigger_id is None:
         forecast = engine.forecast(partner, intel_type, trigger_type, severity, alignment)
     else:
         forecast = live_forecast(engine, ctx.database(), ctx.codebook, partner, intel_type,
@@ -284,9 +291,64 @@ def query(ctx: CliContext, partner, intel_type, trigger_type, severity, alignmen
     out.print(table)
     if trigger_id is not None:
         _print_conditioning(forecast, names)
+    if explain:
+        _print_explanation(forecast["explanation"])
+        _print_evidence(forecast["evidence"], names)
     m = forecast["model"]
     out.print(f"model {m['version']} fitted {m['fitted_at']} on {m['episodes']} episodes, "
               f"verdict {m['verdict']}")
+
+
+def _interval(stats: dict, digits: int = 3) -> list[str]:
+    return [f"{stats['mean']:+.{digits}f}", "[{:+.{d}f}, {:+.{d}f}]".format(*stats["ci50"], d=digits),
+            "[{:+.{d}f}, {:+.{d}f}]".format(*stats["ci90"], d=digits)]
+
+
+def _print_explanation(explanation: dict) -> None:
+    """The terms of `forecast query --explain`: log-odds and the shift each makes."""
+    table = Table("term", "log-odds mean", "50%", "90%", "shift in P(any) mean", "90%",
+                  title=f"why: the linear predictor term by term ({explanation['draws']} draws; "
+                        "shift = P(any restriction) minus P with the term at 0)",
+                  title_justify="left")
+    for t in explanation["terms"]:
+        logodds, shift = _interval(t["log_odds"], 2), _interval(t["any_restriction_shift"])
+        table.add_row(t["label"], *logodds, shift[0], shift[2])
+    table.add_section()
+    table.add_row("linear predictor (the model terms)",
+                  *_interval(explanation["linear_predictor"], 2), "", "")
+    table.add_row("with the cluster terms (effective)",
+                  *_interval(explanation["effective_linear_predictor"], 2), "", "")
+    table.add_row("cutpoint 0|1", *_interval(explanation["cutpoint"], 2), "", "")
+    out.print(table)
+    for t in explanation["terms"]:
+        if t.get("note"):
+            out.print(f"note ({t['term']}): {t['note']}")
+    check = explanation["check"]
+    out.print(f"the terms add up to the linear predictor draw by draw (largest difference "
+              f"{check['max_abs_difference']:.1e}); P(any restriction) = sigmoid(effective - "
+              f"cutpoint) is the served forecast")
+
+
+def _print_evidence(evidence: dict, names: dict[int, str]) -> None:
+    """The episodes behind `forecast query --explain`."""
+    counts, restricted = evidence["counts"], evidence["restricted"]
+    out.print(("[bold]direct evidence[/]" if evidence["direct"]
+               else "[bold red]no direct evidence[/]") + f": {evidence['note']}")
+    out.print("episodes: " + "; ".join(f"{k.replace('_', ' ')} {n} ({restricted[k]} "
+                                        f"restricted)" for k, n in counts.items()))
+    out.print(evidence["store"]["note"])
+    if not evidence["episodes"]:
+        return
+    table = Table("relation", "trigger_id", "trigger_type", "trigger_date", "partner",
+                  "intel_type", "level", "confidence",
+                  title=f"the episodes closest to the cell (at most {evidence['limit']} of each "
+                        "kind, most recent first)", title_justify="left")
+    table.add_column("sources", overflow="ellipsis", no_wrap=True, max_width=60)
+    for e in evidence["episodes"]:
+        table.add_row(e["relation"], e["trigger_id"], e["trigger_type"], e["trigger_date"],
+                      e["partner"], e["intel_type"], f"{e['level']} ({names[e['level']]})",
+                      e["confidence"], " | ".join(e["sources"]))
+    out.print(table)
 
 
 def _print_conditioning(forecast: dict, names: dict[int, str]) -> None:

@@ -127,22 +127,58 @@ def _trailing(x, n: int):
     return _tensor(x)[(..., *([None] * n))]
 
 
+# The terms of eta, in the order the predictor adds them (forecasting.serving.explain reports
+# each): the partner x type's five, then the scenario's three, then the clusters.
+PARTNER_TYPE_TERMS = ("bloc", "partner", "intel_type", "bloc_type", "partner_type")
+SCENARIO_TERMS = ("trigger_type", "severity", "alignment")
+TERMS = PARTNER_TYPE_TERMS + SCENARIO_TERMS
+
+
+def partner_type_terms(bloc_eff, partner_dev, type_eff, bloc_type_eff, pt_dev,
+                       partner_bloc: np.ndarray) -> dict:
+    """The five terms of pt_eff, each over its own dims: bloc (..., P) (each partner's bloc's),
+    partner (..., P), intel_type (..., T), bloc_type (..., P, T) (each partner's bloc's row),
+    partner_type (..., P, T)."""
+    return {"bloc": bloc_eff[..., partner_bloc], "partner": partner_dev, "intel_type": type_eff,
+            "bloc_type": bloc_type_eff[..., partner_bloc, :], "partner_type": pt_dev}
+
+
 def partner_type_effects(bloc_eff, partner_dev, type_eff, bloc_type_eff, pt_dev,
                          partner_bloc: np.ndarray):
-    """(partner_eff (..., P), pt_eff (..., P, T)): every partner x type's part of eta."""
-    partner_eff = bloc_eff[..., partner_bloc] + partner_dev
-    pt_eff = (partner_eff[..., :, None] + type_eff[..., None, :]
-              + bloc_type_eff[..., partner_bloc, :] + pt_dev)
+    """(partner_eff (..., P), pt_eff (..., P, T)): every partner x type's part of eta, the sum
+    of `partner_type_terms`."""
+    terms = partner_type_terms(bloc_eff, partner_dev, type_eff, bloc_type_eff, pt_dev,
+                               partner_bloc)
+    partner_eff = terms["bloc"] + terms["partner"]
+    pt_eff = (partner_eff[..., :, None] + terms["intel_type"][..., None, :]
+              + terms["bloc_type"] + terms["partner_type"])
     return partner_eff, pt_eff
 
 
+def scenario_terms(trigger_eff, beta_severity, beta_alignment) -> dict:
+    """The scenario's three terms as tables that broadcast to (..., trigger type, severity,
+    alignment): trigger_type (..., TT, 1, 1), severity (..., 1, 4, 1), alignment (..., 1, 1, 4)."""
+    return {"trigger_type": _tensor(trigger_eff)[..., :, None, None],
+            "severity": _trailing(beta_severity, 3) * covariate_offsets("severity")[:, None],
+            "alignment": _trailing(beta_alignment, 3) * covariate_offsets("alignment")[None, :]}
+
+
 def scenario_effects(trigger_eff, beta_severity, beta_alignment):
-    """(..., trigger type, severity, alignment): the scenario's part of eta, a 6 x 4 x 4 table."""
-    severity = covariate_offsets("severity")[:, None]
-    alignment = covariate_offsets("alignment")[None, :]
-    return (_tensor(trigger_eff)[..., :, None, None]
-            + _trailing(beta_severity, 3) * severity
-            + _trailing(beta_alignment, 3) * alignment)
+    """(..., trigger type, severity, alignment): the scenario's part of eta, a 6 x 4 x 4 table,
+    the sum of `scenario_terms`."""
+    terms = scenario_terms(trigger_eff, beta_severity, beta_alignment)
+    return terms["trigger_type"] + terms["severity"] + terms["alignment"]
+
+
+def cell_terms(terms: dict, partner: int, intel_type: int, trigger_type: int, severity: int,
+               alignment: int) -> dict:
+    """Each term's value (...) for one cell and scenario (indices; severity and alignment
+    0-3), from `partner_type_terms` and `scenario_terms` merged: they add up to eta."""
+    index = {"bloc": (partner,), "partner": (partner,), "intel_type": (intel_type,),
+             "bloc_type": (partner, intel_type), "partner_type": (partner, intel_type),
+             "trigger_type": (trigger_type, 0, 0), "severity": (0, severity, 0),
+             "alignment": (0, 0, alignment)}
+    return {name: terms[name][(..., *index[name])] for name in TERMS}
 
 
 def linear_predictor(params: Mapping[str, Any], partner, intel_type, trigger_type, severity,

@@ -6,16 +6,28 @@ through `live_forecast`: the trigger's coded episodes are read from the store no
 model saw them when it was fitted), its scenario is the one they are coded with, and the
 forecast engine conditions on every coded episode but the queried cell's own
 (forecasting.serving.live_events). The answer echoes the episodes it rests on.
+
+`forecast query ... --explain` and `GET /v1/forecasts?...&explain=true` both answer through
+`explained_forecast`: the forecast, its terms (forecasting.serving.explain) and the episodes it
+rests on (forecasting.serving.evidence), read as the served version's fit saw them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
+import pandas as pd
+from sqlalchemy import func, select
+
 from forecasting.domain.codebook import Codebook
+from forecasting.serving.evidence import DEFAULT_LIMIT, evidence
+from forecasting.serving.evidence import FIELDS as EVIDENCE_FIELDS
+from forecasting.serving.explain import explain
 from forecasting.serving.forecasts import CodedTrigger, ForecastEngine, Scenario, ScenarioError
 from forecasting.store import Database, EpisodeFilter
+from forecasting.store.schema import episode_revisions
+from forecasting.store.schema import episodes as episode_table
 
 SCENARIO_FIELDS = ("trigger_type", "severity", "alignment")
 # what each conditioned episode shows, so that a forecaster sees what the answer rests on
@@ -92,3 +104,89 @@ def live_forecast(engine: ForecastEngine, database: Database, codebook: Codebook
     codebook.check("partner", partner)
     codebook.check("intel_type", intel_type)
     return engine.conditioned(partner, intel_type, coded_trigger(database, codebook, trigger_id))
+
+
+# -- explanations and evidence (issue 17) ------------------------------------------------------
+
+
+def episodes_as_fitted(database: Database, revision: int, partners: Iterable[str]
+                       ) -> pd.DataFrame:
+    """The episodes of `partners` as the store held them at `revision` (what a fit that read
+    that revision saw): each episode's latest revision up to it; episodes coded later are
+    left out. The natural key never changes, so the partner filter may read today's rows."""
+    latest = (select(episode_revisions.c.episode_id,
+                     func.max(episode_revisions.c.id).label("revision_id"))
+              .where(episode_revisions.c.id <= revision)
+              .group_by(episode_revisions.c.episode_id).subquery())
+    query = (select(episode_revisions.c["values"])
+             .join(latest, episode_revisions.c.id == latest.c.revision_id)
+             .join(episode_table, episode_table.c.id == episode_revisions.c.episode_id)
+             .where(episode_table.c.partner.in_(list(partners))))
+    with database.engine.connect() as conn:
+        rows = [dict(r) for (r,) in conn.execute(query)]
+    return pd.DataFrame(rows, columns=list(EVIDENCE_FIELDS))
+
+
+def changed_since(database: Database, revision: int, partners: Iterable[str]) -> int:
+    """Episodes of `partners` coded or revised after `revision`."""
+    query = (select(func.count(episode_revisions.c.episode_id.distinct()))
+             .join(episode_table, episode_table.c.id == episode_revisions.c.episode_id)
+             .where(episode_revisions.c.id > revision,
+                    episode_table.c.partner.in_(list(partners))))
+    with database.engine.connect() as conn:
+        return int(conn.execute(query).scalar_one())
+
+
+def forecast_evidence(engine: ForecastEngine, database: Database, codebook: Codebook,
+                      partner: str, intel_type: str, limit: int = DEFAULT_LIMIT
+                      ) -> dict[str, Any]:
+    """The coded episodes behind a cell's forecast (forecasting.serving.evidence), read as the
+    served version's fit saw them where its metadata says which store revision that was, else
+    as the store holds them now; `store` says which."""
+    codebook.check("partner", partner)
+    codebook.check("intel_type", intel_type)
+    bloc = codebook.bloc_of(partner)
+    partners = [code for code, p in codebook.partners.items() if p.bloc == bloc]
+    current = database.episodes.latest_revision_id()
+    fitted = engine.store_revision
+    if fitted is None:
+        frame = pd.DataFrame(database.episodes.list(EpisodeFilter(partner=tuple(partners))),
+                             columns=list(EVIDENCE_FIELDS))
+        store = {"revision": current, "as_fitted": False,
+                 "note": f"model version {engine.version} does not record the store revision "
+                         "it was fitted on: the episodes are listed as the store holds them now"}
+    else:
+        frame = episodes_as_fitted(database, int(fitted), partners)
+        changed = changed_since(database, int(fitted), partners) if current > fitted else 0
+        store = {"revision": int(fitted), "as_fitted": True, "current_revision": current,
+                 "changed_since": changed,
+                 "note": (f"episodes as model version {engine.version} was fitted on them "
+                          f"(store revision {fitted})"
+                          + (f"; {changed} episode(s) of these partners were coded or revised "
+                             f"since (store revision {current}), which the next refit will see"
+                             if changed else ""))}
+    return evidence(frame, codebook, partner, intel_type, limit) | {"store": store}
+
+
+def explained_forecast(engine: ForecastEngine, database: Database, codebook: Codebook,
+                       partner: str, intel_type: str, scenario: Mapping | None = None,
+                       trigger_id: str | None = None, limit: int = DEFAULT_LIMIT
+                       ) -> dict[str, Any]:
+    """`forecast query ... --explain` and `GET /v1/forecasts?...&explain=true`: the forecast
+    (for a new trigger under `scenario`, or live after the coded `trigger_id`) with its
+    `explanation` (forecasting.serving.explain) and its `evidence`."""
+    codebook.check("partner", partner)
+    codebook.check("intel_type", intel_type)
+    if trigger_id is None:
+        scenario = Scenario.from_mapping(scenario)
+        answer = engine.forecast(partner, intel_type, scenario.trigger_type, scenario.severity,
+                                 scenario.alignment)
+        explanation = explain(engine, partner, intel_type, scenario)
+    else:
+        trigger = coded_trigger(database, codebook, trigger_id)
+        answer = engine.conditioned(partner, intel_type, trigger)
+        explanation = explain(engine, partner, intel_type, trigger=trigger)
+    answer["explanation"] = explanation
+    answer["evidence"] = forecast_evidence(engine, database, codebook, partner, intel_type,
+                                           limit)
+    return answer

@@ -194,6 +194,10 @@ class ForecastEngine:
         self._pt_eff = _draws(ds["pt_eff"], ("partner", "intel_type"))  # (P, T, S)
         self._trigger_eff = _draws(ds["trigger_eff"], ("trigger_type",))  # (TT, S)
         self._cutpoints = _draws(ds["cutpoints"], ("cutpoint",))  # (3, S)
+        # the draws served, whole: forecasting.serving.explain reads each term of eta from them
+        self.posterior = ds
+        self.observed_partners = metadata.get("model_config", {}).get("observed_partners")
+        self.store_revision = metadata.get("store_revision")  # what the fit read
         _check_centers(attrs, metadata)
         # the scenario's contribution per draw, for every trigger x severity x alignment:
         # (TT, 4, 4, S), so that a query only adds the cell's effect
@@ -278,6 +282,33 @@ class ForecastEngine:
         The cell's own episode, if it is coded, is left out of the conditioning (the answer
         is what the other reactions say about it) and reported as `observed_level`.
         """
+        live = self.live_draws(partner, intel_type, trigger)
+        probs = conditional_level_probabilities(
+            live["eta"][None, :], live["cutpoints"], live["sigma_event"],
+            live["sigma_reaction"], live["coded"], live["reaction"])
+        stats = _rounded(summarise_levels(probs.astype(DTYPE), overwrite=True))[0]
+        answer = self._shape(partner, intel_type, trigger.scenario, stats)
+        answer["trigger_id"] = trigger.trigger_id
+        answer["conditioned_on"] = live["conditioned_on"]
+        if live["not_conditioned_on"]:
+            answer["not_conditioned_on"] = live["not_conditioned_on"]
+        answer["observed_level"] = live["observed_level"]
+        answer["draws_used"] = int(len(live["keep"]))
+        return answer
+
+    def cell_draws(self, partner: str, intel_type: str, scenario: Scenario) -> dict:
+        """What `forecast` computes a cell's answer from, per draw (samples last): `eta` (S,),
+        `cutpoints` (3, S), `cluster_sd`, the cluster scales and the cell's `index` (partner,
+        type, trigger type, severity, alignment). For forecasting.serving.explain."""
+        p, t, scenario_key = self._cell_key(partner, intel_type, scenario)
+        return {"eta": self._pt_eff[p, t] + self._scenario_eta[scenario_key],
+                "cutpoints": self._cutpoints, "cluster_sd": self._cluster_sd,
+                **self._cluster_scales, "index": (p, t, *scenario_key), "keep": None}
+
+    def live_draws(self, partner: str, intel_type: str, trigger: CodedTrigger) -> dict:
+        """What `conditioned` computes a live answer from: `cell_draws`' keys at the draws
+        `keep`, the coded reactions (`coded`, the queried partner's `reaction` among them) and
+        the episodes conditioned on, not conditioned on, and the cell's own."""
         if not self._has_clusters:  # a version before model revision 3 cannot condition
             raise NotInModelError("trigger_id", trigger.trigger_id, self.version)
         p, t, scenario_key = self._cell_key(partner, intel_type, trigger.scenario)
@@ -299,20 +330,14 @@ class ForecastEngine:
                                                    self._type_index), keep] + scenario_eta
                           for e in others]).reshape(len(others), len(keep)),
             level=np.array([int(e["level"]) for e in others], dtype=int))
-        probs = conditional_level_probabilities(
-            (self._pt_eff[p, t, keep] + scenario_eta)[None, :], self._cutpoints[:, keep],
-            self._cluster_scales["sigma_event"][keep],
-            self._cluster_scales["sigma_reaction"][keep], coded,
-            partners.index(partner) if partner in partners else None)
-        stats = _rounded(summarise_levels(probs.astype(DTYPE), overwrite=True))[0]
-        answer = self._shape(partner, intel_type, trigger.scenario, stats)
-        answer["trigger_id"] = trigger.trigger_id
-        answer["conditioned_on"] = [dict(e) for e in others]
-        if skipped:
-            answer["not_conditioned_on"] = skipped
-        answer["observed_level"] = int(own[0]["level"]) if own else None
-        answer["draws_used"] = int(len(keep))
-        return answer
+        return {"eta": self._pt_eff[p, t, keep] + scenario_eta,
+                "cutpoints": self._cutpoints[:, keep],
+                "cluster_sd": self._cluster_sd[keep],
+                **{name: scale[keep] for name, scale in self._cluster_scales.items()},
+                "index": (p, t, *scenario_key), "keep": keep, "coded": coded,
+                "reaction": partners.index(partner) if partner in partners else None,
+                "conditioned_on": [dict(e) for e in others], "not_conditioned_on": skipped,
+                "observed_level": int(own[0]["level"]) if own else None}
 
     def batch(self, queries: list[Mapping]) -> list[dict]:
         """Many cells at once; every query is validated before any is computed."""

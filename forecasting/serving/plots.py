@@ -201,6 +201,63 @@ def prior_posterior(tree: xr.DataTree) -> bytes:
     return render(tree, "prior_posterior")
 
 
+def _waterfall(answer: dict) -> Figure:
+    explanation = answer["explanation"]
+    terms = explanation["terms"]
+    labels = [t["label"] for t in terms] + ["linear predictor (model terms)",
+                                            "with the cluster terms"]
+    fig = plt.figure(figsize=(10, 0.45 * len(labels) + 1.8), layout="constrained")
+    ax = fig.add_subplot()
+    start, ys = 0.0, np.arange(len(labels))[::-1]
+    for y, t in zip(ys, terms, strict=False):
+        mean, (lo, hi) = t["log_odds"]["mean"], t["log_odds"]["ci90"]
+        if t["kind"] == "cluster" and t["term"] == "event":
+            # the model terms' total first, then the clusters on top of it
+            start = explanation["linear_predictor"]["mean"]
+        ax.barh(y, mean, left=start, color="C3" if mean > 0 else "C0",
+                alpha=0.5 if t["kind"] == "cluster" else 0.8)
+        ax.errorbar(start + mean, y, xerr=[[mean - lo], [hi - mean]], fmt="none", color="0.3",
+                    capsize=3)
+        start += mean
+    for y, key in zip(ys[-2:], ("linear_predictor", "effective_linear_predictor"), strict=True):
+        stats = explanation[key]
+        ax.barh(y, stats["mean"], color="0.6")
+        ax.errorbar(stats["mean"], y, xerr=[[stats["mean"] - stats["ci90"][0]],
+                                            [stats["ci90"][1] - stats["mean"]]],
+                    fmt="none", color="0.2", capsize=3)
+    cut = explanation["cutpoint"]["mean"]
+    ax.axvline(cut, color="k", linestyle="--", linewidth=1)
+    ax.text(cut, ys[0] + 0.6, "cutpoint 0|1: P(any restriction) = 0.5 ", fontsize=8,
+            va="bottom", ha="right")
+    ax.axvline(0, color="0.5", linewidth=0.8)
+    ax.set_yticks(ys, labels, fontsize=8)
+    ax.set_xlabel("log-odds (bars: posterior means; whiskers: 90% intervals of each term)")
+    p = explanation["any_restriction"]
+    scenario = answer["scenario"]
+    ax.set_title(f"{answer['partner']} restricting {answer['intel_type']} after "
+                 + (f"trigger {answer['trigger_id']}" if "trigger_id" in answer
+                    else f"a {scenario['trigger_type']} (severity {scenario['severity']}, "
+                         f"alignment {scenario['alignment']})")
+                 + f"\nP(any restriction) {p['mean']:.3f}, 90% [{p['ci90'][0]:.3f}, "
+                   f"{p['ci90'][1]:.3f}]; model {answer['model']['version']}", fontsize=9)
+    return fig
+
+
+def explanation_waterfall(answer: dict) -> bytes:
+    """A waterfall of an explained forecast's terms (forecasting.services.forecasts.
+    explained_forecast's answer) as PNG bytes: each term's mean from where the previous ended,
+    its 90% interval, the linear predictor, then the cluster terms and the cutpoint."""
+    with _PYPLOT_LOCK:
+        before = set(plt.get_fignums())
+        try:
+            fig = _waterfall(answer)
+        except BaseException:
+            for number in set(plt.get_fignums()) - before:
+                plt.close(number)
+            raise
+        return _figure_png(fig)
+
+
 PLOTS: dict[str, Callable[[xr.DataTree], bytes]] = {
     "trace": trace, "rank": rank, "forest": forest, "energy": energy, "ppc": ppc,
     "prior_posterior": prior_posterior,
