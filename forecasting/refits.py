@@ -60,6 +60,9 @@ def model_status(database: Database, registry: Registry) -> dict[str, Any]:
             stale = True
             why.append("episodes added or revised since the fit")
             since = database.refits.first_change_after(seen or 0)
+        if database.codings.latest_change_id() > current.metadata.get("coding_revision", 0):
+            stale = True  # another coder's coding may hold an episode back (issue 20)
+            why.append("codings recorded since the fit")
         seen_priors = current.metadata.get("prior_set_id")
         if latest_priors is not None and latest_priors["id"] != seen_priors:
             stale = True

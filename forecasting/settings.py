@@ -11,6 +11,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from forecasting.coding.fields import parse_floor
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA_DIR = PROJECT_ROOT / "data"
 DEFAULT_PRIORS_DIR = PROJECT_ROOT / "priors"
@@ -147,6 +149,9 @@ class Settings:
     token_ttl_days: float | None = None  # default expiry of new tokens; None: they never expire
     log_format: str = "text"  # "text" or "json" (one JSON object per line)
     metrics: bool = True  # Prometheus /metrics
+    # FORECAST_CODING_ALPHA_FLOOR "level=0.8,severity=0.667": the inter-coder reliability a
+    # refit's gate requires per coded field (forecasting.coding); empty: none required
+    coding_alpha_floor: tuple[tuple[str, float], ...] = ()
 
     @property
     def codebook_path(self) -> Path:
@@ -281,4 +286,5 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         token_ttl_days=_token_ttl_days(env),
         log_format=_log_format(env),
         metrics=_flag(env, "FORECAST_METRICS", True),
+        coding_alpha_floor=tuple(parse_floor(env.get("FORECAST_CODING_ALPHA_FLOOR", "")).items()),
     )

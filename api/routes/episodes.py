@@ -79,7 +79,9 @@ def list_episodes(query: EpisodeQuery):
 def create():
     """Add one episode, or `{"episodes": [...]}`; idempotent on (trigger_id, partner, intel_type).
 
-    A row whose key exists with other values becomes a revision (old values kept).
+    A row whose key exists with other values becomes a revision (old values kept) when its
+    coder is the episode's; another coder's row is that coder's coding of the episode
+    (counted in `codings`, not a revision: see /v1/coding/disagreements).
     One bad row rejects the whole batch; the error lists every bad row (1-based `line`).
     """
     payload = _json_body()
@@ -94,7 +96,8 @@ def create():
         raise Problem(400, "Invalid request", "the body must be an episode object or "
                       '{"episodes": [...]}')
     result = _write(rows)
-    return jsonify(result), 201 if result["inserted"] or result["revised"] else 200
+    created = result["inserted"] or result["revised"] or result["codings"]
+    return jsonify(result), 201 if created else 200
 
 
 @bp.get("/<trigger_id>/<partner>/<intel_type>", operation_id="getEpisode",

@@ -56,8 +56,9 @@ def import_(ctx: CliContext, file: Path, fmt: str | None, actor: str | None) -> 
     except (ValueError, OSError) as exc:  # an unreadable file, or one of no known format
         fail(str(exc))
     summary = outcome.summary
+    codings = f", {summary.coded} other coders' codings" if summary.coded else ""
     out.print(f"{file}: {summary.inserted} new, {summary.revised} revised, "
-              f"{summary.unchanged} unchanged")
+              f"{summary.unchanged} unchanged{codings}")
     print_stats(database)
     if outcome.refit is not None:
         out.print(f"refit {outcome.refit['id']} queued")

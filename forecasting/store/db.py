@@ -14,6 +14,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, event, insert, select
 from sqlalchemy.engine import Engine, make_url
 
+from forecasting.store.codings import CodingStore
 from forecasting.store.episodes import EpisodeStore
 from forecasting.store.priors import PriorStore
 from forecasting.store.refits import RefitJobStore
@@ -123,6 +124,7 @@ class Database:
         self.tokens = TokenStore(engine)
         self.priors = PriorStore(engine)
         self.refits = RefitJobStore(engine)
+        self.codings = CodingStore(engine)
 
     def audit(self, action: str, actor: str, detail: dict) -> int:
         """Record a write that is not an episode import (promotion, priors, refits)."""

@@ -12,11 +12,24 @@ from sqlalchemy import Engine, and_, func, insert, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from forecasting.domain.episodes import NATURAL_KEY, SOURCE_SEPARATOR, VALUE_FIELDS, Episode
-from forecasting.store.schema import audit_log, episode_revisions, episodes
+from forecasting.store.codings import current_codings, record_codings
+from forecasting.store.schema import adjudications, audit_log, episode_revisions, episodes
 from forecasting.store.transactions import lock_key, retrying, write_transaction
 
 # Rows fetched per query when matching keys of a large import against the table.
 _KEY_CHUNK = 500
+
+
+class NotDoubleCodedError(ValueError):
+    """Adjudication of an episode that fewer than two coders have coded."""
+
+    def __init__(self, key: tuple[str, str, str], coders: int):
+        self.key = key
+        self.field = "trigger_id/partner/intel_type"
+        super().__init__(
+            "episode trigger_id={!r}, partner={!r}, intel_type={!r} ".format(*key)
+            + f"has {coders} coding(s): only an episode coded by two or more coders is "
+            "adjudicated; revise a single-coded episode by importing it again")
 
 
 class UnknownEpisodeError(LookupError):
@@ -34,14 +47,17 @@ class ImportSummary:
     unchanged: int
     audit_id: int | None
     revised_keys: tuple[tuple[str, str, str], ...] = ()
+    # other coders' codings of existing episodes, new or changed (not revisions: issue 20)
+    coded: int = 0
+    coded_keys: tuple[tuple[str, str, str], ...] = ()
 
     @property
     def changed(self) -> bool:
-        return bool(self.inserted or self.revised)
+        return bool(self.inserted or self.revised or self.coded)
 
     def as_dict(self) -> dict[str, Any]:
         return {"inserted": self.inserted, "revised": self.revised, "unchanged": self.unchanged,
-                "audit_id": self.audit_id}
+                "codings": self.coded, "audit_id": self.audit_id}
 
 
 @dataclass(frozen=True)
@@ -91,13 +107,34 @@ def _values(episode: Episode) -> dict[str, Any]:
     }
 
 
-def _compare(current: dict, values: dict, revisions: list, unchanged: list) -> None:
-    """File `values` as a revision of the stored `current` row, or as unchanged."""
+def _compare(current: dict, values: dict, revisions: list, unchanged: list,
+             others: list) -> None:
+    """File `values` as a revision of the stored `current` row, as unchanged, or (another
+    coder's row: issue 20) as that coder's coding of the episode, never a revision."""
+    if values["coder"] != current["coder"]:
+        others.append((current, values))
+        return
     changed = [f for f in VALUE_FIELDS if current[f] != values[f]]
     if changed:
         revisions.append((current, values, changed))
     else:
         unchanged.append(values)
+
+
+def _revise(conn, current: dict, values: dict, changed: list[str], actor: str,
+            now: dt.datetime, codebook_version: str, audit_id: int) -> int:
+    """Write `values` over the stored `current` row as its next revision; its number."""
+    number = current["revision"] + 1
+    conn.execute(update(episodes).where(episodes.c.id == current["id"]).values(
+        **values, revision=number, codebook_version=codebook_version, updated_at=now))
+    conn.execute(insert(episode_revisions).values(
+        episode_id=current["id"], revision=number, values=_jsonable(values),
+        changed_fields={f: {"from": _jsonable({f: current[f]})[f],
+                            "to": _jsonable({f: values[f]})[f]} for f in changed},
+        changed_by=actor, changed_at=now, codebook_version=codebook_version,
+        import_id=audit_id,
+    ))
+    return number
 
 
 def _insert_ignoring_conflicts(conn):
@@ -161,14 +198,14 @@ class EpisodeStore:
             # ON CONFLICT DO NOTHING stays: a key stored meanwhile is compared, not a 500.
             lock_key(conn, "episodes:import")
             existing = self._existing(conn, [e.key for e in batch])
-            new_rows, revisions, unchanged = [], [], []
+            new_rows, revisions, unchanged, others = [], [], [], []
             # new rows keep the batch's order: ids (and so exports) follow the file's order
             for episode in batch:
                 current = existing.get(episode.key)
                 if current is None:
                     new_rows.append(_values(episode))
                 else:
-                    _compare(current, _values(episode), revisions, unchanged)
+                    _compare(current, _values(episode), revisions, unchanged, others)
             audit_id = conn.execute(
                 insert(audit_log).values(at=now, actor=actor, action="import", detail={})
                 .returning(audit_log.c.id)).scalar_one()
@@ -181,33 +218,59 @@ class EpisodeStore:
                                                 for r in taken])
                 for values in taken:
                     _compare(winners[tuple(values[k] for k in NATURAL_KEY)], values,
-                             revisions, unchanged)
+                             revisions, unchanged, others)
             for current, values, changed in revisions:
-                number = current["revision"] + 1
-                conn.execute(
-                    update(episodes).where(episodes.c.id == current["id"]).values(
-                        **values, revision=number, codebook_version=codebook_version,
-                        updated_at=now)
-                )
-                conn.execute(insert(episode_revisions).values(
-                    episode_id=current["id"], revision=number, values=_jsonable(values),
-                    changed_fields={f: {"from": _jsonable({f: current[f]})[f],
-                                        "to": _jsonable({f: values[f]})[f]} for f in changed},
-                    changed_by=actor, changed_at=now, codebook_version=codebook_version,
-                    import_id=audit_id,
-                ))
+                _revise(conn, current, values, changed, actor, now, codebook_version, audit_id)
                 if progress:
                     progress(1)
+            coded = record_codings(
+                conn, [(c, _jsonable(v)) for c, v, _ in revisions],
+                [(c, _jsonable(v)) for c, v in others], actor=actor, now=now,
+                import_id=audit_id)
             if progress:
-                progress(len(unchanged))
+                progress(len(unchanged) + len(others))
             conn.execute(update(audit_log).where(audit_log.c.id == audit_id).values(detail={
                 "source": source, "rows": len(batch), "inserted": inserted,
-                "revised": len(revisions), "unchanged": len(unchanged)}))
+                "revised": len(revisions), "unchanged": len(unchanged) + len(others)
+                - len(coded), "codings": len(coded)}))
         return ImportSummary(
-            inserted=inserted, revised=len(revisions), unchanged=len(unchanged),
-            audit_id=audit_id,
+            inserted=inserted, revised=len(revisions),
+            unchanged=len(unchanged) + len(others) - len(coded), audit_id=audit_id,
             revised_keys=tuple(tuple(v[k] for k in NATURAL_KEY) for _, v, _ in revisions),
+            coded=len(coded), coded_keys=tuple(coded),
         )
+
+    def adjudicate(self, episode: Episode, reason: str, actor: str, codebook_version: str
+                   ) -> dict[str, Any]:
+        """Write an adjudicator's final value of a double-coded episode: a revision of the
+        episode (audited, as an import's) and an adjudication row with the reason; one
+        transaction. Raises UnknownEpisodeError, NotDoubleCodedError."""
+        return retrying(lambda: self._adjudicate_once(episode, reason, actor, codebook_version),
+                        "adjudication")
+
+    def _adjudicate_once(self, episode, reason, actor, codebook_version) -> dict[str, Any]:
+        now = _now()
+        with write_transaction(self.engine) as conn:
+            lock_key(conn, "episodes:import")  # one writer of episodes at a time, as imports
+            current = self._existing(conn, [episode.key]).get(episode.key)
+            if current is None:
+                raise UnknownEpisodeError(episode.key)
+            coders = len(current_codings(conn, [current["id"]]).get(current["id"], {}))
+            if coders < 2:
+                raise NotDoubleCodedError(episode.key, coders)
+            values = _values(episode)
+            changed = [f for f in VALUE_FIELDS if current[f] != values[f]]
+            audit_id = conn.execute(insert(audit_log).values(
+                at=now, actor=actor, action="adjudicate", detail={
+                    **dict(zip(NATURAL_KEY, episode.key, strict=True)), "reason": reason,
+                    "changed": changed}).returning(audit_log.c.id)).scalar_one()
+            number = _revise(conn, current, values, changed, actor, now, codebook_version,
+                             audit_id)
+            conn.execute(insert(adjudications).values(
+                episode_id=current["id"], adjudicator=actor, reason=reason,
+                values=_jsonable(values), revision=number, at=now, audit_id=audit_id))
+        return {"revision": number, "changed": changed, "audit_id": audit_id,
+                "at": now.isoformat()}
 
     def _existing(self, conn, keys: list[tuple[str, str, str]]) -> dict[tuple, dict]:
         """The stored rows of these keys (no row locks: imports run one at a time)."""

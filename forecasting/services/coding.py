@@ -1,0 +1,124 @@
+"""Coding quality, both faces (`forecast coding ...` and /v1/coding/...): reliability,
+disagreements, adjudication (always queueing a refit), a sample for a second coder, and the
+coding part of a fit (which episodes it is fed, and the reliability floor of its gate).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from forecasting.coding.agreement import FLOOR_SETTING, floor_check
+from forecasting.coding.fields import CODED_FIELDS
+from forecasting.coding.reliability import BOOTSTRAP_SAMPLES, BOOTSTRAP_SEED, reliability
+from forecasting.coding.sampling import blank_for_second_coder, stratified_sample
+from forecasting.domain.codebook import Codebook
+from forecasting.domain.episodes import NATURAL_KEY, SOURCE_SEPARATOR, validate_episode
+from forecasting.settings import RequestLimits, Settings
+from forecasting.store import Database
+
+if TYPE_CHECKING:  # the queue (huey) is only needed by the caller that made the service
+    from forecasting.refits import RefitService
+
+ADJUDICATION_FIELDS = tuple(CODED_FIELDS)
+
+
+class AdjudicationError(ValueError):
+    """An adjudication that names no field, an unknown field, or gives no reason."""
+
+    def __init__(self, field: str, message: str):
+        self.field = field
+        super().__init__(f"{field}: {message}")
+
+
+def reliability_report(database: Database, settings: Settings, *,
+                       samples: int = BOOTSTRAP_SAMPLES, seed: int = BOOTSTRAP_SEED
+                       ) -> dict[str, Any]:
+    """Alpha per coded field (overall and per coder pair) with bootstrap intervals, the
+    tables behind them, how the episodes are coded, and the floor a refit's gate checks."""
+    report = reliability(database.codings.values_by_episode(), samples=samples, seed=seed)
+    floor = dict(settings.coding_alpha_floor)
+    failures, notes = floor_check(report, floor)
+    ids = database.episodes.frame()["id"].tolist()
+    return report | {
+        "coverage": database.codings.coverage(ids)["counts"],
+        "floor": {"setting": FLOOR_SETTING, "required": floor, "failures": failures,
+                  "notes": notes, "passed": not failures}}
+
+
+def disagreements(database: Database) -> dict[str, Any]:
+    """Every episode whose coders disagree and that awaits adjudication (held back from
+    fits meanwhile), with the fields in dispute and each coder's value."""
+    found = database.codings.disagreements()
+    return {"total": len(found), "disagreements": found}
+
+
+def adjudicate(database: Database, codebook: Codebook, refits: RefitService,
+               key: tuple[str, str, str], values: Mapping[str, Any], reason: str, *,
+               actor: str, limits: RequestLimits | None = None) -> dict[str, Any]:
+    """Record the final value of a double-coded episode: the coded fields given in `values`
+    (the others keep the episode's current value), with a reason. Written as a revision of
+    the episode by `actor` (the adjudicator, who becomes its coder), audited; queues a refit.
+
+    Raises AdjudicationError (fields, reason), EpisodeValidationError (a value the codebook
+    refuses), UnknownEpisodeError, NotDoubleCodedError.
+    """
+    limits = limits or refits.settings.limits
+    if not values:
+        raise AdjudicationError("values", f"give the final value of at least one of "
+                                f"{list(ADJUDICATION_FIELDS)}")
+    for field in values:
+        if field not in ADJUDICATION_FIELDS:
+            raise AdjudicationError(f"values.{field}", f"not a coded field; adjudicate one of "
+                                    f"{list(ADJUDICATION_FIELDS)}")
+    reason = (reason or "").strip()
+    if not reason:
+        raise AdjudicationError("reason", "is required: say why this is the final value")
+    if len(reason) > limits.max_text_chars:
+        raise AdjudicationError("reason", f"{len(reason)} characters; at most "
+                                f"{limits.max_text_chars} are accepted "
+                                "(setting FORECAST_LIMIT_MAX_TEXT_CHARS)")
+    current = database.episodes.get(*key)  # UnknownEpisodeError when absent
+    row = {k: current[k] for k in ("trigger_id", "trigger_type", "trigger_date", "severity",
+                                   "alignment", "partner", "intel_type", "level", "confidence",
+                                   "trigger_description", "notes")}
+    row |= {"sources": SOURCE_SEPARATOR.join(current["sources"]), "coder": actor,
+            "coded_at": dt.date.today().isoformat(), **values}
+    episode = validate_episode(row, codebook, limits=limits)
+    written = database.episodes.adjudicate(episode, reason, actor, codebook.version)
+    refit = refits.request("episodes", actor)
+    return {**dict(zip(NATURAL_KEY, key, strict=True)), **written, "reason": reason,
+            "adjudicator": actor, "refit": refit}
+
+
+def second_coder_sample(database: Database, n: int, seed: int = 0) -> list[dict[str, Any]]:
+    """`n` episodes stratified by partner, level and confidence, as interchange rows with
+    the coded fields blank: a file for a second coder to fill in and import."""
+    rows = list(database.episodes.iter_rows())
+    return [blank_for_second_coder(r) for r in stratified_sample(rows, n, seed)]
+
+
+def fit_input(database: Database, frame: pd.DataFrame, settings: Settings, *,
+              samples: int = BOOTSTRAP_SAMPLES) -> tuple[pd.DataFrame, dict[str, Any], list[str]]:
+    """The coding part of a fit: (the episodes it is fed, its metadata, gate reasons).
+
+    Disputed episodes are held back; the metadata lists the ids of the agreed, adjudicated
+    and held-back episodes (every other episode fed is single-coded), the reliability per
+    field and the floor's outcome; the reasons name each field below its floor."""
+    coverage = database.codings.coverage(frame["id"].tolist())
+    held = set(coverage["held_back"])
+    fed = frame[~frame["id"].isin(held)].reset_index(drop=True) if held else frame
+    report = reliability(database.codings.values_by_episode(), samples=samples)
+    floor = dict(settings.coding_alpha_floor)
+    reasons, notes = floor_check(report, floor)
+    metadata = {
+        "coding_revision": database.codings.latest_change_id(),
+        "coding": {**coverage, "fed": len(fed),
+                   "reliability": {f: {k: e[k] for k in ("alpha", "ci95", "reading", "episodes")}
+                                   for f, e in report["fields"].items()},
+                   "double_coded": report["episodes"],
+                   "floor": {"required": floor, "passed": not reasons, "notes": notes}}}
+    return fed, metadata, reasons
