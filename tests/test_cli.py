@@ -179,7 +179,9 @@ def test_priors_show_check_and_set(forecast, tmp_path):
     assert shown["source"] == "prior set #1" and shown["priors"]["sigma_pt"]["kwargs"] == {
         "sigma": 0.2}
     assert shown["history"][0]["note"] == "tighter"
-    assert "already active" in forecast("priors", "set", good).output
+    assert "already active" in forecast("priors", "set", good, "--note", "again").output
+    unexplained = forecast("priors", "set", good)
+    assert unexplained.exit_code == 1 and "note: required" in unexplained.output
 
 
 def test_priors_set_refuses_a_negative_scale_naming_the_file_and_key(forecast, tmp_path):

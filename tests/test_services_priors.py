@@ -67,12 +67,12 @@ def test_the_cli_and_the_api_give_the_same_answer_and_audit_rows(
 
 def test_resubmitting_the_active_priors_changes_nothing_on_either_face(
         client, tokens, api_settings, priors_file):
-    body = {"priors": TIGHTER}
+    body = {"priors": TIGHTER, "note": "tighter interactions"}
     client.put("/v1/priors", json=body, headers=auth(tokens["modeler"]))
     before = _audit(api_settings)
     again = client.put("/v1/priors", json=body, headers=auth(tokens["modeler"])).get_json()
     assert again["refit"] is None and again["source"] == "prior set #1"
-    cli = cli_on(api_settings)("priors", "set", priors_file, "--json")
+    cli = cli_on(api_settings)("priors", "set", priors_file, "--json", "--note", "again")
     assert json.loads(cli.output)["refit"] is None
     assert _audit(api_settings) == before
 
@@ -220,6 +220,6 @@ def test_a_set_stored_before_these_checks_is_shown_with_its_problems_and_no_fit_
     assert shown["source"] == "prior set #1" and shown["priors"] == stored
     assert [p["field"] for p in shown["problems"]] == ["priors", "sigma_event.kwargs.sigma"]
     assert forecast("priors", "check").exit_code == 1
-    assert forecast("priors", "set", priors_file).exit_code == 0
+    assert forecast("priors", "set", priors_file, "--note", "replace the unusable set").exit_code == 0
     shown = json.loads(forecast("priors", "show", "--json").output)
     assert "problems" not in shown and shown["priors"] == TIGHTER

@@ -8,6 +8,8 @@ from flask import jsonify
 from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
+from forecasting.model.elicitation import MAX_STATEMENTS
+from forecasting.model.prior_predictive import STATEMENT_QUANTITIES
 from forecasting.model.priors import FAMILIES, PARAMETERS, PriorSet
 from forecasting.services.priors import describe_priors, submit_priors
 
@@ -39,7 +41,8 @@ PriorSetDoc = create_model(
 class PriorsBody(BaseModel):
     priors: PriorSetDoc = Field(
         description="Every model parameter -> {dist, kwargs[, centered]} (pymc-extras Prior shape)")
-    note: str = Field("", max_length=2000, description="Why the change (kept in the audit log)")
+    note: str = Field("", max_length=2000, description="Why the change: required to replace "
+                      "the priors (kept in the history and the audit log); ignored by the check")
 
 
 class PriorsDoc(BaseModel):
@@ -90,3 +93,108 @@ def check_priors(body: PriorsBody):
     summary = prior_predictive(services().codebook, priors, draws=CHECK_DRAWS)
     summary.pop("samples", None)  # raw draws are for plots, not for the wire
     return jsonify(content_hash=priors.content_hash, prior_predictive=summary)
+
+
+# -- the workbench (issue 21) -----------------------------------------------------------------
+
+
+class StatementDoc(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(description="A short name for the statement (errors and reports use it)")
+    quantity: str = Field(description="One of " + ", ".join(STATEMENT_QUANTITIES))
+    text: str | None = Field(None, description="The judgment in words")
+    partner: str | None = None
+    bloc: str | None = None
+    intel_type: str | None = None
+    trigger_type: str | None = None
+    severity: int | None = None
+    alignment: int | None = None
+    interval: list[float] | None = Field(None, description="[a, b]: the quantity lies in it "
+                                                          "with `probability`")
+    below: float | None = Field(None, description="the quantity lies below it with `probability`")
+    above: float | None = Field(None, description="the quantity lies above it with `probability`")
+    probability: float = Field(description="How sure: strictly between 0 and 1")
+
+
+class StatementsMeta(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    title: str | None = None
+    base: str | None = Field(None, description="The prior set to start from: 'default', "
+                                               "'active' or a stored set's id")
+    tolerance: float | None = Field(None, description="A statement is met when its achieved "
+                                                      "probability is within this (0.05)")
+    adjust: list[str] | None = Field(None, description="The priors the solver may change "
+                                                       "(default: those the statements move)")
+    author: str | None = None
+
+
+class StatementsBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    meta: StatementsMeta = Field(default_factory=StatementsMeta)
+    statements: list[StatementDoc] = Field(max_length=MAX_STATEMENTS)
+
+
+class ElicitDoc(BaseModel):
+    met: bool
+    statements: list[dict[str, Any]]
+    conflicts: list[dict[str, Any]]
+    content_hash: str
+    priors: dict[str, dict[str, Any]]
+    prior_file: str
+    prior_predictive: dict[str, Any]
+
+
+class CompareQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    a: str = Field(description="'active', 'default' or a stored set's id")
+    b: str = Field("active", description="'active', 'default' or a stored set's id")
+
+
+class HistoryQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    limit: int = Field(20, ge=1, le=1000)
+
+
+@bp.post("/elicit", operation_id="elicitPriors",
+         responses={200: ElicitDoc, **problems(400, 413, 415, 429)})
+def elicit_priors(body: StatementsBody):
+    """Dry run: the prior set that meets outcome-scale statements, how well each is met
+    (target and achieved probability and quantiles), conflicts named, the prior file to
+    save, and its prior predictive; nothing is stored (`PUT /v1/priors` with a note makes it
+    active). Open to readers, rate-limited (1-5 s of CPU)."""
+    from forecasting.services.workbench import elicit_priors as elicit
+
+    s = services()
+    doc = elicit(s.codebook, s.database, s.settings, {
+        "meta": body.meta.model_dump(exclude_none=True),
+        "statements": [st.model_dump(exclude_none=True) for st in body.statements]},
+        files=False)
+    doc["base"]["label"] = redact.source_name(doc["base"]["label"])
+    return jsonify(doc)
+
+
+@bp.get("/compare", operation_id="comparePriors", responses={200: dict, **problems(400, 429)})
+def compare_priors(query: CompareQuery):
+    """Dry run: two prior sets side by side, the parameter diff and the prior predictive
+    of each on the outcome scale (same draws). Candidate fits and their leave-one-trigger-out
+    scores take minutes: `forecast priors compare A B --fit` (CLI only)."""
+    from forecasting.services.workbench import compare_priors as compare
+
+    s = services()
+    doc = compare(s.codebook, s.database, s.settings, query.a, query.b, files=False)
+    for side in ("a", "b"):
+        doc[side]["label"] = redact.source_name(doc[side]["label"])
+    return jsonify(doc)
+
+
+@bp.get("/history", operation_id="priorHistory", responses={200: dict, **problems(400)})
+def prior_history(query: HistoryQuery):
+    """Every stored prior set, newest first: who submitted it (hidden from anonymous
+    readers), why, the statements behind it, the model versions fitted with it."""
+    from forecasting.services.workbench import prior_history as history
+
+    s = services()
+    rows = history(s.database, s.registry, limit=query.limit)
+    if is_anonymous():
+        rows = [redact.without(r, redact.ACTOR_KEYS) for r in rows]
+    return jsonify(history=rows)

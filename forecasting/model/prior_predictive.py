@@ -111,6 +111,40 @@ def within_group_projection(groups: np.ndarray, observed: np.ndarray) -> np.ndar
     return projection
 
 
+def unit_effects(cells: Cells, rng: np.random.Generator, draws: int) -> dict[str, np.ndarray]:
+    """The group effects at unit scale, (draws, ...): standard Normals made sum-to-zero as
+    the model builds each effect (over all members, or within each bloc over the coded
+    partners). `scale_effects` multiplies them by the scales' draws. Kept apart so that the
+    elicitation (forecasting.model.elicitation) reuses one set of them for every candidate
+    prior (common random numbers)."""
+    coords = cells.coords
+    n_blocs, n_partners, n_types, n_trigger_types = (
+        len(coords[k]) for k in ("bloc", "partner", "intel_type", "trigger_type"))
+    within = within_group_projection(cells.partner_bloc, cells.observed_partners)
+    units = {"bloc": _centre(rng.standard_normal((draws, n_blocs)))}
+    units["partner"] = rng.standard_normal((draws, n_partners)) @ within.T
+    units["intel_type"] = _centre(rng.standard_normal((draws, n_types)))
+    units["bloc_type"] = _centre(rng.standard_normal((draws, n_blocs, n_types)), 2)
+    units["partner_type"] = _centre(np.einsum(
+        "ij,sjt->sit", within, rng.standard_normal((draws, n_partners, n_types))))
+    units["trigger_type"] = _centre(rng.standard_normal((draws, n_trigger_types)))
+    return units
+
+
+def scale_effects(d: dict[str, np.ndarray], units: dict[str, np.ndarray], cells: Cells) -> None:
+    """Add to `d` (the parameters' draws) the group effects: `unit_effects` times each
+    effect's scale, and the partner and partner x type sums `outcome_samples` reads."""
+
+    def scale(name):  # a (draws,) scale against (draws, ...) unit draws
+        return d[EFFECTS[name].scale].reshape(-1, *([1] * len(EFFECTS[name].dims)))
+
+    for name, units_of in units.items():
+        d[EFFECTS[name].variable] = scale(name) * units_of
+    d["partner_eff"], d["pt_eff"] = partner_type_effects(
+        d["bloc_eff"], d["partner_dev"], d["type_eff"], d["bloc_type_eff"], d["pt_dev"],
+        np.asarray(cells.partner_bloc))
+
+
 def draw_prior(cells: Cells, priors: PriorSet, draws: int, seed: int = 0
                ) -> tuple[dict[str, np.ndarray], dict[str, float]]:
     """`draws` draws (draws, ...) of every parameter of the model and the group effects that
@@ -121,31 +155,12 @@ def draw_prior(cells: Cells, priors: PriorSet, draws: int, seed: int = 0
     cells: which partners are coded decides the partner contrasts.
     """
     rng = np.random.default_rng(seed)
-    coords = cells.coords
-    n_blocs, n_partners, n_types, n_trigger_types = (
-        len(coords[k]) for k in ("bloc", "partner", "intel_type", "trigger_type"))
     d: dict[str, np.ndarray] = {}
     d["cutpoints"], acceptance = draw_ordered_many(priors["cutpoints"], rng, draws)
     for name in PARAMETERS:
         if name != "cutpoints":
             d[name] = np.broadcast_to(draw(priors[name], rng, draws), (draws,)).astype(float)
-    within = within_group_projection(cells.partner_bloc, cells.observed_partners)
-
-    def scale(name):  # a (draws,) scale against (draws, ...) unit draws
-        return d[EFFECTS[name].scale].reshape(-1, *([1] * len(EFFECTS[name].dims)))
-
-    d["bloc_eff"] = scale("bloc") * _centre(rng.standard_normal((draws, n_blocs)))
-    d["partner_dev"] = scale("partner") * (rng.standard_normal((draws, n_partners)) @ within.T)
-    d["type_eff"] = scale("intel_type") * _centre(rng.standard_normal((draws, n_types)))
-    d["bloc_type_eff"] = scale("bloc_type") * _centre(
-        rng.standard_normal((draws, n_blocs, n_types)), 2)
-    d["pt_dev"] = scale("partner_type") * _centre(np.einsum(
-        "ij,sjt->sit", within, rng.standard_normal((draws, n_partners, n_types))))
-    d["trigger_eff"] = scale("trigger_type") * _centre(
-        rng.standard_normal((draws, n_trigger_types)))
-    d["partner_eff"], d["pt_eff"] = partner_type_effects(
-        d["bloc_eff"], d["partner_dev"], d["type_eff"], d["bloc_type_eff"], d["pt_dev"],
-        np.asarray(cells.partner_bloc))
+    scale_effects(d, unit_effects(cells, rng, draws), cells)
     if bad := [name for name in PARAMETERS if not np.all(np.isfinite(d[name]))]:
         raise PriorConfigError([PriorProblem(name, "some prior draws are not finite: the "
                                                    "family's tail is too heavy; choose a "
@@ -387,6 +402,93 @@ def outcome_samples(prior: xr.Dataset | dict[str, np.ndarray], cells: Cells, see
     return out
 
 
+# -- one quantity a modeler states something about (forecasting.model.elicitation) -------------
+
+# name -> (what it is, its scale: "probability" in (0, 1) or "ratio" > 0, the targets it takes)
+STATEMENT_QUANTITIES: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "any_restriction": ("P(any restriction) of a cell after a new trigger (a partner, or a "
+                        "typical partner of a bloc; a type or the average type; a trigger "
+                        "type, severity and alignment, or their averages)", "probability",
+                        ("partner", "bloc", "intel_type", "trigger_type", "severity",
+                         "alignment")),
+    "share_restricted": ("share of episodes restricted over the vocabulary's scenarios (the "
+                         "base rate)", "probability", ()),
+    "partners_odds_ratio": ("odds ratio, most vs least guarded partner of a bloc, one type",
+                            "ratio", ("bloc", "intel_type")),
+    "types_odds_ratio": ("odds ratio, most vs least guarded type of one partner", "ratio",
+                         ("partner",)),
+    "blocs_odds_ratio": ("odds ratio, most vs least guarded bloc", "ratio", ()),
+    "trigger_types_odds_ratio": ("odds ratio, most vs least weighty trigger type", "ratio", ()),
+    "severity_odds_ratio": ("odds ratio, grave vs minor trigger (severity 3 vs 0)", "ratio", ()),
+    "alignment_odds_ratio": ("odds ratio, alignment 3 vs 0", "ratio", ()),
+    "events_odds_ratio": ("odds ratio, 95th vs 5th-percentile event (same cell)", "ratio", ()),
+}
+
+
+def _index(cells: Cells, dim: str, code: str | None) -> int | None:
+    return None if code is None else list(cells.coords[dim]).index(code)
+
+
+def statement_samples(d: dict[str, np.ndarray], cells: Cells, quantity: str,
+                      where: dict[str, Any], rng: np.random.Generator) -> np.ndarray:
+    """Per prior draw (`draw_prior`'s draws, or any with the same keys), the value of one
+    `STATEMENT_QUANTITIES` quantity at `where` (codes, severity, alignment). The terms and
+    the new-trigger integral are those of `outcome_samples`; here the bloc, partner, type and
+    scenario are the statement's instead of the largest bloc or a random cell. `rng` picks
+    the type (or partner) of a draw when the statement names none, as `outcome_samples` does.
+    """
+    cut = d["cutpoints"]
+    n = len(cut)
+    rows = np.arange(n)
+    sd = cluster_sd(d["sigma_event"], d["sigma_reaction"])
+    n_partners, n_types = d["pt_eff"].shape[1:]
+    if quantity == "any_restriction":
+        p = _index(cells, "partner", where.get("partner"))
+        b = _index(cells, "bloc", where.get("bloc"))
+        t = _index(cells, "intel_type", where.get("intel_type"))
+        tt = _index(cells, "trigger_type", where.get("trigger_type"))
+        # effects sum to zero over their members: leaving one out is taking its average
+        if p is not None:
+            eta = d["pt_eff"][:, p, t] if t is not None else d["partner_eff"][:, p]
+        elif b is not None:  # a typical partner of the bloc: its deviation at its average, 0
+            eta = d["bloc_eff"][:, b] + (0.0 if t is None else d["type_eff"][:, t]
+                                         + d["bloc_type_eff"][:, b, t])
+        else:
+            eta = np.zeros(n) if t is None else d["type_eff"][:, t]
+        if tt is not None:
+            eta = eta + d["trigger_eff"][:, tt]
+        for covariate, slope in (("severity", "beta_severity"), ("alignment", "beta_alignment")):
+            if where.get(covariate) is not None:
+                eta = eta + d[slope] * covariate_offsets(covariate)[int(where[covariate])]
+        return _new_trigger_p_any(eta, cut, sd)
+    if quantity == "share_restricted":
+        (p_i, t_i, tt_i, sev, ali), weight = _scenarios(cells, rng, VOCABULARY_SCENARIOS)
+        params = {name: d[name] for name in FORECAST_VARIABLES}
+        eta_all = linear_predictor(params, p_i, t_i, tt_i, sev, ali)
+        return _new_trigger_p_any(eta_all, cut, sd) @ weight
+    if quantity == "partners_odds_ratio":
+        b = _index(cells, "bloc", where["bloc"])
+        members = np.flatnonzero(np.asarray(cells.partner_bloc) == b)
+        t = _index(cells, "intel_type", where.get("intel_type"))
+        types = rng.integers(0, n_types, n) if t is None else np.full(n, t)
+        return np.exp(np.ptp(d["pt_eff"][rows[:, None], members[None, :], types[:, None]],
+                             axis=1))
+    if quantity == "types_odds_ratio":
+        p = _index(cells, "partner", where.get("partner"))
+        partners = rng.integers(0, n_partners, n) if p is None else np.full(n, p)
+        return np.exp(np.ptp(d["pt_eff"][rows, partners], axis=1))
+    steps = covariate_offsets("severity")[-1] - covariate_offsets("severity")[0]
+    simple = {"blocs_odds_ratio": lambda: np.exp(np.ptp(d["bloc_eff"], axis=1)),
+              "trigger_types_odds_ratio": lambda: np.exp(np.ptp(d["trigger_eff"], axis=1)),
+              "severity_odds_ratio": lambda: np.exp(steps * d["beta_severity"]),
+              "alignment_odds_ratio": lambda: np.exp(steps * d["beta_alignment"]),
+              "events_odds_ratio": lambda: np.exp(2 * Z90 * sd)}
+    if quantity not in simple:
+        raise ValueError(f"Requested quantity '{quantity}' but it must be one of "
+                         f"{list(STATEMENT_QUANTITIES)}")
+    return simple[quantity]()
+
+
 # What each sample means (the check's table lists them in this order).
 QUANTITIES = {
     "typical_cell": "P(any restriction), typical cell of a new trigger",
@@ -561,6 +663,79 @@ def plot_prior_predictive(summary: dict[str, Any], path: Path | str) -> Path:
     intervals(axes[2], [name for name in QUANTITIES if name.endswith("odds_ratio")], log=True)
     axes[2].set_xlabel("odds ratio (median, 50% and 90%)")
     fig.suptitle("Implied by the priors, before any data (a new trigger)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_statements(checks: list[dict[str, Any]], path: Path | str) -> Path:
+    """Each elicited statement: the prior predictive of its quantity (median, 50% and 90%)
+    against its stated values (red ticks), met or not, as PNG."""
+    plt = _pyplot()
+    path = Path(path)
+    fig, ax = plt.subplots(len(checks), 1, figsize=(8, 1.1 + 0.9 * len(checks)), squeeze=False)
+    for row, check in zip(ax[:, 0], checks, strict=True):
+        q = check["summary"]
+        colour = "C0" if check["met"] else "C3"
+        row.plot([q["0.05"], q["0.95"]], [0, 0], color=colour, lw=1.5)
+        row.plot([q["0.25"], q["0.75"]], [0, 0], color=colour, lw=6)
+        row.plot([q["0.5"]], [0], "o", color="white", mec=colour, ms=6)
+        for target in check["quantiles"]:
+            row.axvline(target["target"], color="C3", lw=1, ls="--")
+        if check["scale"] == "ratio":
+            row.set_xscale("log")
+        row.set_yticks([])
+        row.set_title(f"{check['id']}: stated {check['target_probability']:g}, achieved "
+                      f"{check['achieved_probability']:.2f}"
+                      + ("" if check["met"] else "  NOT MET"), fontsize=8, loc="left")
+        row.tick_params(labelsize=7)
+    fig.suptitle("Elicited prior: each statement's quantity (median, 50%, 90%) against the "
+                 "stated values (dashed)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
+def plot_comparison(summary_a: dict[str, Any], summary_b: dict[str, Any], path: Path | str,
+                    labels: tuple[str, str] = ("A", "B")) -> Path:
+    """Two prior sets' prior predictive side by side (median, 50% and 90% of each
+    quantity), as PNG."""
+    plt = _pyplot()
+    path = Path(path)
+    probabilities = [n for n in QUANTITIES if not n.endswith("odds_ratio")]
+    ratios = [n for n in QUANTITIES if n.endswith("odds_ratio")]
+    fig, axes = plt.subplots(1, 2, figsize=(14, 5.5))
+    for ax, names, log in ((axes[0], probabilities, False), (axes[1], ratios, True)):
+        for k, (summary, colour) in enumerate(((summary_a, "C0"), (summary_b, "C1"))):
+            for i, name in enumerate(names):
+                q = summary["outcome"][name]["quantiles"]
+                y = i + (k - 0.5) * 0.3
+                ax.plot([q["0.05"], q["0.95"]], [y, y], color=colour, lw=1.2)
+                ax.plot([q["0.25"], q["0.75"]], [y, y], color=colour, lw=4,
+                        label=labels[k] if i == 0 else None)
+                ax.plot([q["0.5"]], [y], "o", color="white", mec=colour, ms=4)
+        ax.set_yticks(range(len(names)), [summary_a["outcome"][n]["label"] for n in names],
+                      fontsize=7)
+        ax.invert_yaxis()
+        if log:
+            ax.set_xscale("log")
+        ax.legend(fontsize=7)
+    axes[0].set_xlim(0, 1)
+    axes[0].set_xlabel("probability (median, 50% and 90%)")
+    axes[1].set_xlabel("odds ratio (median, 50% and 90%)")
+    fig.suptitle(f"Prior predictive, {labels[0]} against {labels[1]} (a new trigger)",
+                 fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)

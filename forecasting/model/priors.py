@@ -9,6 +9,10 @@ A prior file (TOML) maps every top-level parameter of the model
 Group scales (`sigma_*`) may carry `centered = true|false`, which overrides the data-driven
 choice of parameterisation for the effect they scale.
 
+A `[meta]` table is not a prior: it records where the priors came from (an elicited file
+carries its outcome-scale statements there, forecasting.model.elicitation); the loader leaves
+it out of the set and of its hash.
+
 `FAMILIES` is the one table of distributions the project supports: the PyMC model builds
 them (under the same names), and the simulator, SBC and the prior predictive draw from them
 with `draw`. A prior outside the table is refused on load, so an accepted prior set works
@@ -165,6 +169,9 @@ FAMILIES: dict[str, Family] = {
                         {"mu": LOG_LOCATION, "sigma": LOG_SPREAD}),
 }
 SPEC_KEYS = ("dist", "kwargs", "centered", "dims")
+# The table of a prior file that records where its priors came from (title, statements,
+# who elicited them): read by `prior_file_meta`, never a prior, not in the content hash.
+META = "meta"
 
 # Why some PyMC names people try are not in the table (the error says so).
 _IMPROPER = "improper: its density does not integrate, so it has no prior predictive"
@@ -389,7 +396,11 @@ class PriorSet(Mapping):
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> PriorSet:
-        return cls(specs=dict(data) if isinstance(data, Mapping) else data)
+        """From parameter -> spec; a `meta` table (where the priors came from, e.g. the
+        statements of forecasting.model.elicitation) is not a prior and is left out."""
+        if isinstance(data, Mapping):
+            return cls(specs={k: v for k, v in data.items() if k != META})
+        return cls(specs=data)
 
     @property
     def content_hash(self) -> str:
@@ -418,6 +429,14 @@ def parse_priors(text: str) -> PriorSet:
     except tomllib.TOMLDecodeError as exc:
         raise PriorConfigError(f"priors are not valid TOML: {exc}") from exc
     return PriorSet.from_dict(raw)
+
+
+def prior_file_meta(raw: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The `meta` table of a prior file read as a mapping, if it has one (a table)."""
+    meta = raw.get(META) if isinstance(raw, Mapping) else None
+    if meta is not None and not isinstance(meta, Mapping):
+        raise PriorConfigError(PriorProblem(META, f"expected a table, got {meta!r}"))
+    return dict(meta) if meta is not None else None
 
 
 def load_priors(path: Path | str) -> PriorSet:

@@ -14,7 +14,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from forecasting.domain.codebook import Codebook
-from forecasting.model.priors import PriorConfigError, PriorProblem, PriorSet, load_priors
+from forecasting.model.priors import (
+    PriorConfigError,
+    PriorProblem,
+    PriorSet,
+    load_priors,
+    prior_file_meta,
+)
 from forecasting.settings import Settings
 from forecasting.store import Database
 
@@ -66,7 +72,8 @@ def describe_priors(database: Database, settings: Settings) -> dict[str, Any]:
         document = {"source": f"prior set #{latest['id']}",
                     "content_hash": latest["content_hash"], "priors": latest["priors"],
                     "problems": exc.errors}
-    return {**document, "history": [{k: v for k, v in r.items() if k != "priors"}
+    return {**document, "history": [{k: v for k, v in r.items()
+                                     if k not in ("priors", "statements")}
                                     for r in database.priors.history(limit=HISTORY_SHOWN)]}
 
 
@@ -112,14 +119,23 @@ class PriorSubmission:
 
 
 def submit_priors(database: Database, settings: Settings, refits: RefitService,
-                  priors: Mapping[str, Any], actor: str, note: str = "") -> PriorSubmission:
+                  priors: Mapping[str, Any], actor: str, note: str = "",
+                  statements: Mapping[str, Any] | None = None) -> PriorSubmission:
     """Validate a whole prior set, store and audit it, and queue a refit if it changed.
 
+    `note` (why) is required. The statements behind the set (an elicited file's [meta]
+    table, or `statements`) are stored with it and shown by the history (issue 21).
     Raises PriorConfigError listing every problem; nothing is stored then.
     """
     validated = validate_priors(priors)
+    if not isinstance(note, str) or not note.strip():
+        raise PriorConfigError(PriorProblem(
+            "note", "required: say why these priors should be used (kept in the history and "
+                    "the audit log)"))
+    meta = statements if statements is not None else prior_file_meta(priors)
     before = database.priors.latest()
-    record = database.priors.save(validated.to_dict(), validated.content_hash, actor, note)
+    record = database.priors.save(validated.to_dict(), validated.content_hash, actor,
+                                  note.strip(), dict(meta) if meta else None)
     changed = before is None or record["id"] != before["id"]
     refit = refits.request("priors", actor) if changed else None
     return PriorSubmission(record=record, changed=changed, refit=refit,
