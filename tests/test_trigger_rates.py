@@ -45,7 +45,7 @@ def _interval(draws, q=(0.05, 0.95)):
 def test_rates_are_recovered_within_their_90_percent_intervals(codebook):
     truth = {"disclosure_incident": 2.0, "policy_divergence": 4.0, "legal_case": 1.0,
              "leader_rhetoric": 3.0, "surveillance_revelation": 0.5, "government_change": 1.5}
-    frame = triggers_frame(codebook, truth, years=40, seed=3)
+    frame = triggers_frame(codebook, truth, years=40, seed=3, partners=("GBR",))
     ds = fit_trigger_rates(frame, codebook, half_life_years=None, end=START + pd.DateOffset(years=40),
                            start=START, seed=1)
     covered = 0
@@ -150,3 +150,40 @@ def test_every_fit_stores_the_arrival_model_with_its_version(fitted_version, sma
     assert set(stored.data_vars) >= {"rate", "severity_share", "alignment_share", "exposure"}
     np.testing.assert_allclose(stored["rate"].values,
                                small_fit.idata[GROUP]["rate"].values, rtol=1e-6)
+
+
+def test_the_rate_backtest_prefers_recent_weights_when_the_rate_has_risen(codebook):
+    from forecasting.evaluation.trigger_backtest import (
+        BASELINE,
+        run_rate_backtest,
+        summarise_rate_backtest,
+    )
+
+    calm = triggers_frame(codebook, {"disclosure_incident": 0.5, "legal_case": 0.5},
+                          years=20, seed=8)
+    busy = triggers_frame(codebook, {"disclosure_incident": 4.0, "legal_case": 4.0},
+                          years=8, seed=9)
+    busy["trigger_date"] = (pd.to_datetime(busy["trigger_date"]) + pd.DateOffset(years=20)
+                            ).dt.date.astype(str)
+    busy["trigger_id"] = "late-" + busy["trigger_id"]
+    frame = pd.concat([calm, busy], ignore_index=True)
+    table = run_rate_backtest(frame, codebook, step_months=18, horizons=(12,),
+                              min_triggers=10, half_lives=(None, 2.0), draws=400)
+    # every origin scores every type, the total, a window without triggers included
+    assert set(table["forecaster"]) == {"equal_weights", "half_life_2y", BASELINE}
+    per_origin = table.groupby(["origin", "forecaster"]).size()
+    assert (per_origin == len(codebook.trigger_type_codes) + 1).all()
+    assert (table.loc[table["trigger_type"] == "government_change", "observed"] == 0).all()
+    report = summarise_rate_backtest(table, n_boot=500)
+    assert report["chosen"] == "half_life_2y"
+    scores = report["horizons"]["12"]["forecasters"]
+    assert scores["half_life_2y"]["log_total"] < scores["equal_weights"]["log_total"]
+    assert scores["half_life_2y"]["log_vs_baseline"]["hi"] < 0
+
+
+def test_the_rate_backtest_refuses_too_few_triggers(codebook):
+    from forecasting.evaluation.trigger_backtest import run_rate_backtest
+
+    frame = triggers_frame(codebook, {"legal_case": 0.5}, years=4, seed=10)
+    with pytest.raises(ValueError, match="no backtest origins.*lower --min-triggers"):
+        run_rate_backtest(frame, codebook, min_triggers=50)

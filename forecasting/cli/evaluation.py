@@ -113,7 +113,8 @@ def backtest_rates(ctx: CliContext, step_months: int, horizons: str, min_trigger
         return
     for table in rate_backtest_tables(report):
         out.print(table)
-    out.print(f"best per-type log score: {report['chosen']}", highlight=False)
+    out.print(f"best per-type log score: {report['chosen']}; every fit uses "
+              f"{report['served']} (docs/horizons.md says why)", highlight=False)
 
 
 @main.command()

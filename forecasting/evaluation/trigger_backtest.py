@@ -29,7 +29,7 @@ from scipy.stats import poisson
 from forecasting.domain.codebook import Codebook
 from forecasting.evaluation.backtest import trigger_dates
 from forecasting.evaluation.scoring import paired_bootstrap
-from forecasting.model.trigger_rates import coded_triggers, fit_trigger_rates
+from forecasting.model.trigger_rates import HALF_LIFE_YEARS, coded_triggers, fit_trigger_rates
 
 log = logging.getLogger(__name__)
 
@@ -175,4 +175,5 @@ def rate_backtest_report(episodes: pd.DataFrame, codebook: Codebook, **options) 
         "half_lives": [_label(h) for h in options.get("half_lives", HALF_LIVES)],
         "baseline": BASELINE}
     report["coded_triggers"] = int(episodes["trigger_id"].nunique())
+    report["served"] = _label(HALF_LIFE_YEARS)  # what every fit uses (HALF_LIFE_YEARS)
     return report

@@ -67,11 +67,11 @@ CV_GRID = np.linspace(np.log(0.02), np.log(4.0), 81)
 # Concentration of the per-type severity shares around the pooled share.
 CONCENTRATION_GRID = np.exp(np.linspace(np.log(0.5), np.log(500.0), 41))
 CONCENTRATION_PRIOR = (np.log(10.0), 1.5)  # log-normal
-POOLED_DRAWS = 400
+POOLED_DRAWS = 200
 # Exposure: the bloc's mean share m ~ Beta(1, 3), its concentration kappa log-normal.
 EXPOSURE_MEAN_PRIOR = (1.0, 3.0)
-EXPOSURE_MEAN_GRID = np.linspace(0.005, 0.995, 100)
-KAPPA_GRID = np.exp(np.linspace(np.log(0.5), np.log(500.0), 41))
+EXPOSURE_MEAN_GRID = np.linspace(0.005, 0.995, 67)
+KAPPA_GRID = np.exp(np.linspace(np.log(0.5), np.log(500.0), 31))
 KAPPA_PRIOR = (np.log(10.0), 1.5)
 
 
@@ -83,9 +83,10 @@ class NoTriggersError(ValueError):
 class Triggers:
     """The coded triggers, one row each, and the window they were coded over."""
 
-    table: pd.DataFrame  # trigger_id, trigger_type, severity, alignment, date, partners
+    table: pd.DataFrame  # trigger_id, trigger_type, severity, alignment, date
     start: pd.Timestamp
     end: pd.Timestamp
+    pairs: pd.DataFrame  # trigger_id, partner: the partners coded on each trigger
 
     @property
     def months(self) -> float:
@@ -94,22 +95,23 @@ class Triggers:
 
 def coded_triggers(episodes: pd.DataFrame, start=None, end=None) -> Triggers:
     """One row per trigger_id (its earliest date, its first coded type, severity and
-    alignment, the set of partners coded on it); `start`/`end` default to the first and
-    latest trigger dates. Triggers outside [start, end] are left out."""
+    alignment), and the (trigger, partner) pairs coded; `start`/`end` default to the first
+    and latest trigger dates. Triggers outside [start, end] are left out."""
     if episodes.empty:
         raise NoTriggersError("no coded triggers: import episodes first")
     frame = episodes.assign(trigger_date=pd.to_datetime(episodes["trigger_date"]))
     grouped = frame.groupby("trigger_id", sort=True)
     table = grouped.agg(trigger_type=("trigger_type", "first"), severity=("severity", "first"),
-                        alignment=("alignment", "first"), date=("trigger_date", "min"),
-                        partners=("partner", lambda s: frozenset(s)))
+                        alignment=("alignment", "first"), date=("trigger_date", "min"))
     table = table.reset_index().sort_values(["date", "trigger_id"], ignore_index=True)
     start = pd.Timestamp(start) if start is not None else table["date"].min()
     end = pd.Timestamp(end) if end is not None else table["date"].max()
     if end <= start:
         end = start + pd.Timedelta(days=1)  # one trigger, or one day: a one-day window
     table = table[(table["date"] >= start) & (table["date"] <= end)].reset_index(drop=True)
-    return Triggers(table=table, start=start, end=end)
+    pairs = frame[["trigger_id", "partner"]].drop_duplicates()
+    return Triggers(table=table, start=start, end=end,
+                    pairs=pairs[pairs["trigger_id"].isin(table["trigger_id"])])
 
 
 def time_weights(triggers: Triggers, half_life_years: float | None) -> tuple[np.ndarray, float]:
@@ -248,8 +250,11 @@ def fit_trigger_rates(episodes: pd.DataFrame, codebook: Codebook, *, start=None,
     sev_counts = np.zeros((len(types), len(severities)))
     np.add.at(sev_counts, (type_idx[known], sev_idx[known]), w[known])
     ali_counts = np.bincount(ali_idx[known], weights=w[known], minlength=len(alignments))
-    touched = np.array([sum(wi for wi, ps in zip(w, table["partners"], strict=True) if p in ps)
-                        for p in partners])
+    # the weighted number of triggers coded on each partner
+    weight_of = pd.Series(w, index=table["trigger_id"].to_numpy())
+    touched = (pd.Series(weight_of.reindex(triggers.pairs["trigger_id"]).to_numpy(),
+                         index=triggers.pairs["partner"].to_numpy())
+               .groupby(level=0).sum().reindex(partners, fill_value=0.0).to_numpy())
     total = float(w.sum())
 
     rate, mu, cv = rate_posterior(counts, exposure_months, draws, rng)
