@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # Compiled models are cached here, across runs and refits (a cold compile costs ~40 s).
 export PYTENSOR_FLAGS ?= base_compiledir=$(CURDIR)/.cache/pytensor
 
-.PHONY: run test test-slow lint bench install clean reliability openapi-snapshot
+.PHONY: run test test-slow lint bench install clean reliability openapi-snapshot chromium
 
 $(PY):
 	$(PYTHON312) -c 'import sys; assert sys.version_info >= (3, 12), "Python 3.12+ is needed, got " + sys.version'
@@ -22,7 +22,16 @@ install: $(STAMP)
 run: $(STAMP)
 	$(VENV)/bin/forecast run
 
-test: $(STAMP)
+# The dashboard's browser tests drive Debian's chromium (Playwright's own browser download is not
+# used): installed here when missing and apt-get can run as root, else those tests skip saying why.
+CHROMIUM := /usr/bin/chromium
+chromium:
+	@[ -x $(CHROMIUM) ] || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  { apt-get install -y -q chromium >/dev/null 2>&1 || \
+	    { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1; }; }; } || \
+	  echo "chromium not installed: the dashboard's browser tests will skip"
+
+test: $(STAMP) chromium
 	$(PY) -m pytest
 
 test-slow: $(STAMP)

@@ -74,4 +74,7 @@ def create_app(config: dict | None = None) -> ForecastAPI:
     def docs():
         return redirect("/swagger", code=302)
 
+    from .dashboard import init_dashboard
+
+    init_dashboard(app)  # the forecaster's page at / (in place of flask-openapi3's index)
     return app

@@ -168,9 +168,10 @@ def decompose(engine: ForecastEngine, partner: str, intel_type: str,
 
     # the forecast, then each model term at its population value (0)
     rows = np.stack([eta] + [eta - terms[name] for name in TERMS])
-    # the forecast's row on its own, as the engine computes it: the same numbers, bit for bit
-    served = probabilities(rows[:1])[0]
-    probs = np.concatenate([served[None], probabilities(rows[1:])])
+    # one call for every row: the quadrature treats rows independently, so the forecast's row
+    # gets the engine's numbers bit for bit (tests/test_explain.py holds them equal)
+    probs = probabilities(rows)
+    served = probs[0]
     p_any = 1.0 - _level0(probs)  # (1 + len(TERMS), S)
     # effective log-odds of P(any restriction): cutpoint 0|1 - logit P(level 0)
     c0 = cutpoints[0].astype(np.float64)
