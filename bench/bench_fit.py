@@ -12,6 +12,7 @@ Prints a table (and JSON with --json).
 revision 2 on the same data: no cluster terms, cells aggregated across triggers.
 
     PYTENSOR_FLAGS=base_compiledir=.cache/pytensor .venv/bin/python bench/bench_fit.py
+    .venv/bin/python bench/bench_fit.py --sizes 0 --samplers numpyro nutpie  # 0: the seed file
     .venv/bin/python bench/bench_fit.py --sizes 2000 --samplers nutpie --models rev3 rev2
 """
 
@@ -51,7 +52,13 @@ def run_one(size: int, sampler: str, draws: int, tune: int, seed: int, model_nam
     codebook = load_codebook(ROOT / "data" / "codebook.toml")
     priors = load_priors(ROOT / "priors" / "default.toml")
     t0 = time.perf_counter()
-    episodes, _ = simulate_episodes(codebook, size, seed=seed)
+    if size == 0:  # the seed file (data/episodes.csv)
+        from forecasting.domain.cells import episodes_frame
+        from forecasting.domain.interchange import read_episodes
+
+        episodes = episodes_frame(read_episodes(ROOT / "data" / "episodes.csv", codebook))
+    else:
+        episodes, _ = simulate_episodes(codebook, size, seed=seed)
     n_triggers = episodes["trigger_id"].nunique()
     n_reactions = len(episodes[["trigger_id", "partner"]].drop_duplicates())
     if model_name == "rev2":  # one pseudo-trigger: cells aggregate across triggers
@@ -74,7 +81,7 @@ def run_one(size: int, sampler: str, draws: int, tune: int, seed: int, model_nam
                  resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
     min_bulk = float(summary["ess_bulk"].min())
     return {
-        "episodes": size,
+        "episodes": size or len(episodes),
         "model": model_name,
         "triggers": int(n_triggers),
         "reactions": int(n_reactions),

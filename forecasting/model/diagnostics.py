@@ -24,6 +24,8 @@ from forecasting.model.predictive import (
     OBSERVED,
     episode_log_likelihood,
     evenly,
+    extras_max_draws,
+    thin,
     trigger_log_likelihood,
 )
 
@@ -128,7 +130,7 @@ def _loo_or_error(compute, errors=(ValueError,)) -> dict[str, Any]:
         return {"error": f"PSIS-LOO could not be computed: {exc}"}
 
 
-def episode_loo(tree: xr.DataTree) -> dict[str, Any]:
+def episode_loo(tree: xr.DataTree, max_draws: int | None = None) -> dict[str, Any]:
     """PSIS-LOO leaving out one episode at a time (reported; not a gate check).
 
     The stored log_likelihood is per cell, and leaving out a whole cell of exchangeable
@@ -137,9 +139,9 @@ def episode_loo(tree: xr.DataTree) -> dict[str, Any]:
     most of what its reaction effect learns, so its Pareto k is high: that says PSIS is
     unreliable for that leave-one-out, not that the fit is unhealthy.
     """
-    ll, weights = episode_log_likelihood(tree)
+    ll, weights = episode_log_likelihood(tree, max_draws)
     tree = xr.DataTree.from_dict({
-        "posterior": tree.posterior.to_dataset()[["beta_severity"]],
+        "posterior": thin(tree.posterior.to_dataset()[["beta_severity"]], max_draws),
         "log_likelihood": xr.Dataset({"restriction": (("chain", "draw", "pair"), ll)}),
     })
     loo = _loo(tree)
@@ -148,6 +150,7 @@ def episode_loo(tree: xr.DataTree) -> dict[str, Any]:
     lpd_i = logsumexp(flat, axis=0) - np.log(flat.shape[0])
     summary["p_loo"] = float(np.sum(weights * (lpd_i - np.asarray(loo.elpd_i).ravel())))
     summary["unit"] = "episode"
+    summary["draws"] = int(flat.shape[0])
     return summary
 
 
@@ -412,8 +415,11 @@ def diagnose(tree: xr.DataTree, worst: int = 5,
     has_data = (OBSERVED in tree.get("observed_data", xr.Dataset())
                 and "constant_data" in tree.children)
     t1 = time.perf_counter()
+    # per-episode quantities on a bounded number of draws (predictive.EXTRAS_MAX_VALUES:
+    # every draw of the seed data, 200 at 200,000 episodes)
+    most = extras_max_draws(tree.observed_data.sizes["cell"]) if has_data else None
     if has_data:
-        diag["loo"] = _loo_or_error(lambda: episode_loo(tree))
+        diag["loo"] = _loo_or_error(lambda: episode_loo(tree, most))
     if "log_likelihood" in tree.children:
         if has_data and "elpd" in diag.get("loo", {}) and _one_episode_per_cell(tree):
             # a cell is an episode (model revision 3): the per-cell LOO is the per-episode one
@@ -423,11 +429,13 @@ def diagnose(tree: xr.DataTree, worst: int = 5,
     parts["diagnostics_loo"] = time.perf_counter() - t1
     t1 = time.perf_counter()
     if has_data and "event_idx" in tree.constant_data:  # coded triggers (revision 3 on)
-        diag["loo_trigger"] = _loo_or_error(lambda: trigger_loo(tree, trigger_loo_draws),
+        draws = min(trigger_loo_draws or most, most)
+        diag["loo_trigger"] = _loo_or_error(lambda: trigger_loo(tree, draws),
                                             (ValueError, KeyError))
     parts["diagnostics_loo_trigger"] = time.perf_counter() - t1
     t1 = time.perf_counter()
-    diag["ppc"] = posterior_predictive_check(tree)
+    diag["ppc"] = posterior_predictive_check(tree, max_draws=min(PPC_MAX_DRAWS, most or
+                                                                 PPC_MAX_DRAWS))
     parts["diagnostics_ppc"] = time.perf_counter() - t1
     timings = json.loads(tree.attrs.get("timings", "{}"))
     timings["diagnostics"] = time.perf_counter() - t0

@@ -13,6 +13,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pymc as pm
 import xarray as xr
@@ -23,11 +24,14 @@ from forecasting.model import trigger_rates
 from forecasting.model.arithmetic import CENTERS
 from forecasting.model.diagnostics import diagnose
 from forecasting.model.gate import Verdict, gate
+from forecasting.model.log_prior import log_prior
 from forecasting.model.predictive import (
-    add_log_likelihood,
-    add_posterior_predictive,
     cell_level_probabilities,
+    extras_max_draws,
+    in_blocks,
+    log_likelihood,
     replicate_counts,
+    thin,
 )
 from forecasting.model.priors import PriorSet
 from forecasting.model.pymc_model import build_model
@@ -51,22 +55,7 @@ def fit(model: pm.Model, sampler_settings: SamplerSettings, progress: bool = Fal
     tree, timings = sample(model, settings, progress)
     add_observed_data(tree, model)
     if extras:
-        t0 = time.perf_counter()
-        probs = cell_level_probabilities(tree)  # the log likelihood and the replicates share them
-        add_log_likelihood(tree, probs)
-        timings["log_likelihood"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        pm.stats.compute_log_prior(tree, model=model, progressbar=False)
-        timings["log_prior"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        tree["prior"] = prior_draws(model, prior_draws_n, settings.seed + 1)
-        tree["prior_predictive"] = replicate_counts(tree["prior"].to_dataset(), tree,
-                                                    seed=settings.seed + 1)
-        timings["prior_predictive"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        add_posterior_predictive(tree, seed=settings.seed + 2, probs=probs)
-        del probs
-        timings["posterior_predictive"] = time.perf_counter() - t0
+        _add_extras(tree, model, settings, prior_draws_n, timings)
     timings["fit_total"] = time.perf_counter() - t_start
     config = getattr(model, "forecast_config", {})
     tree.attrs.update({
@@ -78,6 +67,57 @@ def fit(model: pm.Model, sampler_settings: SamplerSettings, progress: bool = Fal
         "timings": json.dumps(timings, sort_keys=True),
     })
     return tree
+
+
+def _add_extras(tree: xr.DataTree, model: pm.Model, settings: SamplerSettings,
+                prior_draws_n: int, timings: dict[str, Any]) -> None:
+    """log_likelihood, log_prior, prior, prior_predictive, posterior_predictive.
+
+    The per-cell groups hold at most `predictive.extras_max_draws(cells)` draws, evenly
+    thinned (every draw up to predictive.EXTRAS_MAX_VALUES (draw, cell) values: the seed
+    data and 20,000 episodes keep them all), computed in blocks of draws so that memory stays
+    bounded; `extras_draws` in the root attrs says how many posterior draws they hold.
+    """
+    n_cells = tree.observed_data.sizes["cell"]
+    most = extras_max_draws(n_cells)
+    params = thin(tree.posterior.to_dataset(), most)
+    rng = np.random.default_rng(settings.seed + 2)
+    spent = {"log_likelihood": 0.0, "posterior_predictive": 0.0}
+
+    def both(draws: xr.Dataset) -> tuple[xr.Dataset, xr.Dataset]:
+        t0 = time.perf_counter()
+        probs = cell_level_probabilities(tree, draws)  # the two groups share them
+        ll = log_likelihood(tree, draws, probs)
+        t1 = time.perf_counter()
+        replicated = replicate_counts(draws, tree, rng=rng, probs=probs)
+        spent["log_likelihood"] += t1 - t0
+        spent["posterior_predictive"] += time.perf_counter() - t1
+        return ll, replicated
+
+    tree["log_likelihood"], tree["posterior_predictive"] = in_blocks(both, params, n_cells)
+    timings.update(spent)
+    t0 = time.perf_counter()
+    add_log_prior(tree, model)
+    timings["log_prior"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    prior = prior_draws(model, prior_draws_n, settings.seed + 1)
+    tree["prior"] = prior
+    prior_rng = np.random.default_rng(settings.seed + 1)
+    (tree["prior_predictive"],) = in_blocks(
+        lambda draws: replicate_counts(draws, tree, rng=prior_rng),
+        thin(prior, most), n_cells)
+    timings["prior_predictive"] = time.perf_counter() - t0
+    tree.attrs["extras_draws"] = int(params.sizes["chain"] * params.sizes["draw"])
+
+
+def add_log_prior(tree: xr.DataTree, model: pm.Model) -> None:
+    """Group log_prior: in numpy from the priors the model noted as it was built
+    (forecasting.model.log_prior), through PyMC for a model that noted none."""
+    terms = getattr(model, "prior_terms", {})
+    if {rv.name for rv in model.free_RVs} <= set(terms):
+        tree["log_prior"] = log_prior(tree.posterior.to_dataset(), terms)
+    else:
+        pm.stats.compute_log_prior(tree, model=model, progressbar=False)
 
 
 @dataclass

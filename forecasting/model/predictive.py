@@ -22,6 +22,15 @@ from forecasting.model.arithmetic import (
 )
 
 OBSERVED = "level_counts"
+# A fit computes its per-cell groups (log likelihood, posterior and prior predictive) and the
+# diagnostics that read them (per-episode LOO, posterior predictive checks) on at most this
+# many (draw, cell) values, thinning the draws evenly beyond: 4 x 2,000 draws of 200,000
+# cells would be 13 GB per group. Since revision 3 a cell is an episode: the seed data (636)
+# keeps all 8,000 draws, 20,000 episodes 2,000, 200,000 episodes 200. The draws used are
+# stated in the tree's attrs (`extras_draws`) and in the diagnostics (`draws`).
+EXTRAS_MAX_VALUES = 40_000_000
+# (draw, cell) values computed at once: the level probabilities of a block are 4 floats each
+EXTRAS_BLOCK_VALUES = 2_000_000
 
 
 def _cell_eta(params: xr.Dataset, const: xr.Dataset, cells=slice(None)) -> np.ndarray:
@@ -73,13 +82,15 @@ def add_log_likelihood(tree: xr.DataTree, probs: np.ndarray | None = None) -> No
     tree["log_likelihood"] = log_likelihood(tree, probs=probs)
 
 
-def episode_log_likelihood(tree: xr.DataTree) -> tuple[np.ndarray, np.ndarray]:
-    """log P(level) of every observed (cell, level) pair per draw, and its episode count.
+def episode_log_likelihood(tree: xr.DataTree, max_draws: int | None = None
+                           ) -> tuple[np.ndarray, np.ndarray]:
+    """log P(level) of every observed (cell, level) pair per draw (at most `max_draws`,
+    thinned evenly in each chain), and its episode count.
 
     Episodes of one cell with the same level are exchangeable, so one column stands for
     all of them: leaving one of them out is what per-episode LOO does.
     """
-    post = tree.posterior.to_dataset()
+    post = thin(tree.posterior.to_dataset(), max_draws)
     counts = tree.observed_data[OBSERVED].values
     cell, level = np.nonzero(counts)
     eta = _cell_eta(post, tree.constant_data.to_dataset(), cell)
@@ -176,6 +187,27 @@ def trigger_log_likelihood(tree: xr.DataTree, max_draws: int | None = 1000
         params["sigma_event"].astype(float), params["sigma_reaction"].astype(float),
         nodes, log_weights, trigger_bounds.astype(np.int64), reaction_bounds.astype(np.int64))
     return out, labels
+
+
+def extras_max_draws(n_cells: int, max_values: int = EXTRAS_MAX_VALUES) -> int:
+    """How many draws the per-cell groups may hold for `n_cells` cells (at least 100)."""
+    return max(100, max_values // max(n_cells, 1))
+
+
+def in_blocks(compute, params: xr.Dataset, n_cells: int,
+              block_values: int = EXTRAS_BLOCK_VALUES) -> list:
+    """compute(draws) over blocks of about `block_values` (draw, cell) pairs, chain by chain
+    and in draw order (one random stream through the blocks draws what one call on all the
+    draws would), joined along draw and chain. `compute` returns a Dataset or a tuple."""
+    step = max(1, block_values // max(n_cells, 1))
+    chains = []
+    for chain in range(params.sizes["chain"]):
+        blocks = [compute(params.isel(chain=[chain], draw=slice(start, start + step)))
+                  for start in range(0, params.sizes["draw"], step)]
+        if not isinstance(blocks[0], tuple):
+            blocks = [(b,) for b in blocks]
+        chains.append([xr.concat(parts, dim="draw") for parts in zip(*blocks, strict=True)])
+    return [xr.concat(parts, dim="chain") for parts in zip(*chains, strict=True)]
 
 
 def evenly(n: int, most: int | None) -> np.ndarray:

@@ -49,6 +49,7 @@ from forecasting.model.arithmetic import (
     scenario_effects,
 )
 from forecasting.model.likelihood import level_weights, ordinal_loglik, term_order
+from forecasting.model.log_prior import PriorTerm
 from forecasting.model.priors import PriorSet, distribution_kwargs
 
 MODEL_NAME = "ordinal-hierarchical"
@@ -186,7 +187,17 @@ def prior_variable(name: str, priors: PriorSet, **kwargs):
     arguments (dims, transform, ...) go to the distribution.
     """
     spec = priors[name]
+    _record_prior(name, PriorTerm(spec["dist"], distribution_kwargs(spec)))
     return getattr(pm, spec["dist"])(name, **distribution_kwargs(spec), **kwargs)
+
+
+def _record_prior(name: str, term: PriorTerm) -> None:
+    """Note the prior of free variable `name` in the model's `prior_terms`: the fit computes
+    the log prior from them in numpy (forecasting.model.log_prior)."""
+    model = pm.modelcontext(None)
+    if not hasattr(model, "prior_terms"):
+        model.prior_terms = {}
+    model.prior_terms[name] = term
 
 
 def _nested_effect(effect: str, form: str, priors: PriorSet, basis: dict[str, np.ndarray]):
@@ -197,9 +208,11 @@ def _nested_effect(effect: str, form: str, priors: PriorSet, basis: dict[str, np
     raw_dims = spec.contrasts
     if form == "centered":
         raw = pm.Normal(f"{name}_raw", 0.0, sigma, dims=raw_dims)
+        _record_prior(raw.name, PriorTerm("Normal", {"mu": 0.0}, sigma=spec.scale))
         scale = 1.0
     else:
         raw = pm.Normal(f"{name}_z", 0.0, 1.0, dims=raw_dims)
+        _record_prior(raw.name, PriorTerm("Normal", {"mu": 0.0, "sigma": 1.0}))
         scale = sigma
     value = pt.dot(pt.constant(basis["partner"]), raw)
     if effect == "partner_type":
@@ -226,7 +239,9 @@ def _effect(effect: str, form: str, priors: PriorSet, basis: dict[str, np.ndarra
     sigma = prior_variable(spec.scale, priors)
     n_axes = len(dims)
     if form == "centered":
+        _record_prior(name, PriorTerm("ZeroSumNormal", sigma=spec.scale, zerosum_axes=n_axes))
         return pm.ZeroSumNormal(name, sigma=sigma, n_zerosum_axes=n_axes, dims=dims)
+    _record_prior(f"{name}_z", PriorTerm("ZeroSumNormal", {"sigma": 1.0}, zerosum_axes=n_axes))
     z = pm.ZeroSumNormal(f"{name}_z", sigma=1.0, n_zerosum_axes=n_axes, dims=dims)
     return pm.Deterministic(name, sigma * z, dims=dims)
 
@@ -439,6 +454,7 @@ def _cluster_effects(cells: Cells, priors: PriorSet, terms: frozenset[str], slot
     start, end = layout["cluster_group_start"], layout["cluster_group_end"]
     size, position = layout["cluster_group_size"], layout["cluster_position"]
     z = pm.Normal("cluster_eff_z", 0.0, 1.0, dims="reaction")
+    _record_prior("cluster_eff_z", PriorTerm("Normal", {"mu": 0.0, "sigma": 1.0}))
     # the group-mean coordinate sits on the group's first reaction
     mean_scale = pt.sqrt(sigma_v**2 + size * sigma_u**2) / pt.sqrt(size)
     mean_part = (mean_scale * z)[start]

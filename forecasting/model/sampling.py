@@ -143,8 +143,32 @@ def sample(model: pm.Model, settings: SamplerSettings, progress: bool = False
     else:
         tree = _sample_pm(model, settings, progress, timings)
     posterior = drop_spare_slots(tree["posterior"].to_dataset(), model)
-    tree["posterior"] = split_clusters(posterior, model, settings.seed + 3)
+    tree["posterior"] = bound_cluster_draws(posterior, model, settings.seed + 3)
     return tree, timings
+
+
+# Cluster terms kept per draw beyond `cluster_eff` (their sum, which the log likelihood and
+# the registry's derived groups read) up to this many values per variable: the raw
+# cluster_eff_z and the split into event_eff (trigger) and reaction_eff (reaction). 4 x 2,000
+# draws of 200,000 simulated episodes (25,000 reactions, 15,000 triggers) would hold 1.6 GB
+# in each; the seed data and 20,000 episodes keep them all. The forecasts read none of them
+# (a new trigger's cluster terms are integrated out, a live trigger's conditioned on its
+# coded reactions from the scales alone).
+CLUSTER_DRAWS_MAX_VALUES = 50_000_000
+
+
+def bound_cluster_draws(posterior: xr.Dataset, model: pm.Model, seed: int) -> xr.Dataset:
+    """The posterior with its per-draw cluster terms split (`split_clusters`) while they stay
+    under CLUSTER_DRAWS_MAX_VALUES, else only their sum `cluster_eff` (attrs
+    `cluster_draws` says which)."""
+    n_draws = posterior.sizes.get("chain", 1) * posterior.sizes.get("draw", 1)
+    info = getattr(model, "cluster_triggers", None)
+    n_clusters = len(info["labels"]) + len(info["of_reaction"]) if info else 0
+    if n_draws * n_clusters <= CLUSTER_DRAWS_MAX_VALUES:
+        return split_clusters(posterior, model, seed)
+    posterior = posterior.drop_vars("cluster_eff_z", errors="ignore")
+    posterior.attrs["cluster_draws"] = "cluster_eff only (event and reaction effects not split)"
+    return posterior
 
 
 _PRIORS: dict[tuple, xr.Dataset] = {}  # per-process cache: (structure, draws, seed) -> prior
