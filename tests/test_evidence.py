@@ -6,8 +6,8 @@ from helpers import episode_row
 
 from forecasting.domain.codebook import UnknownCodeError
 from forecasting.domain.episodes import validate_episodes
-from forecasting.serving.evidence import evidence
 from forecasting.services.forecasts import episodes_as_fitted, forecast_evidence
+from forecasting.serving.evidence import evidence
 
 
 def _frame(*rows: dict) -> pd.DataFrame:

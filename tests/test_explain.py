@@ -145,3 +145,19 @@ def test_the_cli_explains_with_the_apis_json_and_prints_terms_and_evidence(
     assert "SAU within middle_east" in shown.output
     assert "a new trigger's event effect, integrated out" in shown.output
     assert "no direct evidence" in shown.output
+
+
+def test_bad_explain_requests_name_the_field(client, served_model, api_settings):
+    unknown = client.get("/v1/forecasts?partner=XXX&intel_type=humint&explain=true")
+    assert unknown.status_code == 400 and "partner" in unknown.get_json()["detail"]
+    too_many = client.get("/v1/forecasts?partner=ISR&intel_type=humint&explain=true"
+                          "&evidence_limit=101")
+    assert too_many.status_code == 400 and "evidence_limit" in json.dumps(too_many.get_json())
+    refused = cli_on(api_settings)("query", "ISR", "humint", "--explain", "--horizon", 6)
+    assert refused.exit_code != 0 and "--explain" in refused.output
+
+
+def test_an_explained_answer_is_revalidated_against_the_store(client, served_model):
+    url = "/v1/forecasts?partner=ISR&intel_type=humint&explain=true"
+    first = client.get(url)
+    assert client.get(url, headers={"If-None-Match": first.headers["ETag"]}).status_code == 304
