@@ -161,9 +161,12 @@ def reliability(codings: Codings, *, samples: int = BOOTSTRAP_SAMPLES,
             continue
         pair_fields = {}
         for field, measure in CODED_FIELDS.items():
-            counts, _ = value_counts(field, double, (first, second))
-            pair_fields[field] = _field_summary(counts, measure, samples, seed) | {
-                "confusion": confusion(field, double, first, second)}
+            if len(coders) == 2:  # the one pair coded every double-coded episode: same figures
+                summary = {k: v for k, v in fields[field].items() if k != "coincidences"}
+            else:
+                counts, _ = value_counts(field, double, (first, second))
+                summary = _field_summary(counts, measure, samples, seed)
+            pair_fields[field] = summary | {"confusion": confusion(field, double, first, second)}
         pairs.append({"coders": [first, second], "episodes": shared, "fields": pair_fields})
     return {
         "episodes": len(double), "codings": sum(len(c) for c in double.values()),

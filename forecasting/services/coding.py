@@ -101,8 +101,14 @@ def second_coder_sample(database: Database, n: int, seed: int = 0) -> list[dict[
     return [blank_for_second_coder(r) for r in stratified_sample(rows, n, seed)]
 
 
+# A refit records alpha's interval from fewer resamples than the served report (seconds
+# count in a refit); the gate reads alpha itself, which resampling does not change.
+FIT_BOOTSTRAP_SAMPLES = 200
+
+
 def fit_input(database: Database, frame: pd.DataFrame, settings: Settings, *,
-              samples: int = BOOTSTRAP_SAMPLES) -> tuple[pd.DataFrame, dict[str, Any], list[str]]:
+              samples: int = FIT_BOOTSTRAP_SAMPLES
+              ) -> tuple[pd.DataFrame, dict[str, Any], list[str]]:
     """The coding part of a fit: (the episodes it is fed, its metadata, gate reasons).
 
     Disputed episodes are held back; the metadata lists the ids of the agreed, adjudicated
@@ -119,6 +125,6 @@ def fit_input(database: Database, frame: pd.DataFrame, settings: Settings, *,
         "coding": {**coverage, "fed": len(fed),
                    "reliability": {f: {k: e[k] for k in ("alpha", "ci95", "reading", "episodes")}
                                    for f, e in report["fields"].items()},
-                   "double_coded": report["episodes"],
+                   "double_coded": report["episodes"], "bootstrap_samples": samples,
                    "floor": {"required": floor, "passed": not reasons, "notes": notes}}}
     return fed, metadata, reasons
