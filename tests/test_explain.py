@@ -161,3 +161,31 @@ def test_an_explained_answer_is_revalidated_against_the_store(client, served_mod
     url = "/v1/forecasts?partner=ISR&intel_type=humint&explain=true"
     first = client.get(url)
     assert client.get(url, headers={"If-None-Match": first.headers["ETag"]}).status_code == 304
+
+
+def test_the_predictor_is_the_sum_of_the_terms_for_any_parameters(codebook):
+    from forecasting.model.arithmetic import (
+        cell_terms,
+        linear_predictor,
+        partner_type_effects,
+        partner_type_terms,
+        scenario_terms,
+    )
+
+    rng = np.random.default_rng(4)
+    n_p, n_b, n_t, n_tt = 6, 3, 4, 5
+    bloc_of = np.array([0, 0, 1, 1, 2, 2])
+    draws = {"bloc_eff": rng.normal(size=(7, n_b)), "partner_dev": rng.normal(size=(7, n_p)),
+             "type_eff": rng.normal(size=(7, n_t)), "bloc_type_eff": rng.normal(size=(7, n_b, n_t)),
+             "pt_dev": rng.normal(size=(7, n_p, n_t))}
+    slopes = {"trigger_eff": rng.normal(size=(7, n_tt)), "beta_severity": rng.normal(size=7),
+              "beta_alignment": rng.normal(size=7)}
+    _, pt_eff = partner_type_effects(*draws.values(), bloc_of)
+    terms = partner_type_terms(*draws.values(), bloc_of) | scenario_terms(*slopes.values())
+    for p, t, tt, s, a in [(0, 0, 0, 0, 0), (3, 2, 4, 3, 1), (5, 3, 2, 1, 3)]:
+        eta = linear_predictor({"pt_eff": pt_eff, **slopes}, p, t, tt, s, a)
+        parts = cell_terms(terms, p, t, tt, s, a)
+        assert list(parts) == list(TERMS)
+        assert np.allclose(sum(parts.values()), eta, rtol=0, atol=1e-12)
+        assert np.allclose(parts["bloc"], draws["bloc_eff"][:, bloc_of[p]])
+        assert np.allclose(parts["severity"], slopes["beta_severity"] * (s - 1.5))
