@@ -178,14 +178,14 @@ function drawLegend() {
   const stops = Array.from({length: 21}, (_, i) => s("stop", {
     offset: `${i * 5}%`, "stop-color": rgbCss(viridis(i / 20))}));
   const ticks = tickValues.map((p) => {
-    const x = 10 + scale(p) * (width - 20);
+    const x = 16 + scale(p) * (width - 32);
     return s("g", {},
       s("line", {x1: x, x2: x, y1: 22, y2: 27, stroke: "currentColor"}),
       s("text", {x, y: 40, "text-anchor": "middle", "font-size": 11, fill: "currentColor"}, pct(p)));
   });
   const svg = s("svg", {viewBox: `0 0 ${width} ${height}`, width, height, role: "img"},
     s("defs", {}, s("linearGradient", {id: "legend-gradient"}, stops)),
-    s("rect", {x: 10, y: 4, width: width - 20, height: 18, fill: "url(#legend-gradient)"}),
+    s("rect", {x: 16, y: 4, width: width - 32, height: 18, fill: "url(#legend-gradient)"}),
     ticks);
   $("legend").replaceChildren(
     h("span", {class: "legend-title", text: range
@@ -283,7 +283,7 @@ function fillControls() {
     options($(`${prefix}alignment`), scaleOpts(v.alignment), 1);
   }
   options($("sort"), [["codebook", "bloc, then codebook order"], ["risk", "risk, highest first (within bloc)"],
-    ...v.intel_types.map((t) => [`type:${t.code}`, `risk in ${t.name}`])], "codebook");
+    ...v.intel_types.map((t) => [`type:${t.code}`, `risk in ${t.code}`])], "codebook");
   options($("colour"), [["fixed", "0-100%, the same in every scenario"], ["range", "stretched over this map"]], "fixed");
   options($("c-partner"), [["", "every partner"], ...v.partners.map((p) => [p.code, p.name])], "ISR");
   options($("c-intel-type"), [["", "every type"], ...v.intel_types.map((t) => [t.code, t.name])], "");
