@@ -137,6 +137,9 @@ def test_adjudication_refuses_what_it_cannot_record(coded, database, codebook, q
     with pytest.raises(coding_service.AdjudicationError, match="reason: is required"):
         coding_service.adjudicate(database, codebook, queue, KEY, {"level": 2}, "  ",
                                   actor="carol")
+    with pytest.raises(coding_service.AdjudicationError, match="reason: contains the control"):
+        coding_service.adjudicate(database, codebook, queue, KEY, {"level": 2}, "a\x00b",
+                                  actor="carol")
     with pytest.raises(coding_service.AdjudicationError, match="values: give the final"):
         coding_service.adjudicate(database, codebook, queue, KEY, {}, "r", actor="carol")
     with pytest.raises(EpisodeValidationError, match="level: must be a whole number 0-3"):

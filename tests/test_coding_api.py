@@ -6,11 +6,17 @@ from __future__ import annotations
 import csv
 import io
 import json
+from dataclasses import dataclass, replace
 
 import pytest
 from fixtures_api import auth, cli_on
+from fixtures_registry import derive, fit_metadata
 from helpers import episode_row
+from huey import MemoryHuey
 
+from forecasting.refits import RefitService
+from forecasting.registry import Registry
+from forecasting.services import coding as coding_service
 from forecasting.store import connect
 
 KEY = ("2017-oval-office-disclosure", "ISR", "humint")
@@ -41,6 +47,11 @@ def test_a_second_coders_post_is_a_coding_not_a_revision(client, second_coding):
     assert second_coding["refit"]["reason"] == "episodes"
     episode = client.get(PATH).get_json()
     assert episode["revision"] == 1 and episode["level"] == 0 and episode["coder"] == "tester"
+    assert episode["coding"]["status"] == "disputed"
+    assert {c["coder"]: c["values"]["level"] for c in episode["coding"]["codings"]} == \
+        {"bob": 3, "tester": 0}
+    single = client.get(PATH.replace("humint", "geoint")).get_json()["coding"]
+    assert single == {"status": "single", "codings": [], "adjudications": []}
 
 
 def test_the_disagreement_is_served_for_adjudication(client, second_coding):
@@ -78,6 +89,9 @@ def test_only_an_adjudicator_or_admin_adjudicates_and_it_revises_the_episode(
     assert result["refit"]["reason"] == "episodes"
     episode = client.get(PATH).get_json()
     assert (episode["level"], episode["coder"], episode["revision"]) == (3, "carol", 2)
+    assert episode["coding"]["status"] == "adjudicated"
+    assert [c["coder"] for c in episode["coding"]["codings"]] == ["bob", "tester"]
+    assert episode["coding"]["adjudications"][0]["reason"] == body["reason"]
     assert client.get("/v1/coding/disagreements").get_json()["total"] == 0
 
 
@@ -135,3 +149,57 @@ def test_an_adjudicator_token_is_created_from_the_command_line(api_settings):
     database.dispose()
     assert identity.role == "adjudicator" and identity.may("codings:adjudicate")
     assert identity.may("episodes:write") and not identity.may("priors:write")
+
+
+@dataclass
+class _StubResult:
+    """What fit_and_diagnose returns, made from the session's real fit (no sampling)."""
+
+    idata: object
+    meta: dict
+
+    def metadata(self):
+        return self.meta
+
+
+def test_the_refit_worker_fails_below_the_floor_and_then_fits_the_adjudicated_value(
+        api_settings, second_coding, served_model, fitted_version, fitted_posterior, codebook,
+        monkeypatch):
+    import forecasting.model.fitting as fitting
+
+    fed = []
+
+    def fake_fit(frame, *args, **kwargs):
+        fed.append(frame)
+        tree, meta = derive(fitted_posterior, fit_metadata(fitted_version), verdict="pass",
+                            data_hash=f"coding-{len(fed)}", episodes=len(frame))
+        return _StubResult(tree, meta)
+
+    monkeypatch.setattr(fitting, "fit_and_diagnose", fake_fit)
+    settings = replace(api_settings, coding_alpha_floor=(("level", 0.99),))
+    database = connect(settings.database_url)
+    service = RefitService(settings=settings, database=database,
+                           registry=Registry(settings.registry_path), codebook=codebook,
+                           huey=MemoryHuey("test-coding"))
+    humint = database.episodes.get(*KEY)["id"]
+    try:
+        job = service.request("episodes", "bob", delay=0)
+        failed = service.run(job["id"])
+        assert failed["status"] == "failed" and not failed["promoted"]
+        [reason] = failed["detail"]["reasons"]
+        assert reason.startswith("coding level: Krippendorff's alpha") and "0.99" in reason
+        assert service.registry.current().version == served_model.version  # still serving
+        assert humint not in set(fed[0]["id"]) and len(fed[0]) == 7  # disputed: held back
+
+        service.settings = replace(settings, coding_alpha_floor=())
+        result = coding_service.adjudicate(database, codebook, service, KEY, {"level": 3},
+                                           "settled", actor="carol")
+        done = service.run(result["refit"]["id"])
+        assert done["status"] == "succeeded" and done["promoted"]
+        fit_frame = fed[1].set_index("id")
+        assert len(fit_frame) == 8 and fit_frame.loc[humint, "level"] == 3
+        version = service.registry.current()
+        assert version.metadata["coding"]["adjudicated"] == [humint]
+        assert version.metadata["coding"]["counts"]["adjudicated"] == 1
+    finally:
+        database.dispose()

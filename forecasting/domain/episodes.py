@@ -106,6 +106,11 @@ def _check_characters(value: str, free_text: bool) -> str:
     return value
 
 
+def check_free_text(value: str) -> str:
+    """Refuse a control character other than tab and line breaks (the rule of free text)."""
+    return _check_characters(value, free_text=True)
+
+
 def _ordinal_int(value: Any) -> Any:
     """Accept 2, "2", " 2 "; refuse booleans, fractions and words with a clear message."""
     if isinstance(value, bool):

@@ -16,7 +16,12 @@ from forecasting.coding.fields import CODED_FIELDS
 from forecasting.coding.reliability import BOOTSTRAP_SAMPLES, BOOTSTRAP_SEED, reliability
 from forecasting.coding.sampling import blank_for_second_coder, stratified_sample
 from forecasting.domain.codebook import Codebook
-from forecasting.domain.episodes import NATURAL_KEY, SOURCE_SEPARATOR, validate_episode
+from forecasting.domain.episodes import (
+    NATURAL_KEY,
+    SOURCE_SEPARATOR,
+    check_free_text,
+    validate_episode,
+)
 from forecasting.settings import RequestLimits, Settings
 from forecasting.store import Database
 
@@ -77,6 +82,10 @@ def adjudicate(database: Database, codebook: Codebook, refits: RefitService,
     reason = (reason or "").strip()
     if not reason:
         raise AdjudicationError("reason", "is required: say why this is the final value")
+    try:
+        check_free_text(reason)
+    except ValueError as exc:
+        raise AdjudicationError("reason", str(exc)) from None
     if len(reason) > limits.max_text_chars:
         raise AdjudicationError("reason", f"{len(reason)} characters; at most "
                                 f"{limits.max_text_chars} are accepted "

@@ -11,6 +11,7 @@ import pandas as pd
 from sqlalchemy import Engine, and_, func, insert, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from forecasting.coding.agreement import status
 from forecasting.domain.episodes import NATURAL_KEY, SOURCE_SEPARATOR, VALUE_FIELDS, Episode
 from forecasting.store.codings import current_codings, record_codings
 from forecasting.store.schema import adjudications, audit_log, episode_revisions, episodes
@@ -135,6 +136,23 @@ def _revise(conn, current: dict, values: dict, changed: list[str], actor: str,
         import_id=audit_id,
     ))
     return number
+
+
+def _coding_of(conn, episode_id: int) -> dict[str, Any]:
+    """An episode's coding status, every coder's current coding and its adjudications."""
+    by_coder = current_codings(conn, [episode_id]).get(episode_id, {})
+    decided = [dict(r._mapping) for r in conn.execute(
+        select(adjudications).where(adjudications.c.episode_id == episode_id)
+        .order_by(adjudications.c.id))]
+    state = status({c: v["values"] for c, v in by_coder.items()},
+                   {c: v["recorded_at"] for c, v in by_coder.items()},
+                   decided[-1]["at"] if decided else None)
+    return {"status": state,
+            "codings": [{"coder": c, "recorded_at": v["recorded_at"].isoformat(),
+                         "values": v["values"]} for c, v in sorted(by_coder.items())],
+            "adjudications": [{"adjudicator": a["adjudicator"], "reason": a["reason"],
+                               "revision": a["revision"], "at": a["at"].isoformat()}
+                              for a in decided]}
 
 
 def _insert_ignoring_conflicts(conn):
@@ -373,6 +391,7 @@ class EpisodeStore:
                  "changed_fields": h.changed_fields, "values": h.values}
                 for h in history
             ]
+            record["coding"] = _coding_of(conn, record["id"])
         return record
 
     def frame(self, where: EpisodeFilter | None = None) -> pd.DataFrame:
