@@ -183,11 +183,18 @@ def _version_for(ref: PriorRef, settings: Settings, database: Database, registry
                  ) -> tuple[ModelVersion, bool]:
     """The model version fitted with `ref`'s priors on the current data: the current version
     when it is that, else a candidate fit stored in the registry and never promoted."""
+    from forecasting.domain.cells import aggregate
     from forecasting.services.fits import fit_and_register
 
     current = registry.current_or_none()
     if current is not None and current.metadata.get("priors_hash") == ref.priors.content_hash:
         return current, False
+    # a candidate fitted before with these priors on these data: reused, not fitted again
+    data_hash = aggregate(database.episodes.frame(), codebook).fingerprint
+    for mv in registry.versions():  # newest first
+        if (mv.metadata.get("priors_hash") == ref.priors.content_hash
+                and mv.metadata.get("data_hash") == data_hash):
+            return mv, False
     if progress:
         progress(f"candidate fit with {ref.label} ({settings.sampler.chains} chains x "
                  f"{settings.sampler.draws} draws)")
