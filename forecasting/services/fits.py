@@ -19,6 +19,7 @@ from forecasting.store import Database
 
 if TYPE_CHECKING:  # fitting imports PyMC: it is imported only when a fit runs
     from forecasting.model.fitting import FitResult
+    from forecasting.model.priors import PriorSet
 
 log = logging.getLogger(__name__)
 FIT_ACTOR = "forecast fit"
@@ -34,21 +35,25 @@ class FitOutcome:
 
 def fit_and_register(settings: Settings, database: Database, registry: Registry,
                      codebook: Codebook, *, promote: bool = True, actor: str = FIT_ACTOR,
-                     progress: bool = False) -> FitOutcome:
+                     progress: bool = False, priors: tuple[PriorSet, str] | None = None,
+                     extra_metadata: dict | None = None) -> FitOutcome:
     """Fit, gate, store as an immutable version; make it current (audited as `actor`) only
-    if it passed and `promote` is set."""
+    if it passed and `promote` is set.
+
+    `priors` (a set and where it came from) replaces the active set: a candidate fit of the
+    workbench (issue 21, promote=False); `extra_metadata` is added to the version's."""
     from forecasting.model.fitting import fit_and_diagnose
 
     # read what the fit will see first: changes made during the fit then count as new
     seen_revision = database.episodes.latest_revision_id()
     latest_priors = database.priors.latest()
     frame = database.episodes.frame()
-    priors, source = active_priors(database, settings)
+    priors, source = priors or active_priors(database, settings)
     result = fit_and_diagnose(frame, codebook, priors, settings.sampler, settings.gate,
                               progress=progress)
     metadata = result.metadata() | {
         "priors_source": source, "store_revision": seen_revision,
-        "prior_set_id": latest_priors["id"] if latest_priors else None}
+        "prior_set_id": latest_priors["id"] if latest_priors else None} | (extra_metadata or {})
     try:
         version = registry.save(result.idata, metadata)
         reused = False

@@ -140,6 +140,8 @@ prior_sets = Table(
     Column("note", Text, nullable=False, default=""),
     Column("created_by", String(120), nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
+    # issue 21 (migration 0008): the outcome-scale statements the set was elicited from
+    Column("statements", JSON, nullable=True),
 )
 
 # Refit jobs: the durable record of every refit (queued, running, and their outcome).
