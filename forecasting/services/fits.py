@@ -7,11 +7,12 @@ a fit made by hand and an automated refit are made, gated and recorded the same 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from forecasting.domain.codebook import Codebook
 from forecasting.registry import ModelVersion, Registry, VersionExistsError, content_id
+from forecasting.services.coding import fit_input
 from forecasting.services.models import promote_if_new_and_passing
 from forecasting.services.priors import active_priors
 from forecasting.settings import Settings
@@ -47,13 +48,16 @@ def fit_and_register(settings: Settings, database: Database, registry: Registry,
     # read what the fit will see first: changes made during the fit then count as new
     seen_revision = database.episodes.latest_revision_id()
     latest_priors = database.priors.latest()
-    frame = database.episodes.frame()
+    # disputed codings are held back; the coding floor is part of the gate (issue 20)
+    frame, coding, coding_reasons = fit_input(database, database.episodes.frame(), settings)
     priors, source = priors or active_priors(database, settings)
     result = fit_and_diagnose(frame, codebook, priors, settings.sampler, settings.gate,
                               progress=progress)
-    metadata = result.metadata() | {
+    metadata = result.metadata() | coding | {
         "priors_source": source, "store_revision": seen_revision,
         "prior_set_id": latest_priors["id"] if latest_priors else None} | (extra_metadata or {})
+    if coding_reasons:
+        metadata |= {"verdict": "fail", "reasons": metadata["reasons"] + coding_reasons}
     try:
         version = registry.save(result.idata, metadata)
         reused = False
@@ -61,6 +65,11 @@ def fit_and_register(settings: Settings, database: Database, registry: Registry,
         version = registry.get(content_id(metadata["model_config"], metadata["priors_hash"],
                                           metadata["data_hash"], metadata["sampler"]))
         reused = True
+        if coding_reasons and version.passed:
+            # stored when the coding floor held (or was lower): this refit fails it all the
+            # same, and says why; the stored version itself is left as it was
+            version = replace(version, metadata=version.metadata | {
+                "verdict": "fail", "reasons": version.reasons + coding_reasons})
     promoted = promote and promote_if_new_and_passing(
         registry, database, version, actor,
         f"fitted on {version.episodes} episodes and passed its diagnostics gate")

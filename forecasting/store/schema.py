@@ -169,3 +169,36 @@ refit_jobs = Table(
     Column("detail", JSON, nullable=True),  # gate reasons, error text, timings
     Index("ix_refit_jobs_status", "status"),
 )
+
+# --- coding quality (issue 20): every coder's coding of an episode, and adjudications -------
+# Append-only: a coder's current coding of an episode is their newest row. An episode gets
+# rows here once a second coder codes it (the first coding is copied from the episode then);
+# the episodes table keeps holding the value the model reads (forecasting.coding.agreement).
+codings = Table(
+    "codings",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("episode_id", Integer, ForeignKey("episodes.id"), nullable=False),
+    Column("coder", String(120), nullable=False),
+    Column("values", JSON, nullable=False),
+    Column("recorded_at", UTCDateTime(), nullable=False),
+    Column("recorded_by", String(120), nullable=False),
+    Column("import_id", Integer, ForeignKey("audit_log.id"), nullable=True),
+    Index("ix_codings_episode_id", "episode_id"),
+)
+
+# An adjudicator's final value of a double-coded episode, with the reason; the value itself
+# is written to the episode as a revision (episode_revisions) by the same transaction.
+adjudications = Table(
+    "adjudications",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("episode_id", Integer, ForeignKey("episodes.id"), nullable=False),
+    Column("adjudicator", String(120), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("values", JSON, nullable=False),
+    Column("revision", Integer, nullable=False),
+    Column("at", UTCDateTime(), nullable=False),
+    Column("audit_id", Integer, ForeignKey("audit_log.id"), nullable=False),
+    Index("ix_adjudications_episode_id", "episode_id"),
+)
