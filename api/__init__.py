@@ -59,10 +59,14 @@ def create_app(config: dict | None = None) -> ForecastAPI:
 
         init_metrics(app, settings)
 
-    from .routes import episodes, evaluation, forecasts, health, horizons, models, priors, refits
+    from .routes import coding, episodes, evaluation, forecasts, health, horizons, models, priors, refits
 
-    for module in (health, forecasts, horizons, models, evaluation, episodes, priors, refits):
+    for module in (health, forecasts, horizons, models, evaluation, episodes, coding, priors,
+                   refits):
         app.register_api(module.bp)
+    from .routes import ledger  # issue 19
+
+    app.register_api(ledger.bp)
 
     # before_request order: rate limits (Flask-Limiter registers first), then who is calling
     # and may they (401/403), then the body (415/413/400); the schemas validate only after.

@@ -139,4 +139,13 @@ def main(ctx: click.Context, verbose: bool) -> None:
 
 
 # the commands register themselves on `main`
-from forecasting.cli import data, evaluation, models, priors, serving, tokens  # noqa: E402,F401
+from forecasting.cli import (  # noqa: E402,F401
+    coding,
+    data,
+    evaluation,
+    ledger,
+    models,
+    priors,
+    serving,
+    tokens,
+)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from forecasting.domain.codebook import Codebook
 from forecasting.domain.episodes import check_batch_size
 from forecasting.domain.interchange import episodes_from_rows, read_rows
+from forecasting.services.ledger import resolve_after_import
 from forecasting.settings import RequestLimits
 from forecasting.store import Database, EpisodeFilter, ImportSummary
 
@@ -77,6 +78,8 @@ def import_episodes(database: Database, codebook: Codebook, refits: RefitService
     summary = store_episodes(database, codebook, rows, actor=actor, source=source, track=track,
                              write_progress=write_progress, limits=limits)
     refit = refits.request("episodes", actor) if summary.changed else None
+    if summary.changed:  # outcomes of registered triggers are scored now (issue 19)
+        resolve_after_import(database)
     return ImportOutcome(summary=summary, refit=refit)
 
 

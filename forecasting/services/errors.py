@@ -21,11 +21,14 @@ from forecasting.registry import (
     UnknownVersionError,
     VersionExistsError,
 )
+from forecasting.services.coding import AdjudicationError
 from forecasting.services.forecasts import InconsistentTriggerError, UnknownTriggerError
+from forecasting.services.ledger import LedgerConflictError, LedgerError, LedgerNotFoundError
 from forecasting.serving.forecasts import NotInModelError, ScenarioError
 from forecasting.serving.horizons import NoArrivalModelError
 from forecasting.store import UnknownEpisodeError
 from forecasting.store.db import SchemaOutOfDateError
+from forecasting.store.episodes import NotDoubleCodedError
 from forecasting.store.tokens import TokenError
 
 EXIT_CODE = 1  # of `forecast` on any listed error (2 is click's, for a bad option)
@@ -34,9 +37,13 @@ EXIT_CODE = 1  # of `forecast` on any listed error (2 is click's, for a bad opti
 ERRORS: tuple[tuple[type[Exception], int, str], ...] = (
     (EpisodeValidationError, 400, "Invalid episodes"),
     (UnknownCodeError, 400, "Unknown code"),
+    (LedgerConflictError, 409, "Conflicts with the forecast ledger"),  # before its base
+    (LedgerError, 400, "Invalid ledger request"),
+    (LedgerNotFoundError, 404, "Not in the forecast ledger"),
     (ScenarioError, 400, "Invalid scenario"),
     (PriorConfigError, 400, "Invalid priors"),
     (TokenError, 400, "Invalid token request"),
+    (AdjudicationError, 400, "Invalid adjudication"),
     (UnknownEpisodeError, 404, "Unknown episode"),
     (UnknownTriggerError, 404, "Unknown trigger"),
     (UnknownVersionError, 404, "Unknown model version"),
@@ -46,6 +53,7 @@ ERRORS: tuple[tuple[type[Exception], int, str], ...] = (
     (VersionExistsError, 409, "Model version exists"),
     (SensitivityUnavailableError, 409, "Sensitivity unavailable"),
     (InconsistentTriggerError, 409, "Trigger coded inconsistently"),
+    (NotDoubleCodedError, 409, "Episode not double-coded"),
     (NoArrivalModelError, 409, "No trigger arrival model in this version"),
     (NoCurrentModelError, 503, "No current model"),
     (SchemaOutOfDateError, 503, "Database not initialised"),
@@ -69,8 +77,10 @@ def field_errors(exc: BaseException) -> list[dict[str, Any]] | None:
     if isinstance(exc, UnknownCodeError):
         return [{"field": exc.field, "message": f"unknown code {exc.value!r}",
                  "allowed": exc.allowed}]
+    if isinstance(exc, AdjudicationError | NotDoubleCodedError):
+        return [{"field": exc.field, "message": str(exc)}]
     if isinstance(exc, ScenarioError | NotInModelError | UnknownTriggerError
-                  | InconsistentTriggerError):
+                  | InconsistentTriggerError | LedgerError | LedgerNotFoundError):
         return [{"field": exc.field, "message": str(exc)}]
     if isinstance(exc, PriorConfigError):
         if exc.errors:  # every problem found, each with its field

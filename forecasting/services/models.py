@@ -22,6 +22,7 @@ from sqlalchemy import select
 from forecasting.registry import ModelVersion, Registry
 from forecasting.settings import RetentionPolicy, Settings
 from forecasting.store import Database
+from forecasting.store.ledger import ledger_references
 from forecasting.store.schema import audit_log
 
 log = logging.getLogger(__name__)
@@ -111,7 +112,8 @@ def refit_references(settings: Settings, database: Database,
     return found
 
 
-REFERENCE_PROVIDERS: list[ReferenceProvider] = [evaluation_references, refit_references]
+REFERENCE_PROVIDERS: list[ReferenceProvider] = [evaluation_references, refit_references,
+                                               ledger_references]
 
 
 def referenced_versions(settings: Settings, database: Database, registry: Registry,

@@ -170,6 +170,29 @@ refit_jobs = Table(
     Index("ix_refit_jobs_status", "status"),
 )
 
+# -- issue 19: the forecast ledger ------------------------------------------------------------
+# Append-only (the migration makes the database refuse UPDATE and DELETE): registered
+# triggers, their frozen forecasts, their scores and corrections, in one hash chain ordered by
+# `seq` (forecasting/ledger/chain.py). `payload` is canonical JSON text, hashed as stored.
+ledger_entries = Table(
+    "ledger_entries",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("seq", Integer, nullable=False, unique=True),
+    Column("kind", String(16), nullable=False),  # trigger forecast score correction
+    Column("trigger_id", String(120), nullable=False),
+    Column("partner", String(16), nullable=True),
+    Column("intel_type", String(64), nullable=True),
+    Column("model_version", String(64), nullable=True),
+    Column("refers_to", Integer, nullable=True),  # the seq of the entry scored or corrected
+    Column("actor", String(120), nullable=False),
+    Column("recorded_at", UTCDateTime(), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False, unique=True),
+    Index("ix_ledger_entries_trigger_id", "trigger_id"),
+)
+
 # --- coding quality (issue 20): every coder's coding of an episode, and adjudications -------
 # Append-only: a coder's current coding of an episode is their newest row. An episode gets
 # rows here once a second coder codes it (the first coding is copied from the episode then);

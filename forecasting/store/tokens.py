@@ -14,14 +14,18 @@ from sqlalchemy.exc import IntegrityError
 
 from forecasting.store.schema import audit_log, tokens
 
-ROLES = ("reader", "coder", "modeler", "admin")
-# What each role may do, beyond reading. Admin may do everything.
+ROLES = ("reader", "coder", "adjudicator", "forecaster", "modeler", "admin")
+# What each role may do, beyond reading. Admin may do everything. An adjudicator codes too,
+# and records the final value of an episode its coders disagree on (issue 20). A forecaster
+# puts forecasts on the record (the ledger, issue 19), as a coder may.
 PERMISSIONS = {
     "reader": frozenset(),
-    "coder": frozenset({"episodes:write"}),
+    "coder": frozenset({"episodes:write", "ledger:write"}),
+    "adjudicator": frozenset({"episodes:write", "codings:adjudicate"}),
+    "forecaster": frozenset({"ledger:write"}),
     "modeler": frozenset({"priors:write", "models:promote", "refits:create"}),
     "admin": frozenset({"episodes:write", "priors:write", "models:promote", "refits:create",
-                        "tokens:write"}),
+                        "tokens:write", "codings:adjudicate", "ledger:write"}),
 }
 TOKEN_PREFIX = "fct_"
 
