@@ -471,6 +471,7 @@ class ImportResult(BaseModel):
     inserted: int
     revised: int
     unchanged: int
+    codings: int = 0  # other coders' codings of existing episodes, new or changed (issue 20)
     audit_id: int | None
     refit: dict[str, Any] | None = None
 
@@ -624,7 +625,7 @@ EXAMPLES = {
         {"partner": "GBR", "intel_type": "sigint", "trigger_type": "legal_case", "severity": 1,
          "alignment": 0}]}],
     "Episode": [EPISODE_EXAMPLE],
-    "ImportResult": [{"inserted": 1, "revised": 0, "unchanged": 0, "audit_id": 57,
+    "ImportResult": [{"inserted": 1, "revised": 0, "unchanged": 0, "codings": 0, "audit_id": 57,
                       "refit": {"id": 12, "status": "queued", "reason": "episodes"}}],
     "PromoteBody": [{"reason": "rollback: the new fit's forecasts for ISR moved without new "
                                "episodes"}],
