@@ -21,6 +21,7 @@ import pytest
 from fixtures_api import copy_instance
 
 from api import create_app
+from forecasting.evaluation import reports
 from forecasting.registry import Registry
 
 CHROMIUM = Path(os.environ.get("FORECAST_TEST_CHROMIUM", "/usr/bin/chromium"))
@@ -28,6 +29,17 @@ ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "dashboa
 # a real 1x1 PNG, standing in for a rendered plot (rendering one costs seconds)
 PIXEL = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwAD"
                          "hgGAWjR9awAAAABJRU5ErkJggg==")
+# A stored backtest report, in the shape of forecasting.evaluation.backtest.summarise_backtest
+# (computing one costs minutes), with two of its scores.
+BACKTEST = {
+    "model": "hierarchical", "baselines": ["climatology"], "scores": ["brier", "log"],
+    "n_episodes": 120, "n_folds": 3, "observed_any": 0.2,
+    "forecasters": {"hierarchical": {"scores": {"brier": 0.123, "log": 0.456}},
+                    "climatology": {"scores": {"brier": 0.135, "log": 0.501}}},
+    "comparisons": {"climatology": {"brier": {"mean": -0.012, "lo": -0.03, "hi": 0.005, "ci": 0.9},
+                                    "log": {"mean": -0.045, "lo": -0.09, "hi": 0.002, "ci": 0.9}}},
+    "folds": [], "orientation": "losses: lower is better; differences are model - baseline",
+}
 TIMEOUT = 60_000  # ms: the grid is computed per request on a loaded 2-core machine
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed "
@@ -43,16 +55,18 @@ class LiveServer:
     def __init__(self, settings):
         from werkzeug.serving import make_server
 
+        self.settings = settings
         self.app = create_app({"SETTINGS": settings})
         self.server = make_server("127.0.0.1", 0, self.app, threaded=True)
         self.url = f"http://127.0.0.1:{self.server.server_port}/"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
-    def get(self, path: str, token: str | None = None) -> dict:
+    def get(self, path: str, token: str | None = None, method: str = "GET") -> dict:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        with urllib.request.urlopen(urllib.request.Request(self.url + path.lstrip("/"),
-                                                           headers=headers)) as answer:
+        request = urllib.request.Request(self.url + path.lstrip("/"), headers=headers,
+                                         method=method)
+        with urllib.request.urlopen(request) as answer:
             return json.load(answer)
 
     def stop(self):
@@ -256,7 +270,7 @@ def test_two_scenarios_side_by_side_with_their_difference(page, live):
     assert serious_violations(page) == []
 
 
-def test_model_health_shows_the_version_its_verdict_and_plots(page, live):
+def test_model_health_shows_the_version_its_verdict_and_plots(page, live, tokens):
     page.goto(live.url + "#health")
     current = live.get("/v1/models")["current"]
     page.wait_for_selector(f"#health-model dd:has-text('{current}')")
@@ -266,8 +280,19 @@ def test_model_health_shows_the_version_its_verdict_and_plots(page, live):
     page.click("#health-plots a:has-text('forest')")
     page.wait_for_function("() => document.getElementById('plot-image').naturalWidth > 0")
     assert "forest" in page.get_attribute("#plot-image", "alt")
-    shot(page, "health")
     assert serious_violations(page) == []
+
+    reports.save_result(live.settings, current, "backtest", BACKTEST)  # as `forecast backtest` does
+    job = live.get("/v1/refits", tokens["modeler"], method="POST")  # no worker: it stays queued
+    page.reload()
+    page.wait_for_selector(f"#health-refits th:text-is('{job['id']}')")
+    assert "1 queued, 0 running" in page.inner_text("#health-refits")
+    page.wait_for_selector("#health-evaluation table")
+    rows = page.eval_on_selector_all("#health-evaluation tbody tr",
+                                     "rs => rs.map(r => [...r.cells].map(c => c.textContent))")
+    assert [r[0] for r in rows] == ["hierarchical (the model)", "climatology", "climatology"]
+    assert rows[0][1:3] == ["0.123", "0.456"] and rows[2][1] == "-0.012 [-0.03, 0.005]"
+    shot(page, "health")
 
 
 def test_narrow_screens_keep_the_map_usable_and_accessible(browser, live):

@@ -67,7 +67,7 @@ function num(x, digits = 3) {
   if (x === null || x === undefined) return "n/a";
   if (typeof x !== "number") return String(x);
   if (Number.isInteger(x)) return String(x);
-  return Math.abs(x) >= 1000 ? x.toFixed(0) : x.toPrecision(digits);
+  return Math.abs(x) >= 1000 ? x.toFixed(0) : String(Number(x.toPrecision(digits)));
 }
 
 // A summary may come as {mean, median, ci50, ci90} or as a bare number.
@@ -227,7 +227,8 @@ async function load() {
     state.vocab = vocab;
     state.capabilities = capabilities(doc);
     fillControls();
-    await Promise.all([loadModel(), showMap(), loadTriggerIds()]);
+    await loadModel();  // first: the map marks the partners the fit had no episode of
+    await Promise.all([showMap(), loadTriggerIds()]);
     routeTo(currentView());
   } catch (err) {
     setStatus(String(err.message || err), true);
