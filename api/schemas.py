@@ -89,7 +89,9 @@ class ForecastQuery(ScenarioQuery):
 TriggerId = Annotated[str, Field(min_length=1, max_length=120)]
 
 
-class OneForecastQuery(ForecastQuery):
+class CellQuery(ForecastQuery):
+    """One cell, for a new trigger or live after a coded one (`trigger_id`)."""
+
     # No scenario defaults in the document: a generated client sends every default it is
     # told of, and a scenario sent with trigger_id is refused. Without trigger_id the
     # engine's defaults apply (scenario()).
@@ -106,6 +108,15 @@ class OneForecastQuery(ForecastQuery):
         None, description="A coded trigger: the forecast conditions on its reactions coded so "
                           "far, under the scenario the trigger is coded with (give no "
                           "trigger_type, severity or alignment with it)")
+
+    def scenario(self) -> tuple[str, int, int]:
+        """trigger_type, severity, alignment: as given, else the engine's defaults."""
+        return (Scenario.trigger_type if self.trigger_type is None else self.trigger_type,
+                Scenario.severity if self.severity is None else self.severity,
+                Scenario.alignment if self.alignment is None else self.alignment)
+
+
+class OneForecastQuery(CellQuery):
     explain: bool = Field(
         False, description="Add the forecast's `explanation` (its linear predictor term by "
                            "term, each with what it moves P(any restriction) by) and its "
@@ -113,12 +124,6 @@ class OneForecastQuery(ForecastQuery):
     evidence_limit: Annotated[int, Field(ge=0, le=100)] = Field(
         10, description="With explain: at most this many episodes of each kind of evidence "
                         "(the counts are always complete)")
-
-    def scenario(self) -> tuple[str, int, int]:
-        """trigger_type, severity, alignment: as given, else the engine's defaults."""
-        return (Scenario.trigger_type if self.trigger_type is None else self.trigger_type,
-                Scenario.severity if self.severity is None else self.severity,
-                Scenario.alignment if self.alignment is None else self.alignment)
 
 
 class GridQuery(ScenarioQuery):

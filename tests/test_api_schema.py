@@ -17,7 +17,7 @@ BUSINESS_RULES = {("POST", "/v1/episodes"),
                   ("PUT", "/v1/episodes/{trigger_id}/{partner}/{intel_type}"),
                   ("PUT", "/v1/priors"), ("POST", "/v1/priors/check"),
                   # trigger_id excludes the scenario parameters: no JSON Schema can say so
-                  ("GET", "/v1/forecasts")}
+                  ("GET", "/v1/forecasts"), ("GET", "/v1/forecasts/explain.png")}
 
 
 def test_the_api_honours_its_openapi_document(app, served_model, tokens):

@@ -17,6 +17,7 @@ from ..problems import Problem
 from ..responses import cache_control
 from ..schemas import (
     BatchBody,
+    CellQuery,
     CompareQuery,
     CompareResponse,
     ForecastAnswer,
@@ -103,9 +104,9 @@ def _explained(engine, query, limit: int) -> dict:
                          "content": {"image/png": {"schema": {"type": "string",
                                                               "format": "binary"}}}},
                    **problems(400, 404, 409, 503)})
-def explain_plot(query: OneForecastQuery):
-    """A waterfall of the forecast's terms on the log-odds scale, as PNG (the same query as
-    GET /v1/forecasts; explain and evidence_limit are ignored)."""
+def explain_plot(query: CellQuery):
+    """A waterfall of the forecast's terms on the log-odds scale, as PNG (the cell and scenario,
+    or trigger_id, as GET /v1/forecasts takes them)."""
     if query.trigger_id is not None:
         refuse_scenario(query.model_fields_set)
     svc = services()
