@@ -20,6 +20,7 @@ from forecasting.services import ledger
 from forecasting.services import models as model_service
 from forecasting.services.episodes import import_episodes
 from forecasting.serving.forecasts import ForecastEngine
+from forecasting.settings import load_settings
 from forecasting.store import connect
 from forecasting.store.ledger import LedgerStore
 
@@ -290,4 +291,26 @@ def test_concurrent_appends_make_one_unbroken_chain(database):
         thread.join()
     entries = LedgerStore(database.engine).entries()
     assert [e["seq"] for e in entries] == list(range(1, 21))
+    assert ledger.verify(database).intact
+
+
+def test_outcomes_coded_after_a_forecast_are_scored_on_both_databases(database, codebook):
+    """The resolution path without a model: a frozen forecast entry, then its outcome coded by
+    an import (and revised), on SQLite and PostgreSQL."""
+    probs = {"model": [0.7, 0.2, 0.05, 0.05], "climatology": [0.25, 0.25, 0.25, 0.25]}
+    with LedgerStore(database.engine).appending() as appender:
+        reg = appender.append("trigger", TRIGGER, "alice", {"cells": [["ISR", "humint"]]})
+        appender.append("forecast", TRIGGER, "alice", {"probs": probs}, partner="ISR",
+                        intel_type="humint", model_version="v1", refers_to=reg["seq"])
+    row = {"partner": "ISR", "intel_type": "humint", "coded_at": "2026-11-30", **SCENARIO}
+    for level in (1, 1, 0):  # coded, re-imported unchanged, revised
+        store_rows = [episode_row(trigger_id=TRIGGER, **{**row, "level": level})]
+        import_episodes(database, codebook, _Queue(load_settings({})), enumerate(store_rows, 2),
+                        actor="bob", source="test")
+    first, second = LedgerStore(database.engine).entries(kinds=["score"])
+    assert first["payload"]["outcome"]["level"] == 1 and second["payload"]["outcome"]["level"] == 0
+    assert second["payload"]["supersedes"] == first["seq"]
+    assert first["payload"]["scores"]["model"]["brier"] == pytest.approx(
+        0.7**2 + 0.8**2 + 0.05**2 + 0.05**2, abs=1e-6)
+    assert ledger.list_forecasts(database)["resolved"] == 1
     assert ledger.verify(database).intact

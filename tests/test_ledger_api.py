@@ -103,8 +103,12 @@ def test_the_command_line_registers_shows_scores_and_verify_catches_tampering(
     listed = json.loads(forecast("ledger", "list", "--json").output)
     assert (listed["open"], listed["resolved"]) == (1, 1)
     assert "score" in forecast("ledger", "show", TRIGGER).output
+    # GBR's humint is still open: forecast again, now after ISR's coded reaction
+    updated = forecast("ledger", "update", "--all")
+    assert f"{TRIGGER}: 1 forecasts appended, 0 unchanged, 1 cells resolved" in updated.output
+    assert forecast("ledger", "update").exit_code == 2  # a trigger or --all
     verified = forecast("ledger", "verify")
-    assert verified.exit_code == 0 and "4 entries are intact" in verified.output
+    assert verified.exit_code == 0 and "5 entries are intact" in verified.output
 
     database = connect(api_settings.database_url)
     with database.engine.begin() as conn:

@@ -82,21 +82,28 @@ def ledger_register(ctx: CliContext, trigger_id, partners, intel_types, trigger_
 
 
 @ledger.command(name="update")
-@click.argument("trigger_id")
+@click.argument("trigger_id", required=False)
+@click.option("--all", "every", is_flag=True,
+              help="Every registered trigger with an open cell (for a scheduled job).")
 @click.option("--json", "as_json", is_flag=True)
 @pass_context
-def ledger_update(ctx: CliContext, trigger_id: str, as_json: bool) -> None:
+def ledger_update(ctx: CliContext, trigger_id: str | None, every: bool, as_json: bool) -> None:
     """Forecast TRIGGER_ID's open cells again (the current version, the reactions coded now)
     and append those that changed."""
-    done = ledger_service.update(ctx.database(), _engine(ctx), ctx.codebook, trigger_id,
-                                 actor=ctx.actor)
+    if every == (trigger_id is not None):
+        raise click.UsageError("give a TRIGGER_ID or --all, not both")
+    database, engine = ctx.database(), _engine(ctx)
+    updates = (ledger_service.update_open(database, engine, ctx.codebook, ctx.actor) if every
+               else [ledger_service.update(database, engine, ctx.codebook, trigger_id,
+                                           actor=ctx.actor)])
     if as_json:
-        echo_json(done)
+        echo_json(updates if every else updates[0])
         return
-    out.print(f"{len(done['forecasts'])} forecasts appended, {len(done['unchanged'])} unchanged, "
-              f"{len(done['resolved'])} cells resolved")
-    if done["forecasts"]:
-        _print_frozen(done["forecasts"])
+    for done in updates:
+        out.print(f"{done['trigger_id']}: {len(done['forecasts'])} forecasts appended, "
+                  f"{len(done['unchanged'])} unchanged, {len(done['resolved'])} cells resolved")
+        if done["forecasts"]:
+            _print_frozen(done["forecasts"])
 
 
 @ledger.command(name="list")

@@ -282,6 +282,19 @@ def update(database: Database, engine: ForecastEngine, codebook: Codebook, trigg
             "resolved": [list(c) for c in cells if c not in open_cells]}
 
 
+def update_open(database: Database, engine: ForecastEngine, codebook: Codebook, actor: str
+                ) -> list[dict[str, Any]]:
+    """`update` of every registered trigger that is not voided and has an open cell (what a
+    scheduled job runs after refits and codings)."""
+    store = _store(database)
+    entries = store.entries(kinds=["trigger", "correction"])
+    voided = _voided(e for e in entries if e["kind"] == "correction")
+    triggers = [e for e in entries if e["kind"] == "trigger" and e["seq"] not in voided]
+    outcomes = store.outcomes({e["trigger_id"] for e in triggers})
+    return [update(database, engine, codebook, e["trigger_id"], actor) for e in triggers
+            if any((e["trigger_id"], *cell) not in outcomes for cell in e["payload"]["cells"])]
+
+
 # -- resolution -----------------------------------------------------------------------------
 
 
