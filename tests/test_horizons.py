@@ -161,13 +161,3 @@ def test_query_with_a_horizon_answers_from_the_shell(api_settings, served_model)
     assert shown.exit_code == 0 and "within 6 months" in shown.output
     assert "severity 3" in shown.output
 
-
-def test_a_horizon_answer_needs_no_sampler():
-    import subprocess
-    import sys
-
-    script = ("import sys, api.routes.horizons, forecasting.services.horizons; "
-              "print([m for m in ('pymc', 'pytensor', 'nutpie') if m in sys.modules])")
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                         timeout=120, check=True)
-    assert out.stdout.strip().splitlines()[-1] == "[]"
