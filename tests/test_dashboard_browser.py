@@ -167,6 +167,10 @@ def test_the_map_shows_the_grid_and_follows_the_scenario(page, live):
     assert after == {(f["partner"], f["intel_type"]): pct(f["any_restriction"]["mean"])
                      for f in other["forecasts"]}
     assert after != shown
+    assert "trigger_type=surveillance_revelation" in page.url and "severity=0" in page.url
+    page.goto(page.url)  # the address keeps the scenario: a link shows the same map
+    page.wait_for_selector(".cell-button")
+    assert cells(page) == after and page.input_value("#severity") == "0"
 
 
 def test_partners_are_grouped_by_bloc_sortable_by_risk_and_unseen_ones_marked(page, live):

@@ -210,10 +210,11 @@ async function start() {
     load();
   });
   $("scenario-form").addEventListener("submit", (ev) => { ev.preventDefault(); showMap(); });
-  $("sort").addEventListener("change", () => { if (state.grid) drawMap(); });
-  $("colour").addEventListener("change", () => { if (state.grid) drawMap(); });
+  for (const id of ["sort", "colour"]) {
+    $(id).addEventListener("change", () => { if (state.grid) { drawMap(); rememberScenario(); } });
+  }
   for (const el of document.querySelectorAll("input[name=mode]")) {
-    el.addEventListener("change", modeChanged);
+    el.addEventListener("change", () => modeChanged(true));
   }
   $("compare-form").addEventListener("submit", (ev) => { ev.preventDefault(); showComparison(); });
   $("cell-close").addEventListener("click", closeCell);
@@ -288,6 +289,37 @@ function fillControls() {
   options($("colour"), [["fixed", "0-100%, the same in every scenario"], ["range", "stretched over this map"]], "fixed");
   options($("c-partner"), [["", "every partner"], ...v.partners.map((p) => [p.code, p.name])], "ISR");
   options($("c-intel-type"), [["", "every type"], ...v.intel_types.map((t) => [t.code, t.name])], "");
+  restoreScenario();
+}
+
+// The map's scenario lives in the address (?trigger_type=&severity=&alignment= or
+// ?trigger_id=, &sort=, &colour=): a forecaster can send the view they are looking at.
+const URL_FIELDS = {trigger_type: "trigger-type", severity: "severity", alignment: "alignment",
+                    trigger_id: "trigger-id", sort: "sort", colour: "colour"};
+
+function restoreScenario() {
+  const params = new URLSearchParams(location.search);
+  for (const [name, id] of Object.entries(URL_FIELDS)) {
+    const value = params.get(name);
+    const el = $(id);
+    if (value === null) continue;
+    if (el.tagName === "SELECT" && ![...el.options].some((o) => o.value === value)) continue;
+    el.value = value;
+  }
+  if (params.get("trigger_id")) {
+    $("mode-live").checked = true;
+    modeChanged(false);
+  }
+}
+
+function rememberScenario() {
+  const live = document.querySelector("input[name=mode]:checked").value === "live";
+  const params = new URLSearchParams();
+  for (const [name, id] of Object.entries(URL_FIELDS)) {
+    const isLiveField = name === "trigger_id";
+    if (["sort", "colour"].includes(name) || isLiveField === live) params.set(name, $(id).value);
+  }
+  history.replaceState(null, "", `?${params}${location.hash}`);
 }
 
 /* ---------- views ---------- */
@@ -308,17 +340,17 @@ function routeTo(view, focus = false) {
     if (name === view) link.setAttribute("aria-current", "page");
     else link.removeAttribute("aria-current");
   }
-  setStatus("");
+  if (focus) setStatus("");
   if (view === "health" && !state.healthLoaded) showHealth();
   if (view === "compare" && !$("compare-result").hasChildNodes()) showComparison();
   if (focus) $(`${view}-title`).focus();
 }
 
-function modeChanged() {
+function modeChanged(focus = true) {
   const live = document.querySelector("input[name=mode]:checked").value === "live";
   for (const el of document.querySelectorAll(".field.hypothetical")) el.hidden = live;
   for (const el of document.querySelectorAll(".field.live")) el.hidden = !live;
-  if (live) $("trigger-id").focus();
+  if (live && focus === true) $("trigger-id").focus();
 }
 
 /* ---------- the risk map ---------- */
@@ -349,6 +381,7 @@ async function showMap() {
     state.scenario = scenario;
     state.live = live;
     drawMap();
+    rememberScenario();
     const note = $("live-note");
     if (live) {
       note.hidden = false;
