@@ -172,6 +172,7 @@ def test_a_bad_statements_document_is_a_problem_naming_the_field(client, change,
 def test_compare_and_history_over_the_api(client, tokens):
     r = client.get("/v1/priors/compare?a=default&b=active")
     assert r.status_code == 200 and r.get_json()["same_priors"] is True
+    assert r.get_json()["b"]["label"] == "active (default.toml)"  # no path of the server
     assert client.get("/v1/priors/compare?a=/etc/hosts").status_code == 400
     priors = load_priors(DEFAULT_PRIORS_DIR / "default.toml").replace(
         sigma_pt={"dist": "HalfNormal", "kwargs": {"sigma": 0.2}}).to_dict()

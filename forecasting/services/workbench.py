@@ -63,7 +63,8 @@ def resolve(ref: str, database: Database, settings: Settings, *, files: bool = T
     if text == "active":
         priors, source = active_priors(database, settings)
         latest = database.priors.latest()
-        return PriorRef(priors, f"active ({source})", latest,
+        shown = Path(source).name if Path(source).is_absolute() else source  # no server paths
+        return PriorRef(priors, f"active ({shown})", latest,
                         latest.get("statements") if latest else None)
     if text == "default":
         return PriorRef(load_priors(settings.default_priors_path), "default")
