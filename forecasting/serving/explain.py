@@ -82,7 +82,10 @@ def term_draws(engine: ForecastEngine, index: tuple[int, ...], keep=None) -> dic
     if keep is not None:
         v = {name: x[keep] for name, x in v.items()}
     blocs = [str(b) for b in ds["bloc"].values]
-    partner_bloc = np.array([blocs.index(engine.codebook.bloc_of(p)) for p in engine.partners])
+    # a partner the codebook no longer lists cannot be queried: any bloc will do for its row
+    known = engine.codebook.partners
+    partner_bloc = np.array([blocs.index(known[p].bloc) if p in known else 0
+                             for p in engine.partners])
     terms = (partner_type_terms(v["bloc_eff"], v["partner_dev"], v["type_eff"],
                                 v["bloc_type_eff"], v["pt_dev"], partner_bloc)
              | scenario_terms(v["trigger_eff"], v["beta_severity"], v["beta_alignment"]))
