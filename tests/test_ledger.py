@@ -195,6 +195,7 @@ def test_coding_the_outcomes_scores_the_frozen_forecasts_without_another_step(wo
     card = ledger.scorecard(world.db, n_boot=200)
     assert card["overall"]["n"] == 2 and card["overall"]["triggers"] == 1
     assert set(card["by_version"]) == {world.eng.version}
+    assert card["by_lead"]["under 1 day"]["n"] == 2  # coded minutes after the forecast
     assert card["overall"]["comparisons"]["climatology"]["brier"]["n"] == 2
     assert ledger.reliability_plot(world.db)[:8] == b"\x89PNG\r\n\x1a\n"
 

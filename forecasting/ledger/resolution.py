@@ -24,6 +24,9 @@ from forecasting.evaluation import calibration
 from forecasting.evaluation.scoring import SCORES, paired_bootstrap, score_episodes
 
 MODEL = "model"
+# horizons of the scorecard: days from a forecast to the coding of its outcome
+LEAD_BUCKETS = ((0, 1, "under 1 day"), (1, 7, "1-7 days"), (7, 30, "7-30 days"),
+                (30, 91, "30-90 days"), (91, float("inf"), "90 days or more"))
 MISS_LEVEL_PROBABILITY = 0.10  # a forecast that gave the observed level less than this missed
 DECIMALS = 6
 
@@ -93,10 +96,11 @@ def _summary(rows: list[dict], names: list[str], n_boot: int, seed: int) -> dict
 
 def scorecard(rows: list[dict], n_boot: int = 2000, seed: int = 0) -> dict[str, Any]:
     """The live record. `rows`: one per scored forecast (its current score), each with
-    trigger_id, partner, intel_type, model_version, made (ISO time), probs (the model's),
-    level, scores {forecaster: {score: loss}}, coverage90 {forecaster: share}.
+    trigger_id, partner, intel_type, model_version, made (ISO time), lead_days, probs (the
+    model's), level, scores {forecaster: {score: loss}}, coverage90 {forecaster: share}.
 
-    Overall, per model version and per month the forecasts were made: mean losses and
+    Overall, per model version, per month the forecasts were made and per horizon (days from
+    the forecast to the coding of its outcome, LEAD_BUCKETS): mean losses and
     coverage per forecaster; model - baseline differences with 90% intervals from a bootstrap
     over triggers (a trigger's forecasts share its news: resampled together); the
     reliability of P(any restriction); the misses, listed.
@@ -106,13 +110,17 @@ def scorecard(rows: list[dict], n_boot: int = 2000, seed: int = 0) -> dict[str, 
         "orientation": "losses: lower is better; differences are model - baseline",
         "scores": list(SCORES), "forecasters": names,
         "overall": _summary(rows, names, n_boot, seed) if rows else {"n": 0, "triggers": 0},
-        "by_version": {}, "by_month": {}, "reliability": None, "misses": []}
+        "by_version": {}, "by_month": {}, "by_lead": {}, "reliability": None, "misses": []}
     for version in sorted({r["model_version"] for r in rows}):
         card["by_version"][version] = _summary(
             [r for r in rows if r["model_version"] == version], names, n_boot, seed)
     for month in sorted({r["made"][:7] for r in rows}):
         card["by_month"][month] = _summary([r for r in rows if r["made"][:7] == month], names,
                                            n_boot, seed)
+    for low, high, label in LEAD_BUCKETS:
+        bucket = [r for r in rows if low <= r["lead_days"] < high]
+        if bucket:
+            card["by_lead"][label] = _summary(bucket, names, n_boot, seed)
     if rows:
         p_any = np.array([1 - r["probs"][0] for r in rows])
         y_any = np.array([r["level"] >= 1 for r in rows], float)

@@ -305,10 +305,10 @@ def _voided(corrections: Iterable[dict]) -> set[int]:
 def _pending(store: LedgerStore) -> list[tuple[dict, dict, dict | None]]:
     """(forecast entry, outcome now, its latest score) for every score owed: a forecast made
     before its outcome was coded, not scored yet or scored against another level."""
-    entries = store.entries(kinds=["trigger", "forecast", "score", "correction"])
-    forecasts = [e for e in entries if e["kind"] == "forecast"]
+    forecasts = store.entries(kinds=["forecast"], payloads=False)
     if not forecasts:
         return []
+    entries = store.entries(kinds=["score", "correction"])
     voided = _voided(e for e in entries if e["kind"] == "correction")
     outcomes = store.outcomes({e["trigger_id"] for e in forecasts})
     latest_score = {}
@@ -325,7 +325,8 @@ def _pending(store: LedgerStore) -> list[tuple[dict, dict, dict | None]]:
         score = latest_score.get(f["seq"])
         if score is None or score["payload"]["outcome"]["level"] != outcome["level"]:
             owed.append((f, outcome, score))
-    return owed
+    full = {e["seq"]: e for e in store.entries(seqs=[f["seq"] for f, _, _ in owed])} if owed else {}
+    return [(full[f["seq"]], outcome, score) for f, outcome, score in owed]
 
 
 def resolve(database: Database, actor: str = SYSTEM_ACTOR) -> list[dict]:
@@ -461,6 +462,7 @@ def _scored_rows(database: Database) -> list[dict]:
                      "intel_type": f["intel_type"], "model_version": f["model_version"],
                      "made": f["recorded_at"], "probs": f["payload"]["probs"][resolution.MODEL],
                      "level": score["payload"]["outcome"]["level"],
+                     "lead_days": score["payload"]["lead_days"],
                      "scores": score["payload"]["scores"],
                      "coverage90": score["payload"]["coverage90"]})
     return rows
