@@ -18,7 +18,7 @@ from forecasting.domain.codebook import load_codebook
 from forecasting.settings import load_settings
 
 WRITES = {"createEpisodes", "reviseEpisode", "promoteModel", "replacePriors", "checkPriors",
-          "requestRefit",
+          "requestRefit", "adjudicateEpisode",  # coding quality (issue 20)
           "registerTrigger", "updateLedgerTrigger", "correctLedgerEntry"}  # the ledger (issue 19)
 VOCABULARIES = {"Partner": "partner_codes", "Bloc": "bloc_codes",
                 "IntelType": "intel_type_codes", "TriggerType": "trigger_type_codes"}
