@@ -130,6 +130,19 @@ def test_a_later_coding_that_still_disagrees_reopens_an_adjudicated_episode(
     assert humint["last_adjudication"]["adjudicator"] == "carol"
 
 
+def test_the_adjudicator_revising_the_final_value_is_no_coding_of_the_episode(
+        coded, database, codebook, queue, tmp_path):
+    coding_service.adjudicate(database, codebook, queue, KEY, {"level": 3}, "settled",
+                              actor="carol")
+    path = tmp_path / "carol.csv"
+    path.write_text(csv_text([episode_row(intel_type="humint", level=2, coder="carol")]))
+    again = import_file(database, codebook, queue, path, actor="carol")
+    assert (again.summary.revised, again.summary.coded) == (1, 0)
+    record = database.episodes.get(*KEY)
+    assert record["level"] == 2 and record["coding"]["status"] == "adjudicated"
+    assert [c["coder"] for c in record["coding"]["codings"]] == ["alice", "bob"]
+
+
 def test_adjudication_refuses_what_it_cannot_record(coded, database, codebook, queue):
     with pytest.raises(coding_service.AdjudicationError, match="values.sources: not a coded"):
         coding_service.adjudicate(database, codebook, queue, KEY, {"sources": "x"}, "r",

@@ -57,8 +57,8 @@ def record_codings(conn: Connection, primary: Iterable[tuple[dict, dict]],
                    import_id: int | None) -> list[tuple[str, str, str]]:
     """Inside an import's transaction: store other coders' codings of existing episodes.
 
-    `primary`: (stored row, new values) of episodes revised by their own coder: if the episode
-    is double-coded, that coder's coding follows the revision. `others`: (stored row, values)
+    `primary`: (stored row, new values) of episodes revised by their own coder: if that coder
+    has a coding of the episode, it follows the revision. `others`: (stored row, values)
     whose coder is not the episode's: a new or changed coding of that coder (an identical one
     is skipped). Values are JSON-ready interchange values. Returns the keys of the episodes
     whose other codings were new or changed.
@@ -76,7 +76,9 @@ def record_codings(conn: Connection, primary: Iterable[tuple[dict, dict]],
         existing.setdefault(episode_id, {})[coder] = {"values": values}
 
     for row, values in primary:
-        if row["id"] in existing:
+        # a coder's revision moves their coding; the adjudicator's (the episode's coder after
+        # an adjudication) revises the final value only: they are no coder of the episode
+        if values["coder"] in existing.get(row["id"], {}):
             add(row["id"], values["coder"], values, now, actor)
     for row, values in others:
         by_coder = existing.get(row["id"])
