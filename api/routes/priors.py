@@ -144,6 +144,21 @@ class ElicitDoc(BaseModel):
     prior_predictive: dict[str, Any]
 
 
+class ComparisonDoc(BaseModel):
+    a: dict[str, Any] = Field(description="Set A: label, content_hash, prior_set_id, statements")
+    b: dict[str, Any]
+    same_priors: bool
+    parameters: list[dict[str, Any]] = Field(description="Every parameter: its prior in A and "
+                                                         "B, changed or not")
+    outcome: list[dict[str, Any]] = Field(description="Every prior predictive quantity: "
+                                                      "median and 90% interval under A and B")
+    draws: int
+
+
+class HistoryDoc(BaseModel):
+    history: list[dict[str, Any]]
+
+
 class CompareQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
     a: str = Field(description="'active', 'default' or a stored set's id")
@@ -173,7 +188,7 @@ def elicit_priors(body: StatementsBody):
     return jsonify(doc)
 
 
-@bp.get("/compare", operation_id="comparePriors", responses={200: dict, **problems(400, 429)})
+@bp.get("/compare", operation_id="comparePriors", responses={200: ComparisonDoc, **problems(400, 429)})
 def compare_priors(query: CompareQuery):
     """Dry run: two prior sets side by side, the parameter diff and the prior predictive
     of each on the outcome scale (same draws). Candidate fits and their leave-one-trigger-out
@@ -187,7 +202,7 @@ def compare_priors(query: CompareQuery):
     return jsonify(doc)
 
 
-@bp.get("/history", operation_id="priorHistory", responses={200: dict, **problems(400)})
+@bp.get("/history", operation_id="priorHistory", responses={200: HistoryDoc, **problems(400)})
 def prior_history(query: HistoryQuery):
     """Every stored prior set, newest first: who submitted it (hidden from anonymous
     readers), why, the statements behind it, the model versions fitted with it."""
