@@ -23,7 +23,7 @@ from sqlalchemy import func, select
 from forecasting.domain.codebook import Codebook
 from forecasting.serving.evidence import DEFAULT_LIMIT, evidence
 from forecasting.serving.evidence import FIELDS as EVIDENCE_FIELDS
-from forecasting.serving.explain import explain
+from forecasting.serving.explain import decompose, explain
 from forecasting.serving.forecasts import CodedTrigger, ForecastEngine, Scenario, ScenarioError
 from forecasting.store import Database, EpisodeFilter
 from forecasting.store.schema import episode_revisions
@@ -184,8 +184,10 @@ def explained_forecast(engine: ForecastEngine, database: Database, codebook: Cod
         explanation = explain(engine, partner, intel_type, scenario)
     else:
         trigger = coded_trigger(database, codebook, trigger_id)
-        answer = engine.conditioned(partner, intel_type, trigger)
-        explanation = explain(engine, partner, intel_type, trigger=trigger)
+        # conditioning is the costly part: the forecast takes its levels from the explanation's
+        d = decompose(engine, partner, intel_type, trigger=trigger)
+        answer = engine.conditioned(partner, intel_type, trigger, levels=d["levels"])
+        explanation = explain(engine, partner, intel_type, trigger=trigger, decomposition=d)
     answer["explanation"] = explanation
     answer["evidence"] = forecast_evidence(engine, database, codebook, partner, intel_type,
                                            limit)

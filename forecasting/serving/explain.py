@@ -200,11 +200,12 @@ def decompose(engine: ForecastEngine, partner: str, intel_type: str,
 
 def explain(engine: ForecastEngine, partner: str, intel_type: str,
             scenario: Mapping | Scenario | None = None,
-            trigger: CodedTrigger | None = None) -> dict:
+            trigger: CodedTrigger | None = None, decomposition: dict | None = None) -> dict:
     """The explanation of `engine.forecast(partner, intel_type, **scenario)`, or with
     `trigger` of `engine.conditioned(partner, intel_type, trigger)`: the API's
-    `"explanation"` object (see the module docstring)."""
-    d = decompose(engine, partner, intel_type, scenario, trigger)
+    `"explanation"` object (see the module docstring). `decomposition`: `decompose`'s answer
+    for the same arguments, if already computed."""
+    d = decomposition or decompose(engine, partner, intel_type, scenario, trigger)
     terms, eta = d["terms"], d["eta"]
     labels = _labels(engine, partner, intel_type, d["scenario"], trigger)
     out_terms = []

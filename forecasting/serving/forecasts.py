@@ -276,16 +276,22 @@ class ForecastEngine:
             self._remember(key, stats)
         return self._shape(partner, intel_type, scenario, stats)
 
-    def conditioned(self, partner: str, intel_type: str, trigger: CodedTrigger) -> dict:
+    def conditioned(self, partner: str, intel_type: str, trigger: CodedTrigger, *,
+                    levels: np.ndarray | None = None) -> dict:
         """One cell after a coded trigger, conditioned on its reactions coded so far.
 
         The cell's own episode, if it is coded, is left out of the conditioning (the answer
         is what the other reactions say about it) and reported as `observed_level`.
+        `levels` (4, S): the level probabilities, if already computed from `live_draws`
+        (forecasting.serving.explain computes them among its own rows): not computed twice.
         """
         live = self.live_draws(partner, intel_type, trigger)
-        probs = conditional_level_probabilities(
-            live["eta"][None, :], live["cutpoints"], live["sigma_event"],
-            live["sigma_reaction"], live["coded"], live["reaction"])
+        if levels is not None:
+            probs = levels[None]
+        else:
+            probs = conditional_level_probabilities(
+                live["eta"][None, :], live["cutpoints"], live["sigma_event"],
+                live["sigma_reaction"], live["coded"], live["reaction"])
         stats = _rounded(summarise_levels(probs.astype(DTYPE), overwrite=True))[0]
         answer = self._shape(partner, intel_type, trigger.scenario, stats)
         answer["trigger_id"] = trigger.trigger_id
