@@ -22,6 +22,9 @@ WRITES = [
     ("POST", "/v1/models/current/promote", "coder", {"reason": 42}),
     ("POST", "/v1/refits", "coder", {"why": "now"}),
     ("POST", "/v1/coding/adjudications", "coder", {"values": 7}),
+    ("POST", "/v1/ledger/triggers", "reader", {"partners": 7}),
+    ("POST", "/v1/ledger/triggers/x/forecasts", "modeler", {"note": 7}),
+    ("POST", "/v1/ledger/entries/1/corrections", "reader", {"reason": 7}),
 ]
 
 
@@ -35,7 +38,8 @@ def test_every_write_route_is_in_the_table_above(app):
     written.discard(("POST", "/v1/forecasts/batch"))  # a read with a body: open like reads
     written.discard(("POST", "/v1/priors/elicit"))  # a dry run with a body: open like reads
     listed = {(m, u.replace("2017-oval-office-disclosure/ISR/humint",
-                            "<trigger_id>/<partner>/<intel_type>").replace("current", "<version>"))
+                            "<trigger_id>/<partner>/<intel_type>").replace("current", "<version>")
+              .replace("triggers/x/", "triggers/<trigger_id>/").replace("/1/", "/<int:seq>/"))
               for m, u, _, _ in WRITES}
     assert written == listed
 

@@ -218,8 +218,9 @@ def test_an_update_appends_changed_forecasts_and_never_overwrites(world):
     frozen = world.register()["forecasts"]
     assert ledger.update(world.db, world.eng, world.cb, TRIGGER, "alice")["forecasts"] == []
     world.code({"partner": "ISR", "intel_type": "humint", "level": 3})
-    done = ledger.update(world.db, world.eng, world.cb, TRIGGER, "alice")
+    done = ledger.update(world.db, world.eng, world.cb, TRIGGER, "alice", note="ISR suspended")
     assert done["resolved"] == [["ISR", "humint"]]
+    assert {f["payload"]["note"] for f in done["forecasts"]} == {"ISR suspended"}
     # the other three now condition on ISR's suspension of HUMINT
     assert [(f["partner"], f["intel_type"]) for f in done["forecasts"]] == [
         ("ISR", "sigint"), ("GBR", "humint"), ("GBR", "sigint")]

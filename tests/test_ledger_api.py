@@ -77,7 +77,7 @@ def test_corrections_and_updates_append_and_errors_name_the_field(client, tokens
     bad = client.post("/v1/ledger/triggers", json={**BODY, "trigger_id": "x", "severity": None},
                       headers=coder)
     assert bad.status_code == 400 and bad.get_json()["errors"][0]["field"] == "severity"
-    update = client.post(f"/v1/ledger/triggers/{TRIGGER}/forecasts", headers=coder)
+    update = client.post(f"/v1/ledger/triggers/{TRIGGER}/forecasts", headers=coder, json={})
     assert update.status_code == 200 and update.get_json()["forecasts"] == []
     fix = client.post(f"/v1/ledger/entries/{seq}/corrections", headers=coder,
                       json={"reason": "announced twice", "void": True})

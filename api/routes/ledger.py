@@ -60,6 +60,12 @@ class CorrectionBody(BaseModel):
                                           "from the scorecard (the entries stay)")
 
 
+class UpdateBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    note: str = Field("", max_length=4000, description="Why the forecasts are updated now "
+                                                       "(recorded with each)")
+
+
 class ListQuery(BaseModel):
     status: Literal["open", "resolved"] | None = None
 
@@ -161,14 +167,14 @@ def trigger(path: TriggerPath):
 
 
 @bp.post("/triggers/<trigger_id>/forecasts", operation_id="updateLedgerTrigger",
-         responses={200: UpdateDoc, **problems(401, 403, 404, 409, 503)})
+         responses={200: UpdateDoc, **problems(400, 401, 403, 404, 409, 413, 415, 503)})
 @require("ledger:write")
-def update(path: TriggerPath):
+def update(path: TriggerPath, body: UpdateBody):
     """Forecast the trigger's open cells again (the current version, the reactions coded now)
     and append those that changed; nothing is overwritten."""
     s = services()
     return jsonify(ledger_service.update(s.database, _engine(), s.codebook, path.trigger_id,
-                                         actor=current_identity().name))
+                                         actor=current_identity().name, note=body.note))
 
 
 @bp.post("/entries/<int:seq>/corrections", operation_id="correctLedgerEntry",

@@ -85,17 +85,19 @@ def ledger_register(ctx: CliContext, trigger_id, partners, intel_types, trigger_
 @click.argument("trigger_id", required=False)
 @click.option("--all", "every", is_flag=True,
               help="Every registered trigger with an open cell (for a scheduled job).")
+@click.option("--note", default="", help="Why the forecasts are updated now (recorded).")
 @click.option("--json", "as_json", is_flag=True)
 @pass_context
-def ledger_update(ctx: CliContext, trigger_id: str | None, every: bool, as_json: bool) -> None:
+def ledger_update(ctx: CliContext, trigger_id: str | None, every: bool, note: str,
+                  as_json: bool) -> None:
     """Forecast TRIGGER_ID's open cells again (the current version, the reactions coded now)
     and append those that changed."""
     if every == (trigger_id is not None):
         raise click.UsageError("give a TRIGGER_ID or --all, not both")
     database, engine = ctx.database(), _engine(ctx)
-    updates = (ledger_service.update_open(database, engine, ctx.codebook, ctx.actor) if every
-               else [ledger_service.update(database, engine, ctx.codebook, trigger_id,
-                                           actor=ctx.actor)])
+    updates = (ledger_service.update_open(database, engine, ctx.codebook, ctx.actor, note)
+               if every else [ledger_service.update(database, engine, ctx.codebook, trigger_id,
+                                                    actor=ctx.actor, note=note)])
     if as_json:
         echo_json(updates if every else updates[0])
         return

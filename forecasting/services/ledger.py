@@ -176,9 +176,10 @@ def _forecast(engine: ForecastEngine, trigger: CodedTrigger, partner: str, intel
 
 
 def _freeze(database: Database, engine: ForecastEngine, codebook: Codebook, trigger_id: str,
-            values: dict, cells: list[tuple[str, str]], reason: str) -> list[dict]:
+            values: dict, cells: list[tuple[str, str]], reason: str, note: str = ""
+            ) -> list[dict]:
     """The payloads of the cells' forecast entries: the served forecast, its level
-    probabilities, and the baselines' beside it."""
+    probabilities, and the baselines' beside it (and the forecaster's note, if any)."""
     scenario = Scenario(values["trigger_type"], values["severity"], values["alignment"])
     coded = _coded(database, codebook, trigger_id)
     trigger = CodedTrigger(trigger_id, scenario, coded.episodes if coded else ())
@@ -192,7 +193,7 @@ def _freeze(database: Database, engine: ForecastEngine, codebook: Codebook, trig
             "payload": {"reason": reason, "forecast": answer,
                         "probs": {resolution.MODEL: resolution.level_probabilities(answer),
                                   **{name: p[i] for name, p in baselines.items()}},
-                        "baselines_fitted_on": n_train}})
+                        "baselines_fitted_on": n_train, **({"note": note} if note else {})}})
     return out
 
 
@@ -251,9 +252,11 @@ def _registration(database: Database, trigger_id: str, missing_ok: bool = False
 
 
 def update(database: Database, engine: ForecastEngine, codebook: Codebook, trigger_id: str,
-           actor: str) -> dict[str, Any]:
+           actor: str, note: str = "") -> dict[str, Any]:
     """Forecast the trigger's open cells again and append those that changed (another model
-    version, other reactions coded, other numbers)."""
+    version, other reactions coded, other numbers); `note` (why now) goes with each."""
+    if len(note) > MAX_TEXT:
+        raise LedgerError("note", f"at most {MAX_TEXT} characters")
     reg = _registration(database, trigger_id)
     if reg["seq"] in _voided(_store(database).entries(kinds=["correction"])):
         raise LedgerConflictError("trigger_id", f"trigger {trigger_id!r} was voided by a "
@@ -265,7 +268,7 @@ def update(database: Database, engine: ForecastEngine, codebook: Codebook, trigg
     for entry in _store(database).entries(trigger_id=trigger_id, kinds=["forecast"]):
         latest[(entry["partner"], entry["intel_type"])] = entry
     frozen = _freeze(database, engine, codebook, trigger_id, reg["payload"], open_cells,
-                     "update")
+                     "update", note)
 
     def same(f: dict) -> bool:
         before = latest.get((f["partner"], f["intel_type"]))
@@ -282,8 +285,8 @@ def update(database: Database, engine: ForecastEngine, codebook: Codebook, trigg
             "resolved": [list(c) for c in cells if c not in open_cells]}
 
 
-def update_open(database: Database, engine: ForecastEngine, codebook: Codebook, actor: str
-                ) -> list[dict[str, Any]]:
+def update_open(database: Database, engine: ForecastEngine, codebook: Codebook, actor: str,
+                note: str = "") -> list[dict[str, Any]]:
     """`update` of every registered trigger that is not voided and has an open cell (what a
     scheduled job runs after refits and codings)."""
     store = _store(database)
@@ -291,7 +294,7 @@ def update_open(database: Database, engine: ForecastEngine, codebook: Codebook, 
     voided = _voided(e for e in entries if e["kind"] == "correction")
     triggers = [e for e in entries if e["kind"] == "trigger" and e["seq"] not in voided]
     outcomes = store.outcomes({e["trigger_id"] for e in triggers})
-    return [update(database, engine, codebook, e["trigger_id"], actor) for e in triggers
+    return [update(database, engine, codebook, e["trigger_id"], actor, note) for e in triggers
             if any((e["trigger_id"], *cell) not in outcomes for cell in e["payload"]["cells"])]
 
 
