@@ -233,6 +233,21 @@ def test_a_cell_opens_from_the_keyboard_with_levels_and_evidence(page, live):
     assert page.evaluate("document.activeElement.dataset.partner") == partner  # focus returns
 
 
+def test_a_server_without_explanations_says_so_and_lists_the_cells_episodes(page, live):
+    """An older server (no explain=true, no horizon route in its document): those panels say
+    they are not available, and the evidence is the cell's own coded episodes."""
+    page.route("**/openapi.json", lambda route: route.fulfill(json={"paths": {}}))
+    open_map(page, live)
+    page.click(".cell-button[data-partner=ISR][data-type=sources]")
+    page.wait_for_selector("#cell-evidence ul.episodes")
+    for panel in ("#cell-explain", "#cell-horizon"):
+        assert "not available from this server" in page.inner_text(panel)
+    coded = live.get("/v1/episodes?partner=ISR&intel_type=sources")
+    assert f"The {coded['total']} episodes coded for this partner and type" in page.inner_text(
+        "#cell-evidence")
+    assert all(s in page.inner_text("#cell-evidence") for s in coded["episodes"][0]["sources"])
+
+
 def test_a_coded_trigger_marks_its_reactions_and_its_cells_answer_live(page, live):
     open_map(page, live)
     trigger = "2017-oval-office-disclosure"  # coded for ISR on every type in the template
