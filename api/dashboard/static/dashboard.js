@@ -373,6 +373,7 @@ async function scenarioFromForm() {
 async function showMap() {
   setStatus("Computing the map\u2026");
   const latest = ticket("map");
+  $("risk-map").setAttribute("aria-busy", "true");
   try {
     const {scenario, live} = await scenarioFromForm();
     const grid = await api("/v1/forecasts/grid", {...scenario, sort: "partner"});
@@ -394,6 +395,8 @@ async function showMap() {
     setStatus(`Map: ${grid.count} cells under ${describe(scenario)}, model ${grid.model.version}.`);
   } catch (err) {
     if (latest()) setStatus(`The map could not be drawn: ${err.message}`, true);
+  } finally {
+    if (latest()) $("risk-map").removeAttribute("aria-busy");
   }
 }
 
