@@ -159,3 +159,17 @@ def test_a_statement_its_priors_cannot_reach_is_named_as_unreachable(codebook,
                     check_draws=2000)
     [conflict] = result.conflicts
     assert conflict["kind"] == "unreachable" and "sigma_bloc" in conflict["message"]
+
+
+def test_a_base_rate_statement_is_met_through_the_cheap_solve_and_its_correction(
+        codebook, default_priors):
+    """The solver averages the base rate over 32 scenarios, then corrects towards all 256:
+    the check (256 scenarios, fresh draws) is what must meet the statement."""
+    doc = {"statements": [{"id": "base-rate", "quantity": "share_restricted",
+                           "interval": [0.03, 0.15], "probability": 0.8}]}
+    result = elicit(statements_from_dict(doc, codebook), codebook, default_priors,
+                    check_draws=2000)
+    assert "base_rate_correction" in result.solver
+    [check] = result.checks
+    assert check["met"], check
+    assert set(result.changes(default_priors)) <= {"cutpoints", "sigma_event", "sigma_reaction"}

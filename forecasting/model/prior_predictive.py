@@ -430,12 +430,15 @@ def _index(cells: Cells, dim: str, code: str | None) -> int | None:
 
 
 def statement_samples(d: dict[str, np.ndarray], cells: Cells, quantity: str,
-                      where: dict[str, Any], rng: np.random.Generator) -> np.ndarray:
+                      where: dict[str, Any], rng: np.random.Generator,
+                      scenarios: int = VOCABULARY_SCENARIOS) -> np.ndarray:
     """Per prior draw (`draw_prior`'s draws, or any with the same keys), the value of one
     `STATEMENT_QUANTITIES` quantity at `where` (codes, severity, alignment). The terms and
     the new-trigger integral are those of `outcome_samples`; here the bloc, partner, type and
     scenario are the statement's instead of the largest bloc or a random cell. `rng` picks
     the type (or partner) of a draw when the statement names none, as `outcome_samples` does.
+    `scenarios`: how many of the vocabulary's scenarios the base rate averages over (fewer:
+    cheaper and noisier; the elicitation's solver).
     """
     cut = d["cutpoints"]
     n = len(cut)
@@ -462,7 +465,12 @@ def statement_samples(d: dict[str, np.ndarray], cells: Cells, quantity: str,
                 eta = eta + d[slope] * covariate_offsets(covariate)[int(where[covariate])]
         return _new_trigger_p_any(eta, cut, sd)
     if quantity == "share_restricted":
-        (p_i, t_i, tt_i, sev, ali), weight = _scenarios(cells, rng, VOCABULARY_SCENARIOS)
+        # one fixed set of the vocabulary's scenarios (the quantity must not change with the
+        # caller's draws); fewer `scenarios` take its first ones
+        index, weight = _scenarios(cells, np.random.default_rng(0), VOCABULARY_SCENARIOS)
+        if cells.n_episodes == 0 and scenarios < VOCABULARY_SCENARIOS:
+            index, weight = tuple(i[:scenarios] for i in index), np.full(scenarios, 1 / scenarios)
+        p_i, t_i, tt_i, sev, ali = index
         params = {name: d[name] for name in FORECAST_VARIABLES}
         eta_all = linear_predictor(params, p_i, t_i, tt_i, sev, ali)
         return _new_trigger_p_any(eta_all, cut, sd) @ weight
