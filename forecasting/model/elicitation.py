@@ -82,7 +82,8 @@ SOLVE_SCENARIOS = 32
 DEFAULT_TOLERANCE = 0.05
 PULL = 0.01  # weight of the pull towards the base prior, per log-factor / logit of shift
 SIGNIFICANT = 3  # digits the written prior keeps
-MAX_STATEMENTS = 20
+MAX_STATEMENTS = 12
+MAX_ITERATIONS = 60  # least-squares steps per solve (each costs one draw per prior moved + 1)
 BASES = ("default", "active")
 # which priors each quantity moves: (parameter, "scale" | "shift")
 KNOBS: dict[str, tuple[tuple[str, str], ...]] = {
@@ -558,7 +559,7 @@ def _solve(statements: list[Statement], base: PriorSet, knobs: list[Knob], crn: 
 
     lo, hi = _bounds(knobs, base)
     result = least_squares(residuals, np.clip(x0, lo, hi), bounds=(lo, hi),
-                           diff_step=1e-2, x_scale=1.0, max_nfev=60 * max(len(knobs), 1))
+                           diff_step=1e-2, x_scale=1.0, max_nfev=MAX_ITERATIONS)
     return result.x, {"evaluations": int(result.nfev), "cost": float(result.cost),
                       "status": int(result.status)}
 
