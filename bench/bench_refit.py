@@ -1,6 +1,7 @@
 """End to end: from new coded episodes accepted by the API to their effect being served.
 
     .venv/bin/python bench/bench_refit.py [--instance DIR] [--episodes 20] [--delay 5]
+    .venv/bin/python bench/bench_refit.py --in-process 3   # the seed refit's steps, in-process
 
 Copies the instance (which must have a current model, as `make run` leaves it) to a
 temporary folder, starts `forecast serve` and `forecast worker` on it with the given settling
@@ -66,13 +67,64 @@ def new_episodes(n: int) -> list[dict]:
              "coder": "bench", "confidence": "medium"} for i in range(n)]
 
 
+def in_process(repeats: int) -> None:
+    """The seed refit in one process: a first fit (compile from the on-disk cache), then
+    `repeats` warm refits, each step's seconds; then the log prior by PyMC's
+    compute_log_prior (what the fit ran before) and in numpy (what it runs now), alternating
+    on the last fit's draws, and whether they agree."""
+    import pymc as pm
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from forecasting.domain.cells import aggregate, episodes_frame
+    from forecasting.domain.codebook import load_codebook
+    from forecasting.domain.interchange import read_episodes
+    from forecasting.model.fitting import add_log_prior, fit_and_diagnose
+    from forecasting.model.priors import load_priors
+    from forecasting.model.pymc_model import build_model
+    from forecasting.settings import GateThresholds, SamplerSettings
+
+    root = Path(__file__).resolve().parent.parent
+    codebook = load_codebook(root / "data" / "codebook.toml")
+    frame = episodes_frame(read_episodes(root / "data" / "episodes.csv", codebook))
+    priors = load_priors(root / "priors" / "default.toml")
+    steps = ("compile", "sampling", "log_likelihood", "log_prior", "prior_predictive",
+             "posterior_predictive", "diagnostics_convergence", "diagnostics_loo",
+             "diagnostics_loo_trigger", "diagnostics_ppc")
+    for i in range(repeats + 1):
+        t0 = time.perf_counter()
+        result = fit_and_diagnose(frame, codebook, priors, SamplerSettings(), GateThresholds())
+        total = time.perf_counter() - t0
+        parts = ", ".join(f"{k} {result.timings[k]:.2f}" for k in steps if k in result.timings)
+        print(f"{'first fit' if i == 0 else 'warm refit'}: {total:.2f} s, "
+              f"{result.verdict.verdict} ({parts}); load average {os.getloadavg()[0]:.1f}",
+              flush=True)
+    tree = result.idata
+    model = build_model(aggregate(frame, codebook), priors)
+    for _ in range(3):
+        t0 = time.perf_counter()
+        theirs = pm.stats.compute_log_prior(tree, model=model, progressbar=False,
+                                            extend_inferencedata=False)
+        t1 = time.perf_counter()
+        add_log_prior(tree, model)
+        t2 = time.perf_counter()
+        print(f"log prior: PyMC {t1 - t0:.2f} s, numpy {t2 - t1:.3f} s", flush=True)
+    ours = tree["log_prior"].to_dataset()
+    worst = max(float(np.max(np.abs(ours[k].values - theirs[k].values))) for k in theirs)
+    print(f"largest difference between the two: {worst:.2e}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--instance", default="instance")
     parser.add_argument("--episodes", type=int, default=20)
     parser.add_argument("--delay", type=float, default=5)
     parser.add_argument("--timeout", type=float, default=600)
+    parser.add_argument("--in-process", type=int, metavar="N",
+                        help="instead: a seed fit and N warm refits in this process, by step")
     args = parser.parse_args()
+    if args.in_process is not None:
+        in_process(args.in_process)
+        return
     work = Path(tempfile.mkdtemp(prefix="bench-refit-"))
     shutil.copytree(Path(args.instance).resolve(), work / "instance",
                     ignore=shutil.ignore_patterns("queue.sqlite3*", "plots"))

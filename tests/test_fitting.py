@@ -187,6 +187,73 @@ def test_episode_log_likelihood_matches_pymc_for_single_episode_cells(small_fit)
     assert weights.sum() == small_fit.n_episodes
 
 
+def test_per_episode_loo_reads_the_stored_log_likelihood_and_gets_the_same_numbers(small_fit):
+    """A cell is an episode: the group holds exactly what episode_log_likelihood computes,
+    so episode LOO reads it; the summary equals a recomputation from the posterior."""
+    tree = small_fit.idata
+    ll, _ = episode_log_likelihood(tree)
+    assert np.array_equal(tree.log_likelihood["level_counts"].values, ll)
+    recomputed = tree.copy()
+    del recomputed["log_likelihood"]
+    assert diagnostics.episode_loo(recomputed) == diagnostics.episode_loo(tree)
+
+
+def test_the_per_cell_groups_are_thinned_beyond_their_budget_and_say_so(small_fit,
+                                                                       seed_like_cells,
+                                                                       default_priors,
+                                                                       monkeypatch):
+    """Above EXTRAS_MAX_VALUES (draw, cell) values the log likelihood, the predictive groups
+    and the per-episode LOO use evenly thinned draws (100 here); the attrs and the
+    diagnostics state how many. In blocks or at once, the replicates are the same."""
+    from forecasting.model import fitting, predictive
+
+    model = build_model(seed_like_cells, default_priors)
+    tree = small_fit.idata.copy()
+    for group in ("log_likelihood", "posterior_predictive", "prior_predictive", "log_prior"):
+        del tree[group]
+    monkeypatch.setattr(predictive, "EXTRAS_MAX_VALUES", seed_like_cells.n_cells * 50)
+    timings = {}
+    fitting._add_extras(tree, model, SamplerSettings(seed=11), 500, timings)
+    assert tree.attrs["extras_draws"] == 100
+    for group in ("log_likelihood", "posterior_predictive"):
+        assert tree[group].sizes["chain"] * tree[group].sizes["draw"] == 100, group
+    assert tree["prior_predictive"].sizes["draw"] == 100
+    kept = predictive.thin(small_fit.idata.posterior.to_dataset(), 100)
+    assert np.array_equal(tree.log_likelihood["level_counts"].values,
+                          small_fit.idata.log_likelihood["level_counts"].sel(
+                              draw=kept.draw).values)
+    assert diagnose(tree)["loo"]["draws"] == 100
+    at_once = predictive.replicate_counts(kept, tree, rng=np.random.default_rng(5))
+    rng = np.random.default_rng(5)
+    blocks = predictive.in_blocks(lambda d: predictive.replicate_counts(d, tree, rng=rng),
+                                  kept, seed_like_cells.n_cells, block_values=1000)[0]
+    assert at_once.identical(blocks)
+
+
+def test_a_large_fit_keeps_only_the_sum_of_its_cluster_terms(small_fit, seed_like_cells,
+                                                            default_priors, monkeypatch):
+    """Beyond CLUSTER_DRAWS_MAX_VALUES the posterior keeps cluster_eff (what the log
+    likelihood reads) but not cluster_eff_z nor its split into event and reaction effects,
+    and the log prior covers what is kept."""
+    from forecasting.model import sampling
+    from forecasting.model.fitting import add_log_prior
+
+    model = build_model(seed_like_cells, default_priors)
+    post = small_fit.idata.posterior.to_dataset().drop_vars(["event_eff", "reaction_eff",
+                                                             "trigger"])
+    monkeypatch.setattr(sampling, "CLUSTER_DRAWS_MAX_VALUES", 0)
+    bounded = sampling.bound_cluster_draws(post, model, seed=1)
+    assert "cluster_eff" in bounded and "cluster_eff_z" not in bounded
+    assert "event_eff" not in bounded and "reaction_eff" not in bounded
+    assert "cluster_draws" in bounded.attrs
+    monkeypatch.setattr(sampling, "CLUSTER_DRAWS_MAX_VALUES", 10**12)
+    assert {"event_eff", "reaction_eff"} <= set(sampling.bound_cluster_draws(post, model, 1))
+    tree = small_fit.idata.copy()
+    tree["posterior"] = bounded
+    add_log_prior(tree, model)
+    assert "cluster_eff_z" not in tree["log_prior"] and "sigma_event" in tree["log_prior"]
+
+
 def test_the_log_likelihood_is_the_multinomial_of_each_cell(small_fit):
     from scipy.special import expit
     from scipy.stats import multinomial

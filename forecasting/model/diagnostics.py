@@ -25,6 +25,7 @@ from forecasting.model.predictive import (
     episode_log_likelihood,
     evenly,
     extras_max_draws,
+    one_episode_per_cell,
     thin,
     trigger_log_likelihood,
 )
@@ -130,6 +131,21 @@ def _loo_or_error(compute, errors=(ValueError,)) -> dict[str, Any]:
         return {"error": f"PSIS-LOO could not be computed: {exc}"}
 
 
+def _stored_episode_log_likelihood(tree: xr.DataTree, max_draws: int | None
+                                   ) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """`episode_log_likelihood` read from the fit's log_likelihood group when a cell is an
+    episode and the group holds the same draws (it holds the same numbers:
+    predictive.log_likelihood), else (None, None)."""
+    if "log_likelihood" not in tree.children or not one_episode_per_cell(tree):
+        return None, None
+    stored = tree.log_likelihood[OBSERVED]
+    draws = thin(tree.posterior.to_dataset()[["beta_severity"]], max_draws)
+    if not all(np.array_equal(stored.coords[d].values, draws.coords[d].values)
+               for d in ("chain", "draw")):
+        return None, None
+    return stored.transpose("chain", "draw", "cell").values, np.ones(stored.sizes["cell"])
+
+
 def episode_loo(tree: xr.DataTree, max_draws: int | None = None) -> dict[str, Any]:
     """PSIS-LOO leaving out one episode at a time (reported; not a gate check).
 
@@ -139,7 +155,9 @@ def episode_loo(tree: xr.DataTree, max_draws: int | None = None) -> dict[str, An
     most of what its reaction effect learns, so its Pareto k is high: that says PSIS is
     unreliable for that leave-one-out, not that the fit is unhealthy.
     """
-    ll, weights = episode_log_likelihood(tree, max_draws)
+    ll, weights = _stored_episode_log_likelihood(tree, max_draws)
+    if ll is None:
+        ll, weights = episode_log_likelihood(tree, max_draws)
     tree = xr.DataTree.from_dict({
         "posterior": thin(tree.posterior.to_dataset()[["beta_severity"]], max_draws),
         "log_likelihood": xr.Dataset({"restriction": (("chain", "draw", "pair"), ll)}),
@@ -370,10 +388,6 @@ def posterior_predictive_check(tree: xr.DataTree, prob: float = PPC_PROB,
             "group_outside": n_outside, "flags": flags}
 
 
-def _one_episode_per_cell(tree: xr.DataTree) -> bool:
-    return bool((tree.observed_data[OBSERVED].sum("level") == 1).all())
-
-
 def diagnose(tree: xr.DataTree, worst: int = 5,
              trigger_loo_draws: int | None = TRIGGER_LOO_DRAWS) -> dict[str, Any]:
     """Convergence, efficiency, PSIS-LOO (per episode, per cell, per trigger) and posterior
@@ -421,7 +435,7 @@ def diagnose(tree: xr.DataTree, worst: int = 5,
     if has_data:
         diag["loo"] = _loo_or_error(lambda: episode_loo(tree, most))
     if "log_likelihood" in tree.children:
-        if has_data and "elpd" in diag.get("loo", {}) and _one_episode_per_cell(tree):
+        if has_data and "elpd" in diag.get("loo", {}) and one_episode_per_cell(tree):
             # a cell is an episode (model revision 3): the per-cell LOO is the per-episode one
             diag["loo_cells"] = {**diag["loo"], "unit": "cell"}
         else:

@@ -26,6 +26,7 @@ from forecasting.model.diagnostics import diagnose
 from forecasting.model.gate import Verdict, gate
 from forecasting.model.log_prior import log_prior
 from forecasting.model.predictive import (
+    cell_eta,
     cell_level_probabilities,
     extras_max_draws,
     in_blocks,
@@ -86,8 +87,9 @@ def _add_extras(tree: xr.DataTree, model: pm.Model, settings: SamplerSettings,
 
     def both(draws: xr.Dataset) -> tuple[xr.Dataset, xr.Dataset]:
         t0 = time.perf_counter()
-        probs = cell_level_probabilities(tree, draws)  # the two groups share them
-        ll = log_likelihood(tree, draws, probs)
+        eta = cell_eta(tree, draws)  # the two groups share it
+        probs = cell_level_probabilities(tree, draws, eta)
+        ll = log_likelihood(tree, draws, probs, eta)
         t1 = time.perf_counter()
         replicated = replicate_counts(draws, tree, rng=rng, probs=probs)
         spent["log_likelihood"] += t1 - t0

@@ -46,13 +46,21 @@ def _cell_eta(params: xr.Dataset, const: xr.Dataset, cells=slice(None)) -> np.nd
                             reaction=const["reaction_idx"].values[cells])
 
 
-def cell_level_probabilities(tree: xr.DataTree, params: xr.Dataset | None = None) -> np.ndarray:
+def cell_eta(tree: xr.DataTree, params: xr.Dataset | None = None) -> np.ndarray:
+    """eta (chain, draw, cell) of every cell of the fit under the posterior draws or `params`."""
+    params = tree.posterior.to_dataset() if params is None else params
+    return _cell_eta(params, tree.constant_data.to_dataset())
+
+
+def cell_level_probabilities(tree: xr.DataTree, params: xr.Dataset | None = None,
+                             eta: np.ndarray | None = None) -> np.ndarray:
     """P(level = k) per draw and cell, (chain, draw, cell, level), as the model defines it.
 
-    From the posterior draws, or from `params` (e.g. prior draws) with the same names.
+    From the posterior draws, or from `params` (e.g. prior draws) with the same names;
+    `eta`: their `cell_eta`, when the caller has it already.
     """
     params = tree.posterior.to_dataset() if params is None else params
-    eta = _cell_eta(params, tree.constant_data.to_dataset())
+    eta = cell_eta(tree, params) if eta is None else eta
     probs = level_probabilities(eta, params["cutpoints"].values[..., None, :])
     return np.clip(probs, 1e-12, 1.0)  # far in the tails a difference can round to 0: no log(0)
 
@@ -61,16 +69,33 @@ def observed_counts(tree: xr.DataTree) -> xr.DataArray:
     return tree.observed_data[OBSERVED].transpose("cell", "level")
 
 
+def one_episode_per_cell(tree: xr.DataTree) -> bool:
+    """Every cell holds one episode (model revision 3 on: a cell is an episode)."""
+    return bool((tree.observed_data[OBSERVED].values.sum(axis=-1) == 1).all())
+
+
 def log_likelihood(tree: xr.DataTree, params: xr.Dataset | None = None,
-                   probs: np.ndarray | None = None) -> xr.Dataset:
+                   probs: np.ndarray | None = None, eta: np.ndarray | None = None
+                   ) -> xr.Dataset:
     """The per-cell multinomial log likelihood (the model's density), (chain, draw, cell),
-    of the posterior draws or of `params` (e.g. a block of them); `probs`: their
-    cell_level_probabilities, when the caller has them already."""
+    of the posterior draws or of `params` (e.g. a block of them); `probs`, `eta`: their
+    cell_level_probabilities and cell_eta, when the caller has them already.
+
+    With one episode per cell it is log P(its level), computed in log space as the
+    per-episode LOO computes it (`episode_log_likelihood`: the same numbers, so that LOO
+    reads them from this group), exact in the tails where a difference of probabilities
+    would round to zero."""
     params = tree.posterior.to_dataset() if params is None else params
     counts = observed_counts(tree)
-    log_coef = log_multinomial_coef(counts.values)
-    probs = cell_level_probabilities(tree, params) if probs is None else probs
-    ll = log_coef + np.einsum("...cl,cl->...c", np.log(probs), counts.values.astype(float))
+    if one_episode_per_cell(tree):
+        eta = cell_eta(tree, params) if eta is None else eta
+        ll = level_log_probability(eta, params["cutpoints"].values,
+                                   counts.values.argmax(axis=-1))
+    else:
+        log_coef = log_multinomial_coef(counts.values)
+        probs = cell_level_probabilities(tree, params, eta) if probs is None else probs
+        ll = log_coef + np.einsum("...cl,cl->...c", np.log(probs),
+                                  counts.values.astype(float))
     return xr.Dataset(
         {OBSERVED: (("chain", "draw", "cell"), ll)},
         coords={"chain": params.coords["chain"].values, "draw": params.coords["draw"].values,
@@ -189,8 +214,9 @@ def trigger_log_likelihood(tree: xr.DataTree, max_draws: int | None = 1000
     return out, labels
 
 
-def extras_max_draws(n_cells: int, max_values: int = EXTRAS_MAX_VALUES) -> int:
+def extras_max_draws(n_cells: int, max_values: int | None = None) -> int:
     """How many draws the per-cell groups may hold for `n_cells` cells (at least 100)."""
+    max_values = EXTRAS_MAX_VALUES if max_values is None else max_values
     return max(100, max_values // max(n_cells, 1))
 
 
