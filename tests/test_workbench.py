@@ -174,6 +174,9 @@ def test_compare_and_history_over_the_api(client, tokens):
     assert r.status_code == 200 and r.get_json()["same_priors"] is True
     assert r.get_json()["b"]["label"] == "active (default.toml)"  # no path of the server
     assert client.get("/v1/priors/compare?a=/etc/hosts").status_code == 400
+    png = client.get("/v1/priors/compare.png?a=default")
+    assert png.status_code == 200 and png.mimetype == "image/png"
+    assert png.data[:8] == b"\x89PNG\r\n\x1a\n"
     priors = load_priors(DEFAULT_PRIORS_DIR / "default.toml").replace(
         sigma_pt={"dist": "HalfNormal", "kwargs": {"sigma": 0.2}}).to_dict()
     assert client.put("/v1/priors", json={"priors": priors},

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import jsonify
+from flask import Response, jsonify
 from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
@@ -200,6 +200,29 @@ def compare_priors(query: CompareQuery):
     for side in ("a", "b"):
         doc[side]["label"] = redact.source_name(doc[side]["label"])
     return jsonify(doc)
+
+
+@bp.get("/compare.png", operation_id="comparePriorsPlot",
+        responses={200: {"description": "A PNG image",
+                         "content": {"image/png": {"schema": {"type": "string",
+                                                              "format": "binary"}}}},
+                   **problems(400, 429)})
+def compare_priors_plot(query: CompareQuery):
+    """The dry run's plot: both prior sets' prior predictive side by side (median, 50% and
+    90% of every quantity) as PNG."""
+    import io
+
+    from forecasting.model.prior_predictive import plot_comparison
+    from forecasting.services.workbench import compare_priors as compare
+
+    s = services()
+    doc = compare(s.codebook, s.database, s.settings, query.a, query.b, files=False,
+                  keep_samples=True)
+    buffer = io.BytesIO()
+    plot_comparison(doc["prior_predictive"]["a"], doc["prior_predictive"]["b"], buffer,
+                    labels=(redact.source_name(doc["a"]["label"]),
+                            redact.source_name(doc["b"]["label"])))
+    return Response(buffer.getvalue(), mimetype="image/png")
 
 
 @bp.get("/history", operation_id="priorHistory", responses={200: HistoryDoc, **problems(400)})

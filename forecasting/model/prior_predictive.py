@@ -715,12 +715,12 @@ def plot_statements(checks: list[dict[str, Any]], path: Path | str) -> Path:
     return path
 
 
-def plot_comparison(summary_a: dict[str, Any], summary_b: dict[str, Any], path: Path | str,
-                    labels: tuple[str, str] = ("A", "B")) -> Path:
+def plot_comparison(summary_a: dict[str, Any], summary_b: dict[str, Any], path,
+                    labels: tuple[str, str] = ("A", "B")):
     """Two prior sets' prior predictive side by side (median, 50% and 90% of each
-    quantity), as PNG."""
+    quantity), as PNG to `path` (a file name or a binary file object)."""
     plt = _pyplot()
-    path = Path(path)
+    path = Path(path) if isinstance(path, str) else path
     probabilities = [n for n in QUANTITIES if not n.endswith("odds_ratio")]
     ratios = [n for n in QUANTITIES if n.endswith("odds_ratio")]
     fig, axes = plt.subplots(1, 2, figsize=(14, 5.5))
@@ -745,6 +745,6 @@ def plot_comparison(summary_a: dict[str, Any], summary_b: dict[str, Any], path: 
     fig.suptitle(f"Prior predictive, {labels[0]} against {labels[1]} (a new trigger)",
                  fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=80)
+    fig.savefig(path, dpi=80, format="png")
     plt.close(fig)
     return path
