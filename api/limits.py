@@ -24,7 +24,7 @@ from .problems import Problem
 log = logging.getLogger(__name__)
 # Endpoints that cost far more than a read: many cells, or a compiled model per call.
 EXPENSIVE = ("forecasts.compare", "forecasts.grid", "forecasts.batch", "priors.check_priors",
-             "priors.elicit_priors", "priors.compare_priors",
+             "coding.get_reliability", "priors.elicit_priors", "priors.compare_priors",
              "priors.compare_priors_plot")
 WRITE_METHODS = ("POST", "PUT", "PATCH")
 _FAILED_AUTH = "failed-auth"
