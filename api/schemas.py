@@ -89,8 +89,8 @@ class ForecastQuery(ScenarioQuery):
 TriggerId = Annotated[str, Field(min_length=1, max_length=120)]
 
 
-class CellQuery(ForecastQuery):
-    """One cell, for a new trigger or live after a coded one (`trigger_id`)."""
+class LiveScenarioQuery(ScenarioQuery):
+    """A scenario for a new trigger, or a coded trigger (`trigger_id`) whose coding fixes it."""
 
     # No scenario defaults in the document: a generated client sends every default it is
     # told of, and a scenario sent with trigger_id is refused. Without trigger_id the
@@ -116,6 +116,10 @@ class CellQuery(ForecastQuery):
                 Scenario.alignment if self.alignment is None else self.alignment)
 
 
+class CellQuery(LiveScenarioQuery, ForecastQuery):
+    """One cell, for a new trigger or live after a coded one (`trigger_id`)."""
+
+
 class OneForecastQuery(CellQuery):
     explain: bool = Field(
         False, description="Add the forecast's `explanation` (its linear predictor term by "
@@ -126,7 +130,7 @@ class OneForecastQuery(CellQuery):
                         "(the counts are always complete)")
 
 
-class GridQuery(ScenarioQuery):
+class GridQuery(LiveScenarioQuery):
     sort: Literal["risk", "partner", "intel_type"] = "risk"
     limit: Annotated[int, Field(ge=1, le=10_000)] | None = None
 
@@ -335,6 +339,36 @@ class ForecastList(BaseModel):
 
 class GridResponse(ForecastList):
     scenario: ScenarioDoc
+
+
+class LiveGridCell(Forecast):
+    observed_level: int | None = Field(
+        description="The cell's own coded level after this trigger (left out of its "
+                    "conditioning), if coded")
+
+
+class LiveGridResponse(BaseModel):
+    """Every cell after a coded trigger, each as GET /v1/forecasts?trigger_id= answers it."""
+
+    model: ModelStamp
+    trigger_id: str
+    scenario: ScenarioDoc = Field(description="The scenario the trigger is coded with")
+    conditioned_on: list[ConditionedEpisode] = Field(
+        description="The trigger's coded episodes: each cell conditions on all of them but "
+                    "its own")
+    not_conditioned_on: list[ConditionedEpisode] | None = Field(
+        None, description="Coded episodes of partners or types the model version predates: "
+                          "listed, not used; refit to use them")
+    draws_used: int = Field(description="Posterior draws the conditioning was computed from")
+    store_revision: int = Field(description="The episode store's revision the answer reads "
+                                            "(also in the X-Store-Revision header)")
+    count: int
+    forecasts: list[LiveGridCell]
+
+
+class GridAnswer(RootModel[LiveGridResponse | GridResponse]):
+    """The grid for a new trigger under a scenario; with trigger_id, live after that coded
+    trigger (conditioned on its reactions coded so far)."""
 
 
 class Difference(Summary):

@@ -265,3 +265,64 @@ def test_the_openapi_document_describes_the_live_answer(client):
     episode = spec["components"]["schemas"]["ConditionedEpisode"]
     assert set(episode["properties"]) == {"partner", "intel_type", "level", "trigger_date",
                                           "sources", "confidence"}
+
+
+# --- the live grid (GET /v1/forecasts/grid?trigger_id=) ---------------------------------------
+GRID_URL = f"/v1/forecasts/grid?trigger_id={TRIGGER}&sort=partner"
+
+
+def test_the_live_grid_answers_every_cell_as_the_live_forecast_does(client, served_model,
+                                                                    codebook):
+    r = client.get(GRID_URL)
+    assert r.status_code == 200, r.get_json()
+    body = r.get_json()
+    assert body["trigger_id"] == TRIGGER and body["count"] == len(body["forecasts"])
+    assert body["scenario"] == {"trigger_type": "disclosure_incident", "severity": 3,
+                                "alignment": 1}
+    assert body["store_revision"] == int(r.headers["X-Store-Revision"])
+    assert [(e["partner"], e["intel_type"], e["level"]) for e in body["conditioned_on"]] == [
+        ("ISR", t, int(t == "sources")) for t in TYPES]
+    cells = {(f["partner"], f["intel_type"]): f for f in body["forecasts"]}
+    assert len(cells) == len(codebook.partners) * len(codebook.intel_types)
+    for partner, intel_type in [("ISR", "humint"), ("ISR", "sources"), ("GBR", "sigint"),
+                                ("SAU", "cyber")]:
+        one = client.get(f"/v1/forecasts?partner={partner}&intel_type={intel_type}"
+                         f"&trigger_id={TRIGGER}").get_json()
+        cell = cells[(partner, intel_type)]
+        assert {k: cell[k] for k in one if k in cell} == {k: one[k] for k in cell if k in one}
+        assert cell["observed_level"] == one["observed_level"]
+    assert body["draws_used"] == one["draws_used"]
+    assert cells[("ISR", "sources")]["observed_level"] == 1
+    assert cells[("GBR", "sigint")]["observed_level"] is None
+    top = client.get(f"/v1/forecasts/grid?trigger_id={TRIGGER}&limit=3").get_json()
+    means = [f["any_restriction"]["mean"] for f in top["forecasts"]]
+    assert top["count"] == 3 and means == sorted(means, reverse=True)
+    assert max(c["any_restriction"]["mean"] for c in cells.values()) == means[0]
+
+
+def test_the_live_grid_is_recomputed_when_an_episode_is_coded(client, served_model, tokens):
+    first = client.get(GRID_URL)
+    etag = first.headers["ETag"]
+    assert client.get(GRID_URL, headers={"If-None-Match": etag}).status_code == 304
+    before = {(f["partner"], f["intel_type"]): f for f in first.get_json()["forecasts"]}
+    coded = client.post("/v1/episodes", headers=auth(tokens["coder"]), json=episode_row(
+        partner="SAU", intel_type="sigint", level=3))
+    assert coded.status_code in (200, 201), coded.get_json()
+    again = client.get(GRID_URL, headers={"If-None-Match": etag})
+    assert again.status_code == 200 and again.headers["ETag"] != etag
+    after = {(f["partner"], f["intel_type"]): f for f in again.get_json()["forecasts"]}
+    assert after[("SAU", "sigint")]["observed_level"] == 3
+    # SAU's suspension raises SAU's other cells: not an answer kept from before it was coded
+    assert after[("SAU", "cyber")]["any_restriction"]["mean"] > \
+        before[("SAU", "cyber")]["any_restriction"]["mean"]
+
+
+@pytest.mark.parametrize("query, status, field", [
+    ("trigger_id=no-such-trigger", 404, "trigger_id"),
+    (f"trigger_id={TRIGGER}&severity=3", 400, "severity"),
+])
+def test_a_bad_live_grid_query_is_a_problem_naming_the_field(client, served_model, query,
+                                                             status, field):
+    r = client.get(f"/v1/forecasts/grid?{query}")
+    assert r.status_code == status and r.mimetype == "application/problem+json"
+    assert r.get_json()["errors"][0]["field"] == field

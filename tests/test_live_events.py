@@ -72,3 +72,50 @@ def test_without_an_event_effect_other_partners_reactions_say_nothing():
     after = conditional_level_probabilities(*args, coded, reaction=None)
     before = conditional_level_probabilities(*args, empty, reaction=None)
     np.testing.assert_allclose(after, before, atol=1e-9)
+
+
+# --- the live grid: every cell after a coded trigger, one quadrature per shared conditioning ---
+TRIGGER_EPISODES = ({"partner": "ISR", "intel_type": "sigint", "level": 2},
+                    {"partner": "ISR", "intel_type": "sources", "level": 3},
+                    {"partner": "GBR", "intel_type": "humint", "level": 0})
+
+
+@pytest.fixture(scope="module")
+def live_grid(fitted_engine):
+    from forecasting.serving.forecasts import CodedTrigger, Scenario
+
+    trigger = CodedTrigger("2017-oval-office-disclosure", Scenario("disclosure_incident", 3, 1),
+                           TRIGGER_EPISODES)
+    return trigger, fitted_engine.conditioned_grid(trigger, sort="partner")
+
+
+def test_the_live_grid_serves_the_per_cell_live_answers_numbers(fitted_engine, live_grid):
+    trigger, grid = live_grid
+    cells = {(f["partner"], f["intel_type"]): f for f in grid["forecasts"]}
+    assert len(cells) == len(fitted_engine.partners) * len(fitted_engine.intel_types)
+    # coded cells (their own episode left out), a coded partner's other cells, partners not
+    # coded (fresh reactions): every kind of conditioning the grid groups cells by
+    for partner in ("ISR", "GBR", "SAU"):
+        for intel_type in fitted_engine.intel_types:
+            one = fitted_engine.conditioned(partner, intel_type, trigger)
+            cell = cells[(partner, intel_type)]
+            assert cell["any_restriction"] == one["any_restriction"], (partner, intel_type)
+            assert cell["levels"] == one["levels"]
+            assert cell["observed_level"] == one["observed_level"]
+            assert cell["scenario"] == one["scenario"] == trigger.scenario.as_dict()
+    assert grid["draws_used"] == one["draws_used"]
+    assert [(e["partner"], e["intel_type"]) for e in grid["conditioned_on"]] == [
+        (e["partner"], e["intel_type"]) for e in TRIGGER_EPISODES]
+
+
+def test_the_live_grid_moves_the_coded_partners_cells_most(fitted_engine, live_grid):
+    """ISR restricted heavily: its uncoded cells rise above the same cells for a new trigger
+    far more than another partner's do (its own reaction effect is informed)."""
+    _, grid = live_grid
+    live = {(f["partner"], f["intel_type"]): f["any_restriction"]["mean"]
+            for f in grid["forecasts"]}
+    new = {(f["partner"], f["intel_type"]): f["any_restriction"]["mean"]
+           for f in fitted_engine.grid({"trigger_type": "disclosure_incident", "severity": 3,
+                                        "alignment": 1})}
+    assert live[("ISR", "humint")] - new[("ISR", "humint")] > \
+        live[("SAU", "humint")] - new[("SAU", "humint")] > 0

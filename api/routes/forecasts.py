@@ -9,7 +9,12 @@ from collections.abc import Callable
 from flask import Response, jsonify, request
 from flask_openapi3 import APIBlueprint, Tag
 
-from forecasting.services.forecasts import explained_forecast, live_forecast, refuse_scenario
+from forecasting.services.forecasts import (
+    explained_forecast,
+    live_forecast,
+    live_grid,
+    refuse_scenario,
+)
 from forecasting.serving import plots
 
 from ..limits import check_cells, unique_codes
@@ -22,8 +27,8 @@ from ..schemas import (
     CompareResponse,
     ForecastAnswer,
     ForecastList,
+    GridAnswer,
     GridQuery,
-    GridResponse,
     OneForecastQuery,
 )
 from ..services import services
@@ -129,13 +134,27 @@ def batch(body: BatchBody):
 
 
 @bp.get("/grid", operation_id="getForecastGrid",
-         responses={200: GridResponse, **problems(400, 404, 429, 503)})
+         responses={200: GridAnswer, **problems(400, 404, 409, 429, 503)})
 def grid(query: GridQuery):
-    """Every partner x type under one scenario, highest risk first (or sorted by code)."""
-    engine = services().models.engine()
+    """Every partner x type under one scenario, highest risk first (or sorted by code).
+
+    With `trigger_id`: every cell after that coded trigger, each conditioned on its reactions
+    coded so far as `GET /v1/forecasts?...&trigger_id=` answers it, under the scenario the
+    trigger is coded with; the answer lists the episodes conditioned on and each cell's own
+    coded level.
+    """
+    if query.trigger_id is not None:
+        refuse_scenario(query.model_fields_set)
+    svc = services()
+    engine = svc.models.engine()
     check_cells(len(engine.partners) * len(engine.intel_types), "grid")
-    scenario = {"trigger_type": query.trigger_type, "severity": query.severity,
-                "alignment": query.alignment}
+    if query.trigger_id is not None:
+        revision = svc.database.episodes.latest_revision_id()
+        return live(lambda: live_grid(engine, svc.database, svc.codebook, query.trigger_id,
+                                      sort=query.sort, limit=query.limit, revision=revision),
+                    engine.version, revision)
+    scenario = dict(zip(("trigger_type", "severity", "alignment"), query.scenario(),
+                        strict=True))
     forecasts = engine.grid(scenario, sort=query.sort)
     if query.limit is not None:
         forecasts = forecasts[:query.limit]

@@ -7,6 +7,10 @@ model saw them when it was fitted), its scenario is the one they are coded with,
 forecast engine conditions on every coded episode but the queried cell's own
 (forecasting.serving.live_events). The answer echoes the episodes it rests on.
 
+`GET /v1/forecasts/grid?trigger_id=ID` answers through `live_grid`: every cell after the
+trigger, each conditioned as `live_forecast` conditions it (the same numbers), computed once per
+set of cells sharing a conditioning and kept per (model version, trigger, store revision).
+
 `forecast query ... --explain` and `GET /v1/forecasts?...&explain=true` both answer through
 `explained_forecast`: the forecast, its terms (forecasting.serving.explain) and the episodes it
 rests on (forecasting.serving.evidence), read as the served version's fit saw them.
@@ -14,6 +18,8 @@ rests on (forecasting.serving.evidence), read as the served version's fit saw th
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -104,6 +110,44 @@ def live_forecast(engine: ForecastEngine, database: Database, codebook: Codebook
     codebook.check("partner", partner)
     codebook.check("intel_type", intel_type)
     return engine.conditioned(partner, intel_type, coded_trigger(database, codebook, trigger_id))
+
+
+# Live grids per process, keyed by (database, model version and its draws, trigger, store
+# revision): a new episode moves the revision, so a kept grid is never stale; ~50 kB each.
+LIVE_GRIDS_KEPT = 32
+_live_grids: OrderedDict[tuple, Any] = OrderedDict()
+_live_grids_lock = threading.Lock()
+
+
+def live_grid(engine: ForecastEngine, database: Database, codebook: Codebook, trigger_id: str,
+              *, sort: str = "risk", limit: int | None = None, revision: int | None = None
+              ) -> dict[str, Any]:
+    """Every partner x type after a coded trigger, conditioned on its reactions coded so far.
+
+    `engine.conditioned_grid`'s answer (the cells, each as `live_forecast` answers it, with
+    its `observed_level`; the episodes conditioned on; the draws used) plus `store_revision`
+    (`revision`: the store's latest revision, read before the episodes as the caller's ETag
+    names it; read here when None), the model stamp and the count; the first `limit` cells
+    in `sort` order if given.
+    """
+    if revision is None:
+        revision = database.episodes.latest_revision_id()
+    trigger = coded_trigger(database, codebook, trigger_id)
+    key = (str(database.engine.url), engine.version, engine.n_draws, trigger_id, revision)
+    with _live_grids_lock:
+        stats = _live_grids.get(key)
+        if stats is not None:
+            _live_grids.move_to_end(key)
+    if stats is None:
+        stats = engine.conditioned_grid_stats(trigger)
+        with _live_grids_lock:
+            _live_grids[key] = stats
+            while len(_live_grids) > LIVE_GRIDS_KEPT:
+                _live_grids.popitem(last=False)
+    answer = engine.conditioned_grid(trigger, sort=sort, stats=stats)
+    answer["forecasts"] = answer["forecasts"][:limit]
+    return {"model": dict(engine.model_info), **answer, "store_revision": revision,
+            "count": len(answer["forecasts"])}
 
 
 # -- explanations and evidence (issue 17) ------------------------------------------------------

@@ -39,6 +39,8 @@ from forecasting.serving.live_events import (
     MAX_DRAWS,
     CodedReactions,
     conditional_level_probabilities,
+    conditioning_weights,
+    weighted_level_probabilities,
 )
 
 DECIMALS = 4
@@ -46,6 +48,8 @@ DECIMALS = 4
 # Symmetric, so that P(any) = 1 - P(level 0) gets its quantiles from level 0's reversed.
 QUANTILES = np.array([0.05, 0.25, 0.5, 0.75, 0.95])
 DTYPE = np.float32
+# cells per quadrature call of a live grid: bounds its memory (~0.5 MB per cell at 500 draws)
+LIVE_CHUNK = 32
 SORTS = ("risk", "partner", "intel_type")
 QUERY_KEYS = {"partner", "intel_type", "trigger_type", "severity", "alignment"}
 
@@ -142,10 +146,13 @@ def _rounded(stats: np.ndarray) -> np.ndarray:
     return np.round(stats, DECIMALS)
 
 
-def _stats_dict(row: list[float]) -> dict:
+def stats_dict(row: list[float]) -> dict:
     """One row of `summarise`, rounded and as Python floats, under the contract's keys."""
     mean, q05, q25, q50, q75, q95 = row
     return {"mean": mean, "median": q50, "ci50": [q25, q75], "ci90": [q05, q95]}
+
+
+_stats_dict = stats_dict  # the name forecasting.serving.explain imports
 
 
 @dataclass(frozen=True)
@@ -268,7 +275,7 @@ class ForecastEngine:
                  severity: int = Scenario.severity, alignment: int = Scenario.alignment) -> dict:
         """One cell under one scenario, in CONTRACT.md's forecast shape."""
         scenario = Scenario(trigger_type, severity, alignment)
-        key = self._cell_key(partner, intel_type, scenario)
+        key = self.cell_index(partner, intel_type, scenario)
         stats = self._cached(key)
         if stats is None:
             p, t, scenario_key = key
@@ -306,7 +313,7 @@ class ForecastEngine:
         """What `forecast` computes a cell's answer from, per draw (samples last): `eta` (S,),
         `cutpoints` (3, S), `cluster_sd`, the cluster scales and the cell's `index` (partner,
         type, trigger type, severity, alignment). For forecasting.serving.explain."""
-        p, t, scenario_key = self._cell_key(partner, intel_type, scenario)
+        p, t, scenario_key = self.cell_index(partner, intel_type, scenario)
         return {"eta": self._pt_eff[p, t] + self._scenario_eta[scenario_key],
                 "cutpoints": self._cutpoints, "cluster_sd": self._cluster_sd,
                 **self._cluster_scales, "index": (p, t, *scenario_key), "keep": None}
@@ -317,9 +324,21 @@ class ForecastEngine:
         the episodes conditioned on, not conditioned on, and the cell's own."""
         if not self._has_clusters:  # a version before model revision 3 cannot condition
             raise NotInModelError("trigger_id", trigger.trigger_id, self.version)
-        p, t, scenario_key = self._cell_key(partner, intel_type, trigger.scenario)
+        p, t, scenario_key = self.cell_index(partner, intel_type, trigger.scenario)
         keep = evenly(self.n_draws, MAX_DRAWS)
         scenario_eta = self._scenario_eta[scenario_key][keep]
+        return {"eta": self._pt_eff[p, t, keep] + scenario_eta,
+                "cutpoints": self._cutpoints[:, keep],
+                "cluster_sd": self._cluster_sd[keep],
+                **{name: scale[keep] for name, scale in self._cluster_scales.items()},
+                "index": (p, t, *scenario_key), "keep": keep,
+                **self._conditioning_set(partner, intel_type, trigger, keep, scenario_eta)}
+
+    def _conditioning_set(self, partner: str, intel_type: str, trigger: CodedTrigger,
+                          keep: np.ndarray, scenario_eta: np.ndarray) -> dict:
+        """What a cell's live answer conditions on: the coded reactions but the cell's own
+        (`coded`, the cell's partner's position among them `reaction`), the episodes
+        conditioned on, not conditioned on, and the cell's own coded level."""
         # episodes of codes this version predates cannot inform it: listed, not used
         known = [e for e in trigger.episodes if e["partner"] in self._partner_index
                  and e["intel_type"] in self._type_index]
@@ -336,14 +355,76 @@ class ForecastEngine:
                                                    self._type_index), keep] + scenario_eta
                           for e in others]).reshape(len(others), len(keep)),
             level=np.array([int(e["level"]) for e in others], dtype=int))
-        return {"eta": self._pt_eff[p, t, keep] + scenario_eta,
-                "cutpoints": self._cutpoints[:, keep],
-                "cluster_sd": self._cluster_sd[keep],
-                **{name: scale[keep] for name, scale in self._cluster_scales.items()},
-                "index": (p, t, *scenario_key), "keep": keep, "coded": coded,
+        return {"coded": coded,
                 "reaction": partners.index(partner) if partner in partners else None,
                 "conditioned_on": [dict(e) for e in others], "not_conditioned_on": skipped,
                 "observed_level": int(own[0]["level"]) if own else None}
+
+    def conditioned_grid_stats(self, trigger: CodedTrigger) -> np.ndarray:
+        """Every cell of the model after a coded trigger, each conditioned as `conditioned`
+        conditions it (the same numbers): rounded summaries (P, T, 5, 6), model order.
+
+        The (u, v) posterior is computed once per set of cells that share it, not per cell:
+        the cells of a coded partner not coded themselves share one, every partner not yet
+        coded shares one (its reaction is a fresh draw), and a coded cell, which leaves its
+        own episode out, has its own.
+        """
+        if not self._has_clusters:
+            raise NotInModelError("trigger_id", trigger.trigger_id, self.version)
+        scenario_key = self._scenario_key(trigger.scenario)
+        keep = evenly(self.n_draws, MAX_DRAWS)
+        scenario_eta = self._scenario_eta[scenario_key][keep]
+        cutpoints = self._cutpoints[:, keep]
+        sigma = {name: scale[keep] for name, scale in self._cluster_scales.items()}
+        coded_cells = {(e["partner"], e["intel_type"]) for e in trigger.episodes}
+        coded_partners = {partner for partner, _ in coded_cells}
+        groups: dict[tuple, list[tuple[int, int]]] = {}
+        sets = {}
+        for partner, p in self._partner_index.items():
+            for intel_type, t in self._type_index.items():
+                own = (partner, intel_type) in coded_cells
+                key = ((partner, intel_type) if own else None,
+                       partner if partner in coded_partners else None)
+                if key not in sets:
+                    sets[key] = self._conditioning_set(partner, intel_type, trigger, keep,
+                                                       scenario_eta)
+                groups.setdefault(key, []).append((p, t))
+        stats = np.empty(self._pt_eff.shape[:2] + (5, 6))
+        for key, cells in groups.items():
+            found = sets[key]
+            weights = conditioning_weights(cutpoints, sigma["sigma_event"],
+                                           sigma["sigma_reaction"], found["coded"],
+                                           found["reaction"])
+            for start in range(0, len(cells), LIVE_CHUNK):
+                p, t = (np.array(x) for x in zip(*cells[start:start + LIVE_CHUNK], strict=True))
+                probs = weighted_level_probabilities(self._pt_eff[p, t][:, keep] + scenario_eta,
+                                                     cutpoints, weights)
+                stats[p, t] = _rounded(summarise_levels(probs.astype(DTYPE), overwrite=True))
+        return stats
+
+    def conditioned_grid(self, trigger: CodedTrigger, sort: str = "risk",
+                         stats: np.ndarray | None = None) -> dict:
+        """`grid` after a coded trigger: every cell the model knows, conditioned on the
+        trigger's coded reactions as `conditioned` would answer it (each cell with its
+        `observed_level`), the episodes conditioned on and the draws used. `stats`: the
+        trigger's `conditioned_grid_stats`, if already computed."""
+        stats = self.conditioned_grid_stats(trigger) if stats is None else stats
+        observed = {(e["partner"], e["intel_type"]): int(e["level"]) for e in trigger.episodes}
+        forecasts = []
+        for p, t, cell in self._grid_cells(stats, sort):
+            answer = self._shape(p, t, trigger.scenario, cell)
+            answer["observed_level"] = observed.get((p, t))
+            forecasts.append(answer)
+        known = [dict(e) for e in trigger.episodes if e["partner"] in self._partner_index
+                 and e["intel_type"] in self._type_index]
+        answer = {"trigger_id": trigger.trigger_id, "scenario": trigger.scenario.as_dict(),
+                  "conditioned_on": known,
+                  "draws_used": int(len(evenly(self.n_draws, MAX_DRAWS))),
+                  "forecasts": forecasts}
+        skipped = [dict(e) for e in trigger.episodes if dict(e) not in known]
+        if skipped:
+            answer["not_conditioned_on"] = skipped
+        return answer
 
     def batch(self, queries: list[Mapping]) -> list[dict]:
         """Many cells at once; every query is validated before any is computed."""
@@ -376,10 +457,17 @@ class ForecastEngine:
         (alphabetical by code, then the other). Partners added to the codebook after the fit
         are left out (see `missing_partners`).
         """
+        scenario = Scenario.from_mapping(scenario)
         if sort not in SORTS:
             raise ValueError(f"Requested sort '{sort}' but it must be one of {list(SORTS)}")
-        scenario = Scenario.from_mapping(scenario)
         stats = self._grid_stats(self._scenario_key(scenario))  # (P, T, 5, 6), model order
+        return [self._shape(p, t, scenario, s) for p, t, s in self._grid_cells(stats, sort)]
+
+    def _grid_cells(self, stats: np.ndarray, sort: str) -> list[tuple[str, str, np.ndarray]]:
+        """(partner, type, its stats) of every codebook cell the model knows, in `sort` order:
+        "risk" (P(any restriction) mean, highest first), "partner" or "intel_type"."""
+        if sort not in SORTS:
+            raise ValueError(f"Requested sort '{sort}' but it must be one of {list(SORTS)}")
         cells = [(p, t, stats[self._partner_index[p], self._type_index[t]])
                  for p in self.codebook.partner_codes if p in self._partner_index
                  for t in self.codebook.intel_type_codes if t in self._type_index]
@@ -389,7 +477,7 @@ class ForecastEngine:
             cells.sort(key=lambda c: (c[0], c[1]))
         else:
             cells.sort(key=lambda c: (c[1], c[0]))
-        return [self._shape(p, t, scenario, s) for p, t, s in cells]
+        return cells
 
     def compare(self, partners: str | Iterable[str], intel_types: str | Iterable[str],
                 scenario_a: Mapping | Scenario | None,
@@ -410,8 +498,8 @@ class ForecastEngine:
             return []
         p_idx, t_idx = np.array([c[2] for c in cells]), np.array([c[3] for c in cells])
         cell_eta = self._pt_eff[p_idx, t_idx]  # (N, S)
-        probs_a = self._level_probabilities(cell_eta + eta_a)
-        probs_b = self._level_probabilities(cell_eta + eta_b)
+        probs_a = self.level_probabilities(cell_eta + eta_a)
+        probs_b = self.level_probabilities(cell_eta + eta_b)
         # P(any) = 1 - P(level 0), so the difference in any is a's level 0 minus b's
         diff = probs_a[:, 0] - probs_b[:, 0]  # (N, S)
         stats_a, stats_b = _rounded(summarise_levels(probs_a)), _rounded(summarise_levels(probs_b))
@@ -422,7 +510,7 @@ class ForecastEngine:
                 "partner": p, "intel_type": t,
                 "a": self._shape(p, t, a, stats_a[i]),
                 "b": self._shape(p, t, b, stats_b[i]),
-                "difference": {**_stats_dict(stats_d[i]), "prob_positive": p_positive[i]},
+                "difference": {**stats_dict(stats_d[i]), "prob_positive": p_positive[i]},
             }
             for i, (p, t, _, _) in enumerate(cells)
         ]
@@ -431,11 +519,18 @@ class ForecastEngine:
 
     def _summaries(self, eta: np.ndarray) -> np.ndarray:
         """Linear predictors (..., S) -> rounded summaries (..., 5, 6)."""
-        return _rounded(summarise_levels(self._level_probabilities(eta), overwrite=True))
+        return _rounded(summarise_levels(self.level_probabilities(eta), overwrite=True))
 
-    def _level_probabilities(self, eta: np.ndarray) -> np.ndarray:
+    def level_probabilities(self, eta: np.ndarray) -> np.ndarray:
         """(..., S) linear predictors of a new trigger -> (..., 4, S), its clusters integrated."""
         return integrate_clusters(eta, self._cutpoints, self._cluster_sd, axis=-2)
+
+    def cell_scenario_eta(self, partner_index: int, type_index: int,
+                          trigger_types: Iterable[str]) -> np.ndarray:
+        """A cell's linear predictor per draw under every severity and alignment of each of
+        `trigger_types` (codes the model knows): (K, 4, 4, S), before clusters."""
+        k = np.array([self._trigger_index[code] for code in trigger_types], dtype=int)
+        return self._pt_eff[partner_index, type_index] + self._scenario_eta[k]
 
     def _cached(self, key: tuple) -> np.ndarray | None:
         p, t, scenario_key = key
@@ -454,7 +549,9 @@ class ForecastEngine:
             self._remember(("grid", scenario_key), stats)
         return stats
 
-    def _cell_key(self, partner, intel_type, scenario: Scenario) -> tuple:
+    def cell_index(self, partner, intel_type, scenario: Scenario) -> tuple:
+        """Validated indices of a cell and scenario: (partner, type, (trigger type, severity,
+        alignment)); UnknownCodeError, NotInModelError or ScenarioError naming the field."""
         return (self._index("partner", partner, self._partner_index),
                 self._index("intel_type", intel_type, self._type_index),
                 self._scenario_key(scenario))
@@ -468,7 +565,7 @@ class ForecastEngine:
                 raise ScenarioError(key, "is required")
         scenario = Scenario.from_mapping(
             {k: query[k] for k in ("trigger_type", "severity", "alignment") if k in query})
-        key = self._cell_key(query["partner"], query["intel_type"], scenario)
+        key = self.cell_index(query["partner"], query["intel_type"], scenario)
         return query["partner"], query["intel_type"], scenario, key
 
     def _shape(self, partner: str, intel_type: str, scenario: Scenario,
@@ -482,8 +579,8 @@ class ForecastEngine:
             # validated by now; int() turns numpy integers into JSON-able ones
             "scenario": {"trigger_type": scenario.trigger_type, "severity": int(scenario.severity),
                          "alignment": int(scenario.alignment)},
-            "any_restriction": _stats_dict(stats[0]),
-            "levels": {level: _stats_dict(stats[k + 1]) for k, level in enumerate(LEVEL_LABELS)},
+            "any_restriction": stats_dict(stats[0]),
+            "levels": {level: stats_dict(stats[k + 1]) for k, level in enumerate(LEVEL_LABELS)},
             "model": dict(self.model_info),
         }
 

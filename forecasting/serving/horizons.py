@@ -35,7 +35,7 @@ from forecasting.serving.forecasts import (
     NotInModelError,
     Scenario,
     ScenarioError,
-    _stats_dict,
+    stats_dict,
     summarise,
 )
 
@@ -72,8 +72,8 @@ def _stats(x: np.ndarray) -> dict | list[dict]:
     """Summaries over the last axis, rounded, in the forecast shape's keys."""
     rows = np.round(summarise(np.asarray(x, dtype=np.float64)), DECIMALS).tolist()
     if np.ndim(x) == 1:
-        return _stats_dict(rows)
-    return [_stats_dict(r) for r in rows]
+        return stats_dict(rows)
+    return [stats_dict(r) for r in rows]
 
 
 def combine(p_any: np.ndarray, rate: np.ndarray, severity_share: np.ndarray,
@@ -112,7 +112,7 @@ def horizon_forecast(engine: ForecastEngine, arrivals: xr.Dataset, partner: str,
     probability per trigger, the arrivals behind it, the model version."""
     horizons = check_months(months)
     # validates the codes and the scenario (defaults stand in for the parts left open)
-    p, t, _ = engine._cell_key(partner, intel_type, Scenario(
+    p, t, _ = engine.cell_index(partner, intel_type, Scenario(
         trigger_type or Scenario.trigger_type,
         Scenario.severity if severity is None else severity,
         Scenario.alignment if alignment is None else alignment))
@@ -139,9 +139,8 @@ def horizon_forecast(engine: ForecastEngine, arrivals: xr.Dataset, partner: str,
         ali = np.broadcast_to(_filter(alignments, alignment)[:, None], ali.shape)
 
     # P(any | k, v, a) per draw for this cell, every scenario at once
-    k_idx = np.array([engine._trigger_index[k] for k in types])
-    eta = engine._pt_eff[p, t] + engine._scenario_eta[k_idx][:, severities][:, :, alignments]
-    p_any = 1.0 - engine._level_probabilities(eta)[..., 0, :].astype(np.float64)
+    eta = engine.cell_scenario_eta(p, t, types)[:, severities][:, :, alignments]
+    p_any = 1.0 - engine.level_probabilities(eta)[..., 0, :].astype(np.float64)
 
     parts = combine(p_any, rate, sev, ali, exposure)
     at_stake, hazard = parts["at_stake"], parts["hazard"]

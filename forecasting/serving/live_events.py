@@ -57,6 +57,26 @@ def conditional_level_probabilities(eta: np.ndarray, cutpoints: np.ndarray,
     `reaction`: the queried partner's position among the coded partners, or None if it has
     no coded episode (its reaction effect is then a fresh draw).
     """
+    weights = conditioning_weights(cutpoints, sigma_event, sigma_reaction, coded, reaction)
+    return weighted_level_probabilities(eta, cutpoints, weights)
+
+
+@dataclass(frozen=True)
+class Conditioning:
+    """The posterior of (u, v) on the grid, per draw: what every cell conditioned on the same
+    episodes with the same reaction effect shares (one partner's cells; or the cells of every
+    partner not yet coded)."""
+
+    u: np.ndarray  # (G, S) grid values of the event effect
+    v: np.ndarray  # (G, S) grid values of the reaction effect
+    weight: np.ndarray  # (Gu, Gv, S), summing to 1 per draw
+
+
+def conditioning_weights(cutpoints: np.ndarray, sigma_event: np.ndarray,
+                         sigma_reaction: np.ndarray, coded: CodedReactions,
+                         reaction: int | None) -> Conditioning:
+    """The (u, v) posterior given the coded episodes, for cells of the partner at position
+    `reaction` among the coded partners (None: a partner not coded, whose v is fresh)."""
     z, log_w = _grid()
     # (G, S) grid values of u and v per draw
     u = z[:, None] * sigma_event[None, :]
@@ -64,7 +84,7 @@ def conditional_level_probabilities(eta: np.ndarray, cutpoints: np.ndarray,
     per_draw_cutpoints = cutpoints.T  # (S, 3): level_log_probability takes samples first
     n_partners = int(coded.reaction.max()) + 1 if len(coded.reaction) else 0
     # log-likelihood of each coded partner's episodes on the (u, v) grid: (P, Gu, Gv, S)
-    loglik = np.zeros((n_partners, len(z), len(z), eta.shape[-1]))
+    loglik = np.zeros((n_partners, len(z), len(z), u.shape[-1]))
     for i in range(len(coded.level)):
         shifted = coded.eta[i][None, None, :] + u[:, None, :] + v[None, :, :]
         loglik[coded.reaction[i]] += level_log_probability(shifted, per_draw_cutpoints,
@@ -78,8 +98,17 @@ def conditional_level_probabilities(eta: np.ndarray, cutpoints: np.ndarray,
     else:
         log_joint = log_u[:, None, :] + log_w[None, :, None] + loglik[reaction]
     weight = np.exp(log_joint - logsumexp(log_joint, axis=(0, 1), keepdims=True))  # (Gu, Gv, S)
+    return Conditioning(u=u, v=v, weight=weight)
+
+
+def weighted_level_probabilities(eta: np.ndarray, cutpoints: np.ndarray,
+                                 conditioning: Conditioning) -> np.ndarray:
+    """(m, S) linear predictors -> (m, 4, S) level probabilities averaged over the (u, v)
+    posterior. Rows are independent: a row's numbers do not depend on the others (a live grid
+    computes many cells in one call and serves the per-cell answers' numbers)."""
+    u, v, weight = conditioning.u, conditioning.v, conditioning.weight
     out = np.zeros(eta.shape[:-1] + (4, eta.shape[-1]))
-    for a in range(len(z)):  # every v at once for one u: (Gv, m, 4, S)
+    for a in range(u.shape[0]):  # every v at once for one u: (Gv, m, 4, S)
         shifted = eta[None] + (u[a][None, :] + v)[:, None, :]
         probs = level_probabilities(shifted, cutpoints, axis=-2)
         out += np.einsum("bs,bmks->mks", weight[a], probs)
