@@ -15,6 +15,7 @@ import json
 import os
 import threading
 import urllib.request
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
 import pytest
@@ -133,9 +134,13 @@ def cells(page) -> dict[tuple[str, str], str]:
 
 
 def pct(x: float) -> str:
-    """The page's rounding of a probability (dashboard.js pct)."""
+    """The page's rounding of a probability (dashboard.js pct): JavaScript's toFixed rounds
+    the double's exact value half up (12.5 -> 13), Python's format half to even."""
     v = x * 100
-    return "0%" if x == 0 else (f"{v:.1f}%" if abs(v) < 10 else f"{v:.0f}%")
+    if x == 0:
+        return "0%"
+    digits = Decimal("0.1") if abs(v) < 10 else Decimal("1")
+    return f"{Decimal(v).quantize(digits, rounding=ROUND_HALF_UP)}%"
 
 
 def signed_pct(x: float) -> str:
@@ -248,7 +253,7 @@ def test_a_server_without_explanations_says_so_and_lists_the_cells_episodes(page
     assert all(s in page.inner_text("#cell-evidence") for s in coded["episodes"][0]["sources"])
 
 
-def test_a_coded_trigger_marks_its_reactions_and_its_cells_answer_live(page, live):
+def test_a_coded_trigger_shows_the_live_map_and_marks_its_reactions(page, live):
     open_map(page, live)
     trigger = "2017-oval-office-disclosure"  # coded for ISR on every type in the template
     coded = live.get(f"/v1/episodes?trigger_id={trigger}")["episodes"]
@@ -256,17 +261,32 @@ def test_a_coded_trigger_marks_its_reactions_and_its_cells_answer_live(page, liv
     page.fill("#trigger-id", trigger)
     page.click("#scenario-form button[type=submit]")
     page.wait_for_selector("#live-note:not([hidden])")
+    # the map is the live grid: every cell conditioned on the coded reactions
+    grid = live.get(f"/v1/forecasts/grid?trigger_id={trigger}&sort=partner")
+    shown = cells(page)
+    assert shown == {(f["partner"], f["intel_type"]): pct(f["any_restriction"]["mean"])
+                     for f in grid["forecasts"]}
+    # not the trigger's coded scenario for a new trigger, which the map showed before
+    scenario = grid["scenario"]
+    new_trigger = live.get(f"/v1/forecasts/grid?trigger_type={scenario['trigger_type']}"
+                           f"&severity={scenario['severity']}&alignment={scenario['alignment']}")
+    assert shown != {(f["partner"], f["intel_type"]): pct(f["any_restriction"]["mean"])
+                     for f in new_trigger["forecasts"]}
     marked = page.eval_on_selector_all(".cell-button:has(.mark-observed)",
                                        "els => els.map(e => [e.dataset.partner, e.dataset.type])")
     assert sorted(map(tuple, marked)) == sorted((e["partner"], e["intel_type"]) for e in coded)
-    scenario = f"severity {coded[0]['severity']}"
-    assert scenario in page.inner_text("#map-caption")
+    caption = page.inner_text("#map-caption")
+    assert f"severity {coded[0]['severity']}" in caption
+    assert f"conditioned on {len(grid['conditioned_on'])} coded reactions" in caption
+    assert "trigger_id=" in page.url
+    shot(page, "map-live")
     page.click(".cell-button[data-partner=SAU][data-type=humint]")
     page.wait_for_selector("#cell-live h5")
     answer = live.get(f"/v1/forecasts?partner=SAU&intel_type=humint&trigger_id={trigger}")
     assert f"the trigger's {len(answer['conditioned_on'])} coded reactions" in page.inner_text(
         "#cell-live h5")
     assert pct(answer["any_restriction"]["mean"]) in page.inner_text("#cell-live")
+    assert shown[("SAU", "humint")] == pct(answer["any_restriction"]["mean"])  # the map's too
 
 
 def test_two_scenarios_side_by_side_with_their_difference(page, live):

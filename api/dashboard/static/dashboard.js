@@ -355,28 +355,32 @@ function modeChanged(focus = true) {
 
 /* ---------- the risk map ---------- */
 
-async function scenarioFromForm() {
+// The map's grid: for a new trigger under the form's scenario, or live after a coded trigger
+// (GET /v1/forecasts/grid?trigger_id=: every cell conditioned on the reactions coded so far,
+// under the scenario the trigger is coded with).
+async function gridFromForm() {
   const live = document.querySelector("input[name=mode]:checked").value === "live";
   if (!live) {
-    return {scenario: {trigger_type: $("trigger-type").value, severity: Number($("severity").value),
-                       alignment: Number($("alignment").value)}, live: null};
+    const scenario = {trigger_type: $("trigger-type").value, severity: Number($("severity").value),
+                      alignment: Number($("alignment").value)};
+    return {grid: await api("/v1/forecasts/grid", {...scenario, sort: "partner"}), scenario, live: null};
   }
   const id = $("trigger-id").value.trim();
   if (!id) throw new ApiError(400, "Give a trigger id", "trigger_id: empty");
-  const page = await api("/v1/episodes", {trigger_id: id, limit: 1000});
-  if (!page.total) throw new ApiError(404, "Unknown trigger", `trigger_id: no episode is coded for '${id}'`);
-  const e = page.episodes[0];
-  return {scenario: {trigger_type: e.trigger_type, severity: e.severity, alignment: e.alignment},
-          live: {trigger_id: id, episodes: page.episodes}};
+  const grid = await api("/v1/forecasts/grid", {trigger_id: id, sort: "partner"});
+  return {grid, scenario: grid.scenario,
+          live: {trigger_id: id, conditioned: grid.conditioned_on.length,
+                 episodes: grid.conditioned_on.concat(grid.not_conditioned_on || [])}};
 }
 
 async function showMap() {
-  setStatus("Computing the map\u2026");
+  const liveMode = document.querySelector("input[name=mode]:checked").value === "live";
+  setStatus(liveMode ? "Computing the live map (every cell conditioned on the coded reactions)\u2026"
+    : "Computing the map\u2026");
   const latest = ticket("map");
   $("risk-map").setAttribute("aria-busy", "true");
   try {
-    const {scenario, live} = await scenarioFromForm();
-    const grid = await api("/v1/forecasts/grid", {...scenario, sort: "partner"});
+    const {grid, scenario, live} = await gridFromForm();
     if (!latest()) return;
     state.grid = grid;
     state.scenario = scenario;
@@ -385,14 +389,18 @@ async function showMap() {
     rememberScenario();
     const note = $("live-note");
     if (live) {
+      const unused = live.episodes.length - live.conditioned;
       note.hidden = false;
-      note.textContent = `Trigger ${live.trigger_id}: the map shows its coded scenario ` +
-        `(${describe(scenario)}); ${live.episodes.length} reactions are coded (\u25cf). ` +
-        "Open a cell for the live forecast conditioned on them.";
+      note.textContent = `Trigger ${live.trigger_id} (${describe(scenario)}): every cell is ` +
+        `conditioned on its ${live.conditioned} coded reactions (\u25cf; a coded cell on the others), ` +
+        `store revision ${grid.store_revision}` +
+        (unused ? `; ${unused} coded for codes the model predates are not used.` : ".") +
+        " Open a cell for its explanation and evidence.";
     } else {
       note.hidden = true;
     }
-    setStatus(`Map: ${grid.count} cells under ${describe(scenario)}, model ${grid.model.version}.`);
+    setStatus(`Map: ${grid.count} cells ` + (live ? `after trigger ${live.trigger_id}, conditioned on ` +
+      `${live.conditioned} coded reactions` : `under ${describe(scenario)}`) + `, model ${grid.model.version}.`);
   } catch (err) {
     if (latest()) setStatus(`The map could not be drawn: ${err.message}`, true);
   } finally {
@@ -486,7 +494,9 @@ function drawMap() {
   }
   table.tBodies[0].replaceChildren(...body);
   $("map-caption").textContent = `P(any restriction) by partner and intelligence type: ` +
-    `${describe(state.scenario)} (model ${state.grid.model.version})`;
+    (state.live ? `after trigger ${state.live.trigger_id} (${describe(state.scenario)}), ` +
+      `conditioned on ${state.live.conditioned} coded reactions` : describe(state.scenario)) +
+    ` (model ${state.grid.model.version})`;
   const first = table.querySelector(".cell-button");
   if (first) first.tabIndex = 0;
 }
