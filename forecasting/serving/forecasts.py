@@ -40,6 +40,8 @@ from forecasting.serving.live_events import (
     CodedReactions,
     conditional_level_probabilities,
     conditioning_weights,
+    episode_log_likelihood,
+    grid_values,
     weighted_level_probabilities,
 )
 
@@ -355,7 +357,7 @@ class ForecastEngine:
                                                    self._type_index), keep] + scenario_eta
                           for e in others]).reshape(len(others), len(keep)),
             level=np.array([int(e["level"]) for e in others], dtype=int))
-        return {"coded": coded,
+        return {"coded": coded, "partners": partners,
                 "reaction": partners.index(partner) if partner in partners else None,
                 "conditioned_on": [dict(e) for e in others], "not_conditioned_on": skipped,
                 "observed_level": int(own[0]["level"]) if own else None}
@@ -367,7 +369,9 @@ class ForecastEngine:
         The (u, v) posterior is computed once per set of cells that share it, not per cell:
         the cells of a coded partner not coded themselves share one, every partner not yet
         coded shares one (its reaction is a fresh draw), and a coded cell, which leaves its
-        own episode out, has its own.
+        own episode out, has its own. Each episode's log-likelihood on the grid, the costly
+        part, is computed twice in all (for its partner's total, and for the partner's
+        leave-one-out sums), and summed in the order `conditioned` sums it.
         """
         if not self._has_clusters:
             raise NotInModelError("trigger_id", trigger.trigger_id, self.version)
@@ -389,12 +393,38 @@ class ForecastEngine:
                     sets[key] = self._conditioning_set(partner, intel_type, trigger, keep,
                                                        scenario_eta)
                 groups.setdefault(key, []).append((p, t))
+        u, v = grid_values(sigma["sigma_event"], sigma["sigma_reaction"])
+        known = [e for e in trigger.episodes if e["partner"] in self._partner_index
+                 and e["intel_type"] in self._type_index]
+
+        def loglik(e: Mapping) -> np.ndarray:
+            eta = self._pt_eff[self._partner_index[e["partner"]],
+                               self._type_index[e["intel_type"]], keep] + scenario_eta
+            return episode_log_likelihood(eta, int(e["level"]), cutpoints, u, v)
+
+        shape = (u.shape[0], v.shape[0], len(keep))
+        totals: dict[str, np.ndarray] = {}  # coded partner -> its episodes' log-likelihood
+        for e in known:
+            totals.setdefault(e["partner"], np.zeros(shape))
+            totals[e["partner"]] += loglik(e)
+        mine: tuple[str | None, list] = (None, [])  # a coded partner's episodes, one at a time
         stats = np.empty(self._pt_eff.shape[:2] + (5, 6))
         for key, cells in groups.items():
-            found = sets[key]
+            found, own = sets[key], key[0]
+            slot = {q: totals[q] for q in found["partners"]}
+            if own is not None and own[0] in slot:  # the partner's sum without the cell's own
+                if mine[0] != own[0]:
+                    episodes = [e for e in known if e["partner"] == own[0]]
+                    mine = (own[0], [(e, loglik(e)) for e in episodes])
+                slot[own[0]] = np.zeros(shape)
+                for e, ll in mine[1]:
+                    if e["intel_type"] != own[1]:
+                        slot[own[0]] += ll
+            partner_loglik = (np.stack([slot[q] for q in found["partners"]]) if slot
+                              else np.zeros((0, *shape)))
             weights = conditioning_weights(cutpoints, sigma["sigma_event"],
                                            sigma["sigma_reaction"], found["coded"],
-                                           found["reaction"])
+                                           found["reaction"], loglik=partner_loglik)
             for start in range(0, len(cells), LIVE_CHUNK):
                 p, t = (np.array(x) for x in zip(*cells[start:start + LIVE_CHUNK], strict=True))
                 probs = weighted_level_probabilities(self._pt_eff[p, t][:, keep] + scenario_eta,

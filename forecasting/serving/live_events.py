@@ -72,23 +72,40 @@ class Conditioning:
     weight: np.ndarray  # (Gu, Gv, S), summing to 1 per draw
 
 
+def grid_values(sigma_event: np.ndarray, sigma_reaction: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """The (G, S) grid values of u and of v per draw."""
+    z, _ = _grid()
+    return z[:, None] * sigma_event[None, :], z[:, None] * sigma_reaction[None, :]
+
+
+def episode_log_likelihood(eta: np.ndarray, level: int, cutpoints: np.ndarray, u: np.ndarray,
+                           v: np.ndarray) -> np.ndarray:
+    """log P(level | eta + u + v) of one coded episode on the (u, v) grid: (Gu, Gv, S)."""
+    shifted = eta[None, None, :] + u[:, None, :] + v[None, :, :]
+    # level_log_probability takes samples first: cutpoints (S, 3)
+    return level_log_probability(shifted, cutpoints.T, level)
+
+
 def conditioning_weights(cutpoints: np.ndarray, sigma_event: np.ndarray,
                          sigma_reaction: np.ndarray, coded: CodedReactions,
-                         reaction: int | None) -> Conditioning:
+                         reaction: int | None, *, loglik: np.ndarray | None = None
+                         ) -> Conditioning:
     """The (u, v) posterior given the coded episodes, for cells of the partner at position
-    `reaction` among the coded partners (None: a partner not coded, whose v is fresh)."""
+    `reaction` among the coded partners (None: a partner not coded, whose v is fresh).
+
+    `loglik` (P, Gu, Gv, S): each coded partner's episodes' log-likelihood on the grid, summed
+    from zero in episode order (what this function computes when it is None), if already at
+    hand: a live grid sums each episode's once for many sets of cells.
+    """
     z, log_w = _grid()
-    # (G, S) grid values of u and v per draw
-    u = z[:, None] * sigma_event[None, :]
-    v = z[:, None] * sigma_reaction[None, :]
-    per_draw_cutpoints = cutpoints.T  # (S, 3): level_log_probability takes samples first
-    n_partners = int(coded.reaction.max()) + 1 if len(coded.reaction) else 0
-    # log-likelihood of each coded partner's episodes on the (u, v) grid: (P, Gu, Gv, S)
-    loglik = np.zeros((n_partners, len(z), len(z), u.shape[-1]))
-    for i in range(len(coded.level)):
-        shifted = coded.eta[i][None, None, :] + u[:, None, :] + v[None, :, :]
-        loglik[coded.reaction[i]] += level_log_probability(shifted, per_draw_cutpoints,
-                                                           coded.level[i])
+    u, v = grid_values(sigma_event, sigma_reaction)
+    if loglik is None:
+        n_partners = int(coded.reaction.max()) + 1 if len(coded.reaction) else 0
+        loglik = np.zeros((n_partners, len(z), len(z), u.shape[-1]))
+        for i in range(len(coded.level)):
+            loglik[coded.reaction[i]] += episode_log_likelihood(coded.eta[i], coded.level[i],
+                                                                cutpoints, u, v)
     # each coded partner's reaction integrated out: (P, Gu, S)
     marginal = logsumexp(loglik + log_w[None, None, :, None], axis=2)
     others = marginal.sum(axis=0) - (marginal[reaction] if reaction is not None else 0.0)
