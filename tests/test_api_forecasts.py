@@ -326,3 +326,22 @@ def test_a_bad_live_grid_query_is_a_problem_naming_the_field(client, served_mode
     r = client.get(f"/v1/forecasts/grid?{query}")
     assert r.status_code == status and r.mimetype == "application/problem+json"
     assert r.get_json()["errors"][0]["field"] == field
+
+
+def test_the_live_grid_is_computed_once_per_trigger_and_store_revision(client, served_model,
+                                                                       monkeypatch):
+    from forecasting.serving.forecasts import ForecastEngine
+
+    computed = []
+    original = ForecastEngine.conditioned_grid_stats
+
+    def counting(self, trigger):
+        computed.append(trigger.trigger_id)
+        return original(self, trigger)
+
+    monkeypatch.setattr(ForecastEngine, "conditioned_grid_stats", counting)
+    by_partner = client.get(GRID_URL).get_json()
+    by_risk = client.get(f"/v1/forecasts/grid?trigger_id={TRIGGER}").get_json()
+    assert computed == [TRIGGER]  # another sort is sorted from the kept grid
+    assert sorted(by_risk["forecasts"], key=lambda f: (f["partner"], f["intel_type"])) == \
+        by_partner["forecasts"]

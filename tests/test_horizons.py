@@ -161,3 +161,21 @@ def test_query_with_a_horizon_answers_from_the_shell(api_settings, served_model)
     assert shown.exit_code == 0 and "within 6 months" in shown.output
     assert "severity 3" in shown.output
 
+
+
+def test_the_horizon_code_uses_only_the_engines_public_face():
+    """forecasting.serving.horizons reads the engine through its public methods, so that the
+    engine's internals can change without breaking horizons."""
+    import ast
+    import inspect
+
+    import forecasting.serving.horizons as horizons
+
+    tree = ast.parse(inspect.getsource(horizons))
+    private = sorted({node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)
+                      and isinstance(node.value, ast.Name) and node.value.id == "engine"
+                      and node.attr.startswith("_")})
+    imported = sorted(alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+                      and node.module == "forecasting.serving.forecasts"
+                      for alias in node.names if alias.name.startswith("_"))
+    assert (private, imported) == ([], [])
