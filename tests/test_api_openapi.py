@@ -185,3 +185,24 @@ def test_a_deprecation_must_end_after_it_starts():
         deprecated(since="2026-12-01", sunset="2026-01-01", successor="/v1/vocab")
     with pytest.raises(ValueError, match="since: 'December' is not a date"):
         deprecated(since="December", sunset="2026-01-01", successor="/v1/vocab")
+
+
+def test_no_two_schemas_share_a_component_name():
+    """The document names a component after its model's class: two classes of one name would
+    silently describe one route's answer with the other's schema."""
+    import importlib
+    import pkgutil
+
+    from pydantic import BaseModel
+
+    import api.routes
+
+    modules = [importlib.import_module("api.schemas")] + [
+        importlib.import_module(f"api.routes.{m.name}") for m in pkgutil.iter_modules(api.routes.__path__)]
+    owners: dict[str, set[str]] = {}
+    for module in modules:
+        for value in vars(module).values():
+            defined_here = isinstance(value, type) and value.__module__ == module.__name__
+            if defined_here and issubclass(value, BaseModel):
+                owners.setdefault(value.__name__, set()).add(module.__name__)
+    assert {name: where for name, where in owners.items() if len(where) > 1} == {}

@@ -17,7 +17,16 @@ BUSINESS_RULES = {("POST", "/v1/episodes"),
                   ("PUT", "/v1/episodes/{trigger_id}/{partner}/{intel_type}"),
                   ("PUT", "/v1/priors"), ("POST", "/v1/priors/check"),
                   # trigger_id excludes the scenario parameters: no JSON Schema can say so
-                  ("GET", "/v1/forecasts"), ("GET", "/v1/forecasts/explain.png")}
+                  ("GET", "/v1/forecasts"), ("GET", "/v1/forecasts/explain.png"),
+                  ("GET", "/v1/forecasts/grid"),
+                  # codes and dates are checked against the codebook
+                  ("POST", "/v1/coding/adjudications"),
+                  # a statement takes one of interval/below/above, and fields by its quantity
+                  ("POST", "/v1/priors/elicit"),
+                  # a and b name prior sets, which the store decides
+                  ("GET", "/v1/priors/compare"), ("GET", "/v1/priors/compare.png"),
+                  # partners, types and the trigger's scenario are checked against the codebook
+                  ("POST", "/v1/ledger/triggers")}
 
 
 def test_the_api_honours_its_openapi_document(app, served_model, tokens):

@@ -6,13 +6,13 @@ from typing import Annotated, Any
 
 from flask import jsonify
 from flask_openapi3 import APIBlueprint, Tag
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from forecasting.coding.reliability import BOOTSTRAP_SAMPLES
 from forecasting.services import coding as coding_service
 
 from ..auth import current_identity, require
-from ..schemas import Strict
+from ..schemas import IsoDate, Ordinal, Strict
 from ..services import services
 from .common import problems
 
@@ -45,14 +45,25 @@ class Disagreements(BaseModel):
     disagreements: list[dict[str, Any]]
 
 
+class AdjudicatedValues(Strict):
+    """At least one coded field; codes and dates are checked against the codebook."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"minProperties": 1})
+    level: Ordinal | None = None
+    severity: Ordinal | None = None
+    alignment: Ordinal | None = None
+    trigger_type: Code | None = None
+    confidence: Code | None = None
+    trigger_date: IsoDate | None = None
+
+
 class AdjudicationBody(Strict):
     trigger_id: Annotated[str, Field(min_length=1, max_length=120)]
     partner: Code
     intel_type: Code
-    values: dict[str, int | str] = Field(
-        description="The final value of each coded field decided (level, severity, alignment, "
-                    "trigger_type, confidence, trigger_date); the others keep the episode's")
-    reason: Annotated[str, Field(min_length=1, max_length=4000)] = Field(
+    values: AdjudicatedValues = Field(
+        description="The final value of each coded field decided; the others keep the episode's")
+    reason: Annotated[str, Field(min_length=1, max_length=4000, pattern=r"\S")] = Field(
         description="Why this is the final value (kept with the adjudication)")
 
 
@@ -95,5 +106,5 @@ def adjudicate(body: AdjudicationBody):
     s = services()
     result = coding_service.adjudicate(
         s.database, s.codebook, s.refits, (body.trigger_id, body.partner, body.intel_type),
-        body.values, body.reason, actor=current_identity().name)
+        body.values.model_dump(exclude_none=True, mode="json"), body.reason, actor=current_identity().name)
     return jsonify(result), 201

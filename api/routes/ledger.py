@@ -50,12 +50,12 @@ class TriggerPath(BaseModel):
 
 
 class EntryPath(BaseModel):
-    seq: Annotated[int, Field(ge=1)]
+    seq: Annotated[int, Field(ge=1, le=2**31 - 1)]
 
 
 class CorrectionBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    reason: str = Field(min_length=1, max_length=4000, description="Why (recorded)")
+    reason: str = Field(min_length=1, max_length=4000, pattern=r"\S", description="Why (recorded)")
     void: bool = Field(False, description="Withdraw a trigger's registration or a forecast "
                                           "from the scorecard (the entries stay)")
 
@@ -99,7 +99,7 @@ class UpdateDoc(BaseModel):
     resolved: list[list[str]]
 
 
-class ForecastList(BaseModel):
+class LedgerForecastList(BaseModel):
     model_config = ConfigDict(extra="allow")
     forecasts: list[dict[str, Any]]
     triggers: int
@@ -152,7 +152,7 @@ def register(body: RegistrationBody):
 
 
 @bp.get("/forecasts", operation_id="listLedgerForecasts",
-        responses={200: ForecastList, **problems(400)})
+        responses={200: LedgerForecastList, **problems(400)})
 def list_forecasts(query: ListQuery):
     """Every registered cell, open or resolved: its latest frozen forecast, outcome, score."""
     return jsonify(ledger_service.list_forecasts(services().database, query.status))

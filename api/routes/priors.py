@@ -113,7 +113,7 @@ class StatementDoc(BaseModel):
                                                           "with `probability`")
     below: float | None = Field(None, description="the quantity lies below it with `probability`")
     above: float | None = Field(None, description="the quantity lies above it with `probability`")
-    probability: float = Field(description="How sure: strictly between 0 and 1")
+    probability: float = Field(gt=0, lt=1, description="How sure: strictly between 0 and 1")
 
 
 class StatementsMeta(BaseModel):
@@ -131,7 +131,7 @@ class StatementsMeta(BaseModel):
 class StatementsBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     meta: StatementsMeta = Field(default_factory=StatementsMeta)
-    statements: list[StatementDoc] = Field(max_length=MAX_STATEMENTS)
+    statements: list[StatementDoc] = Field(min_length=1, max_length=MAX_STATEMENTS)
 
 
 class ElicitDoc(BaseModel):
@@ -159,7 +159,7 @@ class HistoryDoc(BaseModel):
     history: list[dict[str, Any]]
 
 
-class CompareQuery(BaseModel):
+class PriorsCompareQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
     a: str = Field(description="'active', 'default' or a stored set's id")
     b: str = Field("active", description="'active', 'default' or a stored set's id")
@@ -189,7 +189,7 @@ def elicit_priors(body: StatementsBody):
 
 
 @bp.get("/compare", operation_id="comparePriors", responses={200: ComparisonDoc, **problems(400, 429)})
-def compare_priors(query: CompareQuery):
+def compare_priors(query: PriorsCompareQuery):
     """Dry run: two prior sets side by side, the parameter diff and the prior predictive
     of each on the outcome scale (same draws). Candidate fits and their leave-one-trigger-out
     scores take minutes: `forecast priors compare A B --fit` (CLI only)."""
@@ -207,7 +207,7 @@ def compare_priors(query: CompareQuery):
                          "content": {"image/png": {"schema": {"type": "string",
                                                               "format": "binary"}}}},
                    **problems(400, 429)})
-def compare_priors_plot(query: CompareQuery):
+def compare_priors_plot(query: PriorsCompareQuery):
     """The dry run's plot: both prior sets' prior predictive side by side (median, 50% and
     90% of every quantity) as PNG."""
     import io
