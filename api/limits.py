@@ -22,10 +22,12 @@ from forecasting.settings import LIMIT_SETTINGS, RateLimits, RequestLimits
 from .problems import Problem
 
 log = logging.getLogger(__name__)
-# Endpoints that cost far more than a read: many cells, or a compiled model per call.
+# Endpoints that cost far more than a read: many cells, bootstrap resamples or elicitation.
 EXPENSIVE = ("forecasts.compare", "forecasts.grid", "forecasts.batch", "priors.check_priors",
              "coding.get_reliability", "priors.elicit_priors", "priors.compare_priors",
-             "priors.compare_priors_plot")
+             "priors.compare_priors_plot",
+             # a live forecast per cell at stake (up to the whole codebook)
+             "ledger.register", "ledger.update")
 WRITE_METHODS = ("POST", "PUT", "PATCH")
 _FAILED_AUTH = "failed-auth"
 # The setting behind each request limit, as refusals name it: RequestLimits field -> variable

@@ -113,7 +113,7 @@ class RateLimits:
 
     storage_url: str = "memory://"  # FORECAST_RATE_LIMIT_STORAGE: redis://... to share among servers
     reads: str = "600/minute"  # FORECAST_RATE_LIMIT_READS: every route
-    expensive: str = "30/minute"  # FORECAST_RATE_LIMIT_EXPENSIVE: compare, grid, batch, priors check
+    expensive: str = "30/minute"  # FORECAST_RATE_LIMIT_EXPENSIVE: api/limits.EXPENSIVE
     failed_auth: str = "20/minute"  # FORECAST_RATE_LIMIT_FAILED_AUTH: bad or missing tokens
     enabled: bool = True  # FORECAST_RATE_LIMIT=0 turns limiting off (tests, benchmarks)
 
