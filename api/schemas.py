@@ -269,7 +269,9 @@ class Explanation(BaseModel):
     check: ExplanationCheck
 
 
-class EvidenceEpisode(BaseModel):
+class CodedEpisode(BaseModel):
+    """The coded fields of an episode as answers show them (sources as a list)."""
+
     trigger_id: str
     trigger_type: str
     trigger_date: str
@@ -280,6 +282,9 @@ class EvidenceEpisode(BaseModel):
     level: int
     sources: list[str]
     confidence: str
+
+
+class EvidenceEpisode(CodedEpisode):
     relation: Literal["same partner and type", "same partner, other types",
                       "same bloc and type, other partners"]
 
@@ -472,20 +477,10 @@ class EpisodeKey(BaseModel):
     intel_type: Code
 
 
-class EpisodeRecord(BaseModel):
+class EpisodeRecord(CodedEpisode):
     model_config = ConfigDict(extra="allow")
     id: int
-    trigger_id: str
-    trigger_type: str
-    trigger_date: str
-    severity: int
-    alignment: int
-    partner: str
-    intel_type: str
-    level: int
-    sources: list[str]
     coder: str
-    confidence: str
     trigger_description: str
     coded_at: str
     notes: str

@@ -53,3 +53,15 @@ def database(request, tmp_path):
         db = connect(POSTGRES_URL, migrate=True)
     yield db
     db.dispose()
+
+
+class RecordingRefits:
+    """A refit service that only records the requests an import makes (its other side
+    effect); its settings carry the request limits."""
+
+    def __init__(self, settings):
+        self.settings, self.requests = settings, []
+
+    def request(self, reason, actor):
+        self.requests.append((reason, actor))
+        return {"id": len(self.requests), "status": "queued", "reason": reason}

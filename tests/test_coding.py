@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
+from fixtures_store import RecordingRefits
 from helpers import csv_text, episode_row
 
 from forecasting.coding.agreement import FLOOR_SETTING
@@ -27,17 +28,6 @@ BOB = ALICE | {"humint": 3, "cyber": 2}
 KEY = ("2017-oval-office-disclosure", "ISR", "humint")
 
 
-class _Queue:
-    """A refit service that records requests; its settings carry the request limits."""
-
-    def __init__(self, settings):
-        self.settings, self.requests = settings, []
-
-    def request(self, reason, actor):
-        self.requests.append((reason, actor))
-        return {"id": len(self.requests), "status": "queued", "reason": reason}
-
-
 def _file(tmp_path: Path, coder: str, levels: dict, **overrides) -> Path:
     path = tmp_path / f"{coder}.csv"
     rows = [episode_row(intel_type=t, level=level, coder=coder,
@@ -49,7 +39,7 @@ def _file(tmp_path: Path, coder: str, levels: dict, **overrides) -> Path:
 
 @pytest.fixture
 def queue(settings):
-    return _Queue(settings)
+    return RecordingRefits(settings)
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ import threading
 
 import numpy as np
 import pytest
+from fixtures_store import RecordingRefits
 from helpers import episode_row
 from sqlalchemy import text
 
@@ -27,17 +28,6 @@ from forecasting.store.ledger import LedgerStore
 TRIGGER = "2026-12-announced-leak"
 SCENARIO = {"trigger_type": "disclosure_incident", "trigger_date": "2026-11-30", "severity": 3,
             "alignment": 1}
-
-
-class _Queue:
-    """A refit service that only records requests (the import's other side effect)."""
-
-    def __init__(self, settings):
-        self.settings, self.requests = settings, []
-
-    def request(self, reason, actor):
-        self.requests.append((reason, actor))
-        return {"id": len(self.requests)}
 
 
 @pytest.fixture
@@ -61,7 +51,7 @@ def world(api_settings, served_model, codebook):
         def code(self, *rows):
             full = [episode_row(trigger_id=TRIGGER, coded_at="2026-11-30", **{**SCENARIO, **row})
                     for row in rows]
-            return import_episodes(database, codebook, _Queue(api_settings),
+            return import_episodes(database, codebook, RecordingRefits(api_settings),
                                    enumerate(full, 2), actor="bob", source="test")
 
     yield World()
@@ -307,7 +297,7 @@ def test_outcomes_coded_after_a_forecast_are_scored_on_both_databases(database, 
     row = {"partner": "ISR", "intel_type": "humint", "coded_at": "2026-11-30", **SCENARIO}
     for level in (1, 1, 0):  # coded, re-imported unchanged, revised
         store_rows = [episode_row(trigger_id=TRIGGER, **{**row, "level": level})]
-        import_episodes(database, codebook, _Queue(load_settings({})), enumerate(store_rows, 2),
+        import_episodes(database, codebook, RecordingRefits(load_settings({})), enumerate(store_rows, 2),
                         actor="bob", source="test")
     first, second = LedgerStore(database.engine).entries(kinds=["score"])
     assert first["payload"]["outcome"]["level"] == 1 and second["payload"]["outcome"]["level"] == 0

@@ -6,6 +6,7 @@ from dataclasses import replace
 import pytest
 from click.testing import CliRunner
 from fixtures_api import auth, cli_on
+from fixtures_store import RecordingRefits
 from helpers import csv_text, episode_row
 
 from forecasting.cli import main
@@ -105,20 +106,9 @@ def test_a_known_code_with_no_episodes_is_an_empty_page_on_both_faces(client, fo
     assert listed == {"total": 0, "limit": 50, "offset": 0, "episodes": []}
 
 
-class _Queue:
-    """A refit service that records requests; its settings carry the request limits."""
-
-    def __init__(self, settings):
-        self.settings, self.requests = settings, []
-
-    def request(self, reason, actor):
-        self.requests.append((reason, actor))
-        return {"id": len(self.requests)}
-
-
 def test_a_batch_beyond_the_settings_row_limit_is_refused_whole_and_queues_nothing(
         database, codebook, settings):
-    queue = _Queue(replace(settings, limits=RequestLimits(max_batch_rows=2)))
+    queue = RecordingRefits(replace(settings, limits=RequestLimits(max_batch_rows=2)))
     rows = [episode_row(partner=p, intel_type="ct") for p in ("GBR", "CAN", "AUS")]
     with pytest.raises(EpisodeValidationError, match="3 rows in one import; at most 2"):
         import_episodes(database, codebook, queue, enumerate(rows, 2), actor="a", source="t")
@@ -129,7 +119,7 @@ def test_a_batch_beyond_the_settings_row_limit_is_refused_whole_and_queues_nothi
 
 
 def test_the_settings_limits_reach_validation_and_cut_the_error_list(database, codebook, settings):
-    queue = _Queue(replace(settings, limits=RequestLimits(max_text_chars=5, max_errors_listed=3)))
+    queue = RecordingRefits(replace(settings, limits=RequestLimits(max_text_chars=5, max_errors_listed=3)))
     rows = [episode_row(partner="GBR", intel_type=t, notes="too long", trigger_description="")
             for t in ("ct", "cyber", "sigint", "humint", "geoint")]
     with pytest.raises(EpisodeValidationError) as info:
