@@ -109,6 +109,19 @@ def test_an_adjudication_is_an_audited_revision_that_queues_a_refit(
     assert adjudication["values"]["level"] == 3 and adjudication["revision"] == 2
 
 
+def test_backtests_and_baselines_read_the_episodes_a_fit_is_fed(coded, database, codebook, queue):
+    def modelled():
+        return set(coding_service.modelled_episodes(database)["intel_type"])
+
+    assert len(database.episodes.frame()) == 6
+    assert modelled() == set(ALICE) - {"humint", "cyber"}  # the two disputed held back
+    coding_service.adjudicate(database, codebook, queue, KEY, {"level": 3}, "two sources",
+                              actor="carol")
+    frame = coding_service.modelled_episodes(database)
+    assert modelled() == set(ALICE) - {"cyber"}
+    assert frame.set_index("intel_type").loc["humint", "level"] == 3
+
+
 def test_a_later_coding_that_still_disagrees_reopens_an_adjudicated_episode(
         coded, database, codebook, queue, tmp_path):
     coding_service.adjudicate(database, codebook, queue, KEY, {"level": 3}, "settled",

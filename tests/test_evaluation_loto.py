@@ -9,13 +9,13 @@ pointwise values, so that they run in a second. Realistic draws and every varian
 from __future__ import annotations
 
 import json
-from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
 from fixtures_api import cli_on
+from fixtures_store import database_of
 
 from api.schemas import TriggerComparison
 from forecasting.evaluation import loto, reports
@@ -243,7 +243,7 @@ def seed_frame(seed_like_data):
 
 
 def _database(frame):
-    return SimpleNamespace(episodes=SimpleNamespace(frame=lambda: frame))
+    return database_of(frame)
 
 
 def test_the_comparison_is_stored_with_the_version_and_reused(api_settings, served_model,

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import io
-from types import SimpleNamespace
 
 import pandas as pd
 import pytest
 from fixtures_registry import copy_version
+from fixtures_store import database_of
 from rich.console import Console
 
 from forecasting.evaluation import cli_format, reports
@@ -43,7 +43,7 @@ def test_backtest_report_fits_the_model_on_the_past_and_stores_its_report(
         settings, codebook, version):
     frame, _ = seed_like(codebook, n=300, seed=2)
     frame["trigger_date"] = pd.to_datetime(frame["trigger_date"])
-    database = SimpleNamespace(episodes=SimpleNamespace(frame=lambda: frame))
+    database = database_of(frame)
     report = reports.backtest_report(
         settings, database, codebook, version="current", step_months=600, horizon_months=600,
         min_train=200, sampler=TINY, n_boot=200, parameterization="noncentered")

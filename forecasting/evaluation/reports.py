@@ -23,6 +23,7 @@ from forecasting.domain.codebook import Codebook
 from forecasting.json_values import finite
 from forecasting.model.priors import PriorSet, load_priors
 from forecasting.registry import ModelVersion, Registry, utc_now_iso
+from forecasting.services.coding import modelled_episodes
 from forecasting.settings import SamplerSettings, Settings
 
 log = logging.getLogger(__name__)
@@ -121,7 +122,7 @@ def backtest_report(settings: Settings, database, codebook: Codebook, *,
 
     registry = registry or Registry(settings.registry_path)
     mv, priors = _version_and_priors(settings, registry, version)
-    frame = database.episodes.frame()
+    frame = modelled_episodes(database)
     spec = backtest.FoldSpec(step_months=step_months, horizon_months=horizon_months,
                              min_train=min_train)
     sampler = sampler or backtest.BACKTEST_SAMPLER
@@ -252,7 +253,7 @@ def comparison_report(settings: Settings, database, codebook: Codebook, *,
             {name: stored["models"][name] for name in names},
             stored["settings"]["k_threshold"]), "models_compared": names})
     _, priors = _version_and_priors(settings, registry, mv.version)
-    frame = database.episodes.frame()
+    frame = modelled_episodes(database)
     sampler = sampler or loto.COMPARISON_SAMPLER
     max_refits = loto.MAX_REFITS if max_refits is None else max_refits
     done = None

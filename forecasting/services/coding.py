@@ -115,6 +115,19 @@ def second_coder_sample(database: Database, n: int, seed: int = 0) -> list[dict[
 FIT_BOOTSTRAP_SAMPLES = 200
 
 
+def _held_back(frame: pd.DataFrame, coverage: Mapping[str, Any]) -> pd.DataFrame:
+    held = set(coverage["held_back"])
+    return frame[~frame["id"].isin(held)].reset_index(drop=True) if held else frame
+
+
+def modelled_episodes(database: Database) -> pd.DataFrame:
+    """The episodes a fit is fed: every stored one but the disputed, held back until they are
+    adjudicated. Backtests, comparisons and the ledger's baselines read these too, so that
+    they judge the data the served model saw."""
+    frame = database.episodes.frame()
+    return _held_back(frame, database.codings.coverage(frame["id"].tolist()))
+
+
 def fit_input(database: Database, frame: pd.DataFrame, settings: Settings, *,
               samples: int = FIT_BOOTSTRAP_SAMPLES
               ) -> tuple[pd.DataFrame, dict[str, Any], list[str]]:
@@ -124,8 +137,7 @@ def fit_input(database: Database, frame: pd.DataFrame, settings: Settings, *,
     and held-back episodes (every other episode fed is single-coded), the reliability per
     field and the floor's outcome; the reasons name each field below its floor."""
     coverage = database.codings.coverage(frame["id"].tolist())
-    held = set(coverage["held_back"])
-    fed = frame[~frame["id"].isin(held)].reset_index(drop=True) if held else frame
+    fed = _held_back(frame, coverage)
     report = reliability(database.codings.values_by_episode(), samples=samples)
     floor = dict(settings.coding_alpha_floor)
     reasons, notes = floor_check(report, floor)

@@ -32,6 +32,7 @@ from forecasting.domain.codebook import Codebook
 from forecasting.evaluation.baselines import BASELINES
 from forecasting.ledger import resolution
 from forecasting.ledger.chain import ChainCheck, check_chain
+from forecasting.services.coding import modelled_episodes
 from forecasting.services.forecasts import coded_trigger
 from forecasting.serving.forecasts import CodedTrigger, ForecastEngine, NotInModelError, Scenario
 from forecasting.store import Database, EpisodeFilter
@@ -144,8 +145,8 @@ def _coded(database: Database, codebook: Codebook, trigger_id: str) -> CodedTrig
 
 def _baselines(database: Database, scenario: Scenario, cells: list[tuple[str, str]]
                ) -> tuple[dict[str, list[list[float]]], int]:
-    """Each backtest baseline's P(level) per cell, fitted on every episode coded now."""
-    train = database.episodes.frame()
+    """Each backtest baseline's P(level) per cell, fitted on the episodes a fit would be fed now."""
+    train = modelled_episodes(database)
     if train.empty or not cells:
         return {}, len(train)
     test = pd.DataFrame([{"partner": p, "intel_type": t, **scenario.as_dict()} for p, t in cells])

@@ -35,6 +35,7 @@ from forecasting.model.priors import (
     load_priors,
     prior_file_meta,
 )
+from forecasting.services.coding import modelled_episodes
 from forecasting.services.priors import active_priors, read_priors_file
 from forecasting.settings import SamplerSettings, Settings
 from forecasting.store import Database
@@ -191,7 +192,7 @@ def _version_for(ref: PriorRef, settings: Settings, database: Database, registry
     if current is not None and current.metadata.get("priors_hash") == ref.priors.content_hash:
         return current, False
     # a candidate fitted before with these priors on these data: reused, not fitted again
-    data_hash = aggregate(database.episodes.frame(), codebook).fingerprint
+    data_hash = aggregate(modelled_episodes(database), codebook).fingerprint
     for mv in registry.versions():  # newest first
         if (mv.metadata.get("priors_hash") == ref.priors.content_hash
                 and mv.metadata.get("data_hash") == data_hash):
