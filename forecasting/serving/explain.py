@@ -47,7 +47,7 @@ from forecasting.serving.forecasts import (
     ForecastEngine,
     Scenario,
     _rounded,
-    _stats_dict,
+    stats_dict,
     summarise,
     summarise_levels,
 )
@@ -98,7 +98,7 @@ def _level0(probs: np.ndarray) -> np.ndarray:
 
 
 def _stats(x: np.ndarray) -> dict:
-    return _stats_dict(_rounded(summarise(np.asarray(x, dtype=np.float64))).tolist())
+    return stats_dict(_rounded(summarise(np.asarray(x, dtype=np.float64))).tolist())
 
 
 def _labels(engine: ForecastEngine, partner: str, intel_type: str, scenario: Scenario,
@@ -230,7 +230,7 @@ def explain(engine: ForecastEngine, partner: str, intel_type: str,
         "linear_predictor": _stats(eta),
         "effective_linear_predictor": _stats(d["effective"]),
         "cutpoint": _stats(d["cutpoint"]),
-        "any_restriction": _stats_dict(served_any),
+        "any_restriction": stats_dict(served_any),
         "terms": out_terms,
         "check": {
             "terms_sum_to": "linear_predictor (the eight model terms), and with the cluster "

@@ -154,7 +154,6 @@ def stats_dict(row: list[float]) -> dict:
     return {"mean": mean, "median": q50, "ci50": [q25, q75], "ci90": [q05, q95]}
 
 
-_stats_dict = stats_dict  # the name forecasting.serving.explain imports
 
 
 @dataclass(frozen=True)
