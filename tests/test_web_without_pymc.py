@@ -1,4 +1,5 @@
-"""A web worker serving reads never imports PyMC or PyTensor (only fits and evaluation do)."""
+"""A web worker serving reads never imports PyMC or PyTensor (only fits and evaluation do),
+nor scoringrules (it compiles numba kernels for about 3 s on import: only scoring needs it)."""
 
 import json
 import shutil
@@ -22,7 +23,7 @@ routes = [
 ]
 statuses = {route: client.get(route).status_code for route in routes}
 # (ArviZ 1.3 itself imports numpyro and jax through arviz_base.io_numpyro: not ours to avoid)
-loaded = sorted(m for m in ("pymc", "pytensor", "nutpie") if m in sys.modules)
+loaded = sorted(m for m in ("pymc", "pytensor", "nutpie", "scoringrules") if m in sys.modules)
 print(json.dumps({"statuses": statuses, "loaded": loaded}))
 """
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import scoringrules as sr
 
 N_LEVELS = 4
 SCORES = ("brier", "log", "rps", "brier_any", "log_any")
@@ -41,6 +40,10 @@ def _check(probs: np.ndarray, levels: np.ndarray) -> tuple[np.ndarray, np.ndarra
 
 def score_episodes(probs: np.ndarray, levels: np.ndarray) -> pd.DataFrame:
     """One row per episode, one column per score in SCORES (losses: lower is better)."""
+    # imported here: scoringrules compiles its numba kernels on import (about 3 s), and the
+    # ledger's error classes put this module on every CLI command's and web worker's path
+    import scoringrules as sr
+
     probs, levels = _check(probs, levels)
     onehot = np.eye(N_LEVELS)[levels]
     p_any = np.clip(1.0 - probs[:, 0], 0.0, 1.0)
