@@ -19,11 +19,11 @@ rests on (forecasting.serving.evidence), read as the served version's fit saw th
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import pandas as pd
+from cachetools import LRUCache
 from sqlalchemy import func, select
 
 from forecasting.domain.codebook import Codebook
@@ -115,7 +115,7 @@ def live_forecast(engine: ForecastEngine, database: Database, codebook: Codebook
 # Live grids per process, keyed by (database, model version and its draws, trigger, store
 # revision): a new episode moves the revision, so a kept grid is never stale; ~50 kB each.
 LIVE_GRIDS_KEPT = 32
-_live_grids: OrderedDict[tuple, Any] = OrderedDict()
+_live_grids: LRUCache[tuple, Any] = LRUCache(maxsize=LIVE_GRIDS_KEPT)
 _live_grids_lock = threading.Lock()
 
 
@@ -136,14 +136,10 @@ def live_grid(engine: ForecastEngine, database: Database, codebook: Codebook, tr
     key = (str(database.engine.url), engine.version, engine.n_draws, trigger_id, revision)
     with _live_grids_lock:
         stats = _live_grids.get(key)
-        if stats is not None:
-            _live_grids.move_to_end(key)
     if stats is None:
         stats = engine.conditioned_grid_stats(trigger)
         with _live_grids_lock:
             _live_grids[key] = stats
-            while len(_live_grids) > LIVE_GRIDS_KEPT:
-                _live_grids.popitem(last=False)
     answer = engine.conditioned_grid(trigger, sort=sort, stats=stats)
     answer["forecasts"] = answer["forecasts"][:limit]
     return {"model": dict(engine.model_info), **answer, "store_revision": revision,

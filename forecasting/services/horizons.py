@@ -10,10 +10,10 @@ NoArrivalModelError (409 in the API), never an arrival model borrowed from anoth
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 from collections.abc import Iterable
 
 import xarray as xr
+from cachetools import LRUCache
 
 from forecasting.model.trigger_rates import GROUP
 from forecasting.registry import Registry
@@ -24,7 +24,7 @@ __all__ = ["NoArrivalModelError", "arrival_model", "horizon", "horizon_plot"]
 
 # Arrival models of immutable versions, per process (a few hundred kB each).
 _KEPT = 8
-_cache: OrderedDict[tuple[str, str], xr.Dataset] = OrderedDict()
+_cache: LRUCache[tuple[str, str], xr.Dataset] = LRUCache(maxsize=_KEPT)
 _lock = threading.Lock()
 
 
@@ -33,9 +33,9 @@ def arrival_model(registry: Registry, version: str) -> xr.Dataset:
     mv = registry.get(version)
     key = (str(registry.root), mv.version)
     with _lock:
-        if key in _cache:
-            _cache.move_to_end(key)
-            return _cache[key]
+        ds = _cache.get(key)
+    if ds is not None:
+        return ds
     try:
         tree = registry.load_posterior(mv.version, groups=[GROUP])
     except KeyError:
@@ -43,8 +43,6 @@ def arrival_model(registry: Registry, version: str) -> xr.Dataset:
     ds = tree[GROUP].to_dataset()
     with _lock:
         _cache[key] = ds
-        while len(_cache) > _KEPT:
-            _cache.popitem(last=False)
     return ds
 
 
