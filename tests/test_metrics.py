@@ -237,7 +237,10 @@ def _get(url: str, headers: dict | None = None) -> tuple[int, str]:
 
 
 def _json_lines(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    """The finished lines of a log another process is writing: a line read while it is
+    being written has no newline yet and is left for the next read."""
+    finished = path.read_text().split("\n")[:-1]
+    return [json.loads(line) for line in finished if line.strip()]
 
 
 @pytest.fixture
