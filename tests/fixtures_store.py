@@ -9,22 +9,12 @@ from sqlalchemy import create_engine, text
 
 from forecasting.settings import load_settings
 from forecasting.store import connect
+from forecasting.store.db import postgres_unreachable
 from forecasting.store.schema import metadata
 
 POSTGRES_URL = os.environ.get(
     "FORECAST_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
-
-
-def _postgres_reason() -> str | None:
-    try:
-        engine = create_engine(POSTGRES_URL, connect_args={"connect_timeout": 3})
-        with engine.connect() as conn:
-            conn.execute(text("select 1"))
-        engine.dispose()
-    except Exception as exc:  # any failure means: no server to test against
-        return f"no PostgreSQL server at {POSTGRES_URL} ({type(exc).__name__})"
-    return None
 
 
 def _reset_postgres() -> None:
@@ -47,7 +37,7 @@ def database(request, tmp_path):
     if request.param == "sqlite":
         db = connect(f"sqlite:///{tmp_path / 'store.sqlite3'}", migrate=True)
     else:
-        if reason := _postgres_reason():
+        if reason := postgres_unreachable(POSTGRES_URL):
             pytest.skip(reason)
         _reset_postgres()
         db = connect(POSTGRES_URL, migrate=True)

@@ -15,6 +15,7 @@ from fixtures_registry import derive, fit_metadata
 
 from forecasting.cli import main
 from forecasting.evaluation.reports import save_result
+from forecasting.model.priors import PriorSet, load_priors
 from forecasting.registry import Registry
 from forecasting.services import models as model_service
 from forecasting.settings import RetentionPolicy
@@ -74,6 +75,69 @@ def test_a_failed_version_is_refused_with_the_same_message_and_nothing_audited(
     assert "failed its diagnostics gate" in api.get_json()["detail"]
     assert _promotions(api_settings) == [] and _promotions(twin_settings) == []
     assert Registry(api_settings.registry_path).current_or_none() is None
+
+
+ELICITED = {"sigma_bloc": {"dist": "HalfNormal", "kwargs": {"sigma": 0.226}}}
+
+
+def _elicited_priors(settings):
+    """A prior set other than the shipped default (the active set of a fresh instance)."""
+    return PriorSet.from_dict(load_priors(settings.default_priors_path).to_dict() | ELICITED)
+
+
+def _save_candidate(settings, fitted_version, fitted_posterior, priors, *, tag,
+                    fitted_at="2099-01-01T00:00:00+00:00", verdict="pass"):
+    """A candidate fit of the workbench (`forecast priors compare --fit`), stored, not current."""
+    tree, meta = derive(fitted_posterior, fit_metadata(fitted_version), verdict=verdict,
+                        priors_hash=priors.content_hash, data_hash=f"data-candidate-{tag}",
+                        fitted_at=fitted_at, fitted_as="candidate",
+                        candidate_priors="elicited.toml")
+    return Registry(settings.registry_path).save(tree, meta).version
+
+
+def test_a_candidate_fit_of_priors_never_adopted_is_refused_by_both_faces(
+        client, tokens, api_settings, twin_settings, fitted_version, fitted_posterior):
+    elicited = _elicited_priors(api_settings)
+    candidate = _save_candidate(api_settings, fitted_version, fitted_posterior, elicited,
+                                tag="a")
+    assert _save_candidate(twin_settings, fitted_version, fitted_posterior, elicited,
+                           tag="a") == candidate
+    api = client.post(f"/v1/models/{candidate}/promote", headers=auth(tokens["modeler"]))
+    assert api.status_code == 409
+    problem = api.get_json()
+    assert problem["title"] == "Model version is a candidate fit of priors not adopted"
+    assert problem["errors"] == [{"field": "version", "message": problem["detail"]}]
+    detail = problem["detail"]
+    assert (f"model version {candidate} is a candidate fit of prior set elicited.toml "
+            f"(priors {elicited.content_hash[:12]})") in detail
+    assert "not the active set (default.toml)" in detail
+    assert "forecast priors set FILE" in detail and "PUT /v1/priors" in detail
+    cli = cli_on(twin_settings)("promote", candidate)
+    assert cli.exit_code == 1
+    assert detail in " ".join(cli.output.split())
+    for settings in (api_settings, twin_settings):
+        assert _promotions(settings) == []
+        assert Registry(settings.registry_path).current_or_none() is None
+
+
+def test_a_candidate_fit_is_promoted_once_its_prior_set_is_active(
+        api_settings, store, fitted_version, fitted_posterior):
+    elicited = _elicited_priors(api_settings)
+    candidate = _save_candidate(api_settings, fitted_version, fitted_posterior, elicited,
+                                tag="b")
+    registry = Registry(api_settings.registry_path)
+    with pytest.raises(model_service.CandidateFitError, match=f"version: model version "
+                                                              f"{candidate} is a candidate"):
+        model_service.promote(api_settings, registry, store, candidate, "tester")
+    store.priors.save(elicited.to_dict(), elicited.content_hash, "dana", note="adopted")
+    mv = model_service.promote(api_settings, registry, store, candidate, "tester", "adopted")
+    assert registry.current().version == mv.version == candidate
+    # a candidate of the default priors is refused now that another set is active
+    default = load_priors(api_settings.default_priors_path)
+    other = _save_candidate(api_settings, fitted_version, fitted_posterior, default, tag="c")
+    with pytest.raises(model_service.CandidateFitError, match=r"not the active set \(prior set #1\)"):
+        model_service.promote(api_settings, registry, store, other, "tester")
+    assert registry.current().version == candidate
 
 
 @pytest.fixture
@@ -178,13 +242,13 @@ def test_a_refit_in_progress_keeps_its_base_and_what_it_saved(api_settings, api_
                                                               fitted_posterior, fitted_version):
     v = api_template[2]
     registry = Registry(api_settings.registry_path)
-    model_service.promote(registry, store, v["served"], "tester")
+    model_service.promote(api_settings, registry, store, v["served"], "tester")
     job, _ = store.refits.request("manual", "tester", 0)
     assert store.refits.claim(job["id"], "worker:1", 60) == "claimed"
     made = registry.save(*derive(fitted_posterior, fit_metadata(fitted_version),
                                  data_hash="data-refit"))
     # someone rolls forward meanwhile: the refit's base is no longer current
-    model_service.promote(registry, store, v["second"], "tester")
+    model_service.promote(api_settings, registry, store, v["second"], "tester")
     report = _prune(api_settings, store)
     why = {d["version"]: d["reasons"] for d in report["versions"]}
     assert report["deleted"] == [v["failed"]]
@@ -221,3 +285,29 @@ def test_forecast_models_prune_lists_what_it_deletes_and_why(api_settings, api_t
     assert not Registry(api_settings.registry_path).has(v["failed"])
     assert [(a, d["deleted"]) for a, _, d in audit_rows(api_settings, "model:prune")] == [
         (USER, [v["failed"]])]
+
+
+def test_candidate_fits_are_counted_apart_and_never_push_a_served_version_out(
+        api_settings, api_template, store, served_model, fitted_version, fitted_posterior):
+    v = api_template[2]
+    elicited = _elicited_priors(api_settings)
+    newer, older = (_save_candidate(api_settings, fitted_version, fitted_posterior, elicited,
+                                    tag=tag, fitted_at=at)
+                    for tag, at in (("new", "2099-01-02T00:00:00+00:00"),
+                                    ("old", "2099-01-01T00:00:00+00:00")))
+    report = _prune(api_settings, store)
+    why = {d["version"]: d["reasons"] for d in report["versions"]}
+    # without counting them apart, the newest passing version (of 1 kept) was a candidate
+    assert set(report["kept"]) == {v["served"], v["second"], newer}
+    assert set(report["deleted"]) == {v["failed"], older}
+    assert why[v["second"]] == ["one of the 1 newest passing versions (#1)"]
+    assert why[older] == ["candidate fit never served, counted apart from the served versions",
+                          "passing, older than the 1 newest passing versions"]
+    assert [d["candidate"] for d in report["versions"]][:3] == [True, True, False]  # newest first
+    # adopted and promoted, a candidate is a served version: the served line's newest
+    store.priors.save(elicited.to_dict(), elicited.content_hash, "dana", note="adopted")
+    registry = Registry(api_settings.registry_path)
+    model_service.promote(api_settings, registry, store, newer, "tester")
+    model_service.promote(api_settings, registry, store, v["served"], "tester", "rollback")
+    after = _prune(api_settings, store)
+    assert after["deleted"] == [v["second"]] and newer in after["kept"]

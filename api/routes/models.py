@@ -113,6 +113,6 @@ def promote(path: VersionPath):
     except ValidationError as exc:
         return validation_error_response(exc)
     s = services()
-    mv = model_service.promote(s.registry, s.database, path.version, current_identity().name,
-                               body.reason)
+    mv = model_service.promote(s.settings, s.registry, s.database, path.version,
+                               current_identity().name, body.reason)
     return jsonify(model_service.model_summary(mv, mv.version))

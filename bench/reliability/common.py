@@ -2,8 +2,8 @@
 
 Every script runs the service as it is deployed: `forecast serve` (gunicorn) and `forecast
 worker` (the huey consumer) as child processes of the script, on a temporary FORECAST_INSTANCE,
-configured only through FORECAST_* variables. Nothing here imports the service's code, so what
-is measured is what a client sees.
+configured only through FORECAST_* variables. What is measured is what a client sees: of the
+service's code, only the store's PostgreSQL probe is imported here (the one the test suite uses).
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 import requests
+
+from forecasting.store.db import postgres_unreachable
 
 ROOT = Path(__file__).resolve().parents[2]
 # The code the child processes run: this checkout, or another one (e.g. `git archive` of an
@@ -53,16 +55,7 @@ def free_port() -> int:
 
 def postgres_reason(url: str = POSTGRES_URL) -> str | None:
     """Why PostgreSQL cannot be used (None when it can)."""
-    from sqlalchemy import create_engine, text
-
-    try:
-        engine = create_engine(url, connect_args={"connect_timeout": 3})
-        with engine.connect() as conn:
-            conn.execute(text("select 1"))
-        engine.dispose()
-    except Exception as exc:  # any failure means: no server to run against
-        return f"no PostgreSQL server at {url} ({type(exc).__name__}: {str(exc).splitlines()[0]})"
-    return None
+    return postgres_unreachable(url)
 
 
 def postgres_schema_url(schema: str, url: str = POSTGRES_URL) -> str:

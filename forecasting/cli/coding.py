@@ -1,8 +1,9 @@
-"""Coding quality commands: reliability, disagreements, adjudicate, sample."""
+"""Coding quality commands: reliability, disagreements, adjudicate, sample, export, import."""
 
 from __future__ import annotations
 
 import io
+import json
 import sys
 from pathlib import Path
 
@@ -157,3 +158,44 @@ def sample(ctx: CliContext, n: int, file: Path | None, seed: int, fmt: str | Non
         write_atomically(file, text.getvalue())
     err.print(f"sampled {count} episodes for a second coder (fill in the blank fields, then "
               "`forecast import` the file)")
+
+
+@coding.command(name="export")
+@click.argument("file", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@pass_context
+def export_codings(ctx: CliContext, file: Path | None) -> None:
+    """Write every coder's codings and every adjudication (JSON) to FILE (default: standard
+    output): what `forecast export` does not carry. In the other instance, `forecast import`
+    the episodes first, then `forecast coding import` this file."""
+    document = coding_service.export_codings(ctx.database(), ctx.codebook)
+    text = json.dumps(document, indent=1, ensure_ascii=False) + "\n"
+    if file is None:
+        sys.stdout.write(text)
+    else:
+        write_atomically(file, text)  # never a half-written export
+    err.print(f"exported {len(document['codings'])} codings and "
+              f"{len(document['adjudications'])} adjudications")
+
+
+@coding.command(name="import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--actor", default=None, help="Who is importing (audit log); default: the "
+              "command-line user.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_context
+def import_codings(ctx: CliContext, file: Path, actor: str | None, as_json: bool) -> None:
+    """Add the codings and adjudications of a `forecast coding export` FILE, all or nothing
+    (the episodes must be stored); queues a refit when anything was added."""
+    try:
+        document = json.loads(file.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        fail(f"{file}: not a JSON document ({exc}); nothing was imported")
+    summary = coding_service.import_codings(ctx.database(), ctx.codebook, ctx.refits(),
+                                            document, actor=actor or ctx.actor)
+    if as_json:
+        echo_json(summary)
+        return
+    out.print(f"imported {summary['codings']} codings and {summary['adjudications']} "
+              f"adjudications ({summary['unchanged']} already here)")
+    if summary.get("refit") is not None:
+        out.print(f"refit {summary['refit']['id']} queued")

@@ -204,7 +204,8 @@ def prune_models(ctx: CliContext, dry_run: bool, as_json: bool) -> None:
 def promote(ctx: CliContext, version: str, reason: str, actor: str | None,
             as_json: bool) -> None:
     """Make a passing VERSION current (also how to roll back)."""
-    mv = model_service.promote(ctx.registry, ctx.database(), version, actor or ctx.actor, reason)
+    mv = model_service.promote(ctx.settings, ctx.registry, ctx.database(), version,
+                               actor or ctx.actor, reason)
     if as_json:
         echo_json(model_service.model_summary(mv, mv.version))
         return

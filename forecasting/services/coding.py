@@ -19,11 +19,13 @@ from forecasting.domain.codebook import Codebook
 from forecasting.domain.episodes import (
     NATURAL_KEY,
     SOURCE_SEPARATOR,
+    EpisodeValidationError,
     check_free_text,
     validate_episode,
 )
 from forecasting.settings import RequestLimits, Settings
 from forecasting.store import Database
+from forecasting.store.codings import CodingsImportError
 
 if TYPE_CHECKING:  # the queue (huey) is only needed by the caller that made the service
     from forecasting.refits import RefitService
@@ -149,3 +151,105 @@ def fit_input(database: Database, frame: pd.DataFrame, settings: Settings, *,
                    "double_coded": report["episodes"], "bootstrap_samples": samples,
                    "floor": {"required": floor, "passed": not reasons, "notes": notes}}}
     return fed, metadata, reasons
+
+
+# -- moving the coders' work between instances (`forecast coding export|import`) ---------------
+
+CODINGS_FORMAT = "forecast-codings/1"
+_CODING_KEYS = {*NATURAL_KEY, "coder", "values", "recorded_at", "recorded_by"}
+_ADJUDICATION_KEYS = {*NATURAL_KEY, "adjudicator", "reason", "values", "at"}
+
+
+def export_codings(database: Database, codebook: Codebook) -> dict[str, Any]:
+    """Every coder's codings and every adjudication, named by episode key: what `forecast
+    export` (the episode interchange format) does not carry. Import the episodes first, then
+    this document, into the other instance."""
+    return {"format": CODINGS_FORMAT, "codebook_version": codebook.version,
+            **database.codings.export_records()}
+
+
+def import_codings(database: Database, codebook: Codebook, refits: RefitService,
+                   document: Mapping[str, Any], *, actor: str) -> dict[str, Any]:
+    """Store an `export_codings` document, all or nothing: every record is checked first
+    (CodingsImportError names each field at fault: `codings[3].values.level`), then they are
+    appended in one transaction. Importing the same document again changes nothing; anything
+    new queues a refit (the codings decide what a fit is fed)."""
+    coded, decided = _checked_codings(document, codebook)
+    summary = database.codings.import_records(coded, decided, actor)
+    if summary["codings"] or summary["adjudications"]:
+        summary["refit"] = refits.request("episodes", actor)
+    return summary
+
+
+def _checked_codings(document: Any, codebook: Codebook
+                     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    errors: list[dict[str, str]] = []
+    if not isinstance(document, Mapping):
+        raise CodingsImportError([{"field": "document", "message": "must be a JSON object "
+                                   "written by `forecast coding export`"}])
+    if document.get("format") != CODINGS_FORMAT:
+        errors.append({"field": "format", "message": f"{document.get('format')!r}; expected "
+                       f"{CODINGS_FORMAT!r} (a file written by `forecast coding export`)"})
+    unknown = sorted(set(document) - {"format", "codebook_version", "codings", "adjudications"})
+    errors += [{"field": k, "message": "unknown key"} for k in unknown]
+    out = []
+    for name, keys, actor_key in (("codings", _CODING_KEYS, "coder"),
+                                  ("adjudications", _ADJUDICATION_KEYS, "adjudicator")):
+        rows = document.get(name, [])
+        if not isinstance(rows, list):
+            errors.append({"field": name, "message": "must be a list"})
+            rows = []
+        checked = [_checked_record(f"{name}[{i}]", r, keys, actor_key, codebook, errors)
+                   for i, r in enumerate(rows)]
+        out.append(checked)
+    if errors:
+        raise CodingsImportError(errors)
+    return out[0], out[1]
+
+
+def _checked_record(where: str, record: Any, keys: set[str], actor_key: str,
+                    codebook: Codebook, errors: list[dict[str, str]]) -> dict[str, Any]:
+    def problem(field: str, message: str) -> None:
+        errors.append({"field": f"{where}.{field}" if field else where, "message": message})
+
+    if not isinstance(record, Mapping):
+        problem("", "must be an object")
+        return {}
+    for k in sorted(keys - set(record)):
+        problem(k, "is required")
+    for k in sorted(set(record) - keys):
+        problem(k, "unknown key")
+    if keys - set(record):
+        return {}
+    out = dict(record)
+    for k in (*NATURAL_KEY, actor_key, "recorded_by", "reason"):
+        if k in keys and (not isinstance(record[k], str) or not record[k].strip()):
+            problem(k, "must be non-empty text")
+        elif k in keys:
+            try:
+                check_free_text(record[k])
+            except ValueError as exc:
+                problem(k, str(exc))
+    time_key = "recorded_at" if "recorded_at" in keys else "at"
+    try:
+        out[time_key] = dt.datetime.fromisoformat(record[time_key])
+        if out[time_key].tzinfo is None:
+            raise ValueError("no time zone")
+    except (TypeError, ValueError):
+        problem(time_key, f"{record[time_key]!r} is not an ISO 8601 time with its time zone")
+    values = record["values"]
+    if not isinstance(values, Mapping):
+        problem("values", "must be an object of the episode's interchange fields")
+        return out
+    try:
+        validate_episode({k: v for k, v in values.items() if v is not None}, codebook)
+    except EpisodeValidationError as exc:
+        for e in exc.errors:
+            problem(f"values.{e.field}", e.message)
+    for k in NATURAL_KEY:
+        if values.get(k) != record[k]:
+            problem(f"values.{k}", f"{values.get(k)!r} is not the record's {record[k]!r}")
+    if actor_key == "coder" and values.get("coder") != record["coder"]:
+        problem("values.coder", f"{values.get('coder')!r} is not the record's coder "
+                f"{record['coder']!r}")
+    return out

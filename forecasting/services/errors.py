@@ -24,9 +24,11 @@ from forecasting.registry import (
 from forecasting.services.coding import AdjudicationError
 from forecasting.services.forecasts import InconsistentTriggerError, UnknownTriggerError
 from forecasting.services.ledger import LedgerConflictError, LedgerError, LedgerNotFoundError
+from forecasting.services.models import CandidateFitError
 from forecasting.serving.forecasts import NotInModelError, ScenarioError
 from forecasting.serving.horizons import NoArrivalModelError
 from forecasting.store import UnknownEpisodeError
+from forecasting.store.codings import CodingsImportError
 from forecasting.store.db import SchemaOutOfDateError
 from forecasting.store.episodes import NotDoubleCodedError
 from forecasting.store.tokens import TokenError
@@ -44,12 +46,14 @@ ERRORS: tuple[tuple[type[Exception], int, str], ...] = (
     (PriorConfigError, 400, "Invalid priors"),
     (TokenError, 400, "Invalid token request"),
     (AdjudicationError, 400, "Invalid adjudication"),
+    (CodingsImportError, 400, "Invalid codings"),
     (UnknownEpisodeError, 404, "Unknown episode"),
     (UnknownTriggerError, 404, "Unknown trigger"),
     (UnknownVersionError, 404, "Unknown model version"),
     (NotInModelError, 404, "Not in this model version"),
     (NoEvaluationError, 404, "No evaluation"),
     (GateFailedError, 409, "Model version failed its diagnostics gate"),
+    (CandidateFitError, 409, "Model version is a candidate fit of priors not adopted"),
     (VersionExistsError, 409, "Model version exists"),
     (SensitivityUnavailableError, 409, "Sensitivity unavailable"),
     (InconsistentTriggerError, 409, "Trigger coded inconsistently"),
@@ -77,11 +81,13 @@ def field_errors(exc: BaseException) -> list[dict[str, Any]] | None:
     if isinstance(exc, UnknownCodeError):
         return [{"field": exc.field, "message": f"unknown code {exc.value!r}",
                  "allowed": exc.allowed}]
-    if isinstance(exc, AdjudicationError | NotDoubleCodedError):
+    if isinstance(exc, AdjudicationError | NotDoubleCodedError | CandidateFitError):
         return [{"field": exc.field, "message": str(exc)}]
     if isinstance(exc, ScenarioError | NotInModelError | UnknownTriggerError
                   | InconsistentTriggerError | LedgerError | LedgerNotFoundError):
         return [{"field": exc.field, "message": str(exc)}]
+    if isinstance(exc, CodingsImportError):
+        return exc.errors
     if isinstance(exc, PriorConfigError):
         if exc.errors:  # every problem found, each with its field
             return exc.errors

@@ -24,7 +24,6 @@ from typing import Any
 
 import pandas as pd
 from cachetools import LRUCache
-from sqlalchemy import func, select
 
 from forecasting.domain.codebook import Codebook
 from forecasting.serving.evidence import DEFAULT_LIMIT, evidence
@@ -32,8 +31,6 @@ from forecasting.serving.evidence import FIELDS as EVIDENCE_FIELDS
 from forecasting.serving.explain import decompose, explain
 from forecasting.serving.forecasts import CodedTrigger, ForecastEngine, Scenario, ScenarioError
 from forecasting.store import Database, EpisodeFilter
-from forecasting.store.schema import episode_revisions
-from forecasting.store.schema import episodes as episode_table
 
 SCENARIO_FIELDS = ("trigger_type", "severity", "alignment")
 # what each conditioned episode shows, so that a forecaster sees what the answer rests on
@@ -151,30 +148,9 @@ def live_grid(engine: ForecastEngine, database: Database, codebook: Codebook, tr
 
 def episodes_as_fitted(database: Database, revision: int, partners: Iterable[str]
                        ) -> pd.DataFrame:
-    """The episodes of `partners` as the store held them at `revision` (what a fit that read
-    that revision saw): each episode's latest revision up to it; episodes coded later are
-    left out. The natural key never changes, so the partner filter may read today's rows."""
-    latest = (select(episode_revisions.c.episode_id,
-                     func.max(episode_revisions.c.id).label("revision_id"))
-              .where(episode_revisions.c.id <= revision)
-              .group_by(episode_revisions.c.episode_id).subquery())
-    query = (select(episode_revisions.c["values"])
-             .join(latest, episode_revisions.c.id == latest.c.revision_id)
-             .join(episode_table, episode_table.c.id == episode_revisions.c.episode_id)
-             .where(episode_table.c.partner.in_(list(partners))))
-    with database.engine.connect() as conn:
-        rows = [dict(r) for (r,) in conn.execute(query)]
-    return pd.DataFrame(rows, columns=list(EVIDENCE_FIELDS))
-
-
-def changed_since(database: Database, revision: int, partners: Iterable[str]) -> int:
-    """Episodes of `partners` coded or revised after `revision`."""
-    query = (select(func.count(episode_revisions.c.episode_id.distinct()))
-             .join(episode_table, episode_table.c.id == episode_revisions.c.episode_id)
-             .where(episode_revisions.c.id > revision,
-                    episode_table.c.partner.in_(list(partners))))
-    with database.engine.connect() as conn:
-        return int(conn.execute(query).scalar_one())
+    """The episodes of `partners` as a fit that read store revision `revision` saw them."""
+    return pd.DataFrame(database.episodes.values_at(revision, list(partners)),
+                        columns=list(EVIDENCE_FIELDS))
 
 
 def forecast_evidence(engine: ForecastEngine, database: Database, codebook: Codebook,
@@ -197,7 +173,8 @@ def forecast_evidence(engine: ForecastEngine, database: Database, codebook: Code
                          "it was fitted on: the episodes are listed as the store holds them now"}
     else:
         frame = episodes_as_fitted(database, int(fitted), partners)
-        changed = changed_since(database, int(fitted), partners) if current > fitted else 0
+        changed = (database.episodes.changed_since(int(fitted), partners)
+                   if current > fitted else 0)
         store = {"revision": int(fitted), "as_fitted": True, "current_revision": current,
                  "changed_since": changed,
                  "note": (f"episodes as model version {engine.version} was fitted on them "

@@ -36,6 +36,7 @@ from forecasting.model.priors import (
     prior_file_meta,
 )
 from forecasting.services.coding import modelled_episodes
+from forecasting.services.models import CANDIDATE, is_candidate
 from forecasting.services.priors import active_priors, read_priors_file
 from forecasting.settings import SamplerSettings, Settings
 from forecasting.store import Database
@@ -45,7 +46,6 @@ if TYPE_CHECKING:
 
 COMPARE_DRAWS = 1000  # prior predictive draws per side (the same seed: common random numbers)
 FORECAST_ROWS = 10  # cells shown, largest difference first
-CANDIDATE = "candidate"  # metadata["fitted_as"] of a version fitted for comparison
 
 
 @dataclasses.dataclass(frozen=True)
@@ -252,8 +252,7 @@ def compare_with_fits(settings: Settings, database: Database, registry: Registry
         mv, fitted = _version_for(ref, fit_settings, database, registry, codebook, actor,
                                   progress)
         versions.append(mv)
-        doc[side] |= {"version": mv.version, "candidate": fitted
-                      or mv.metadata.get("fitted_as") == CANDIDATE,
+        doc[side] |= {"version": mv.version, "candidate": fitted or is_candidate(mv),
                       "verdict": mv.verdict, "reasons": mv.reasons}
     doc["forecasts"] = _forecast_diff(registry, codebook, versions[0].version,
                                       versions[1].version, scenario)
@@ -295,7 +294,7 @@ def prior_history(database: Database, registry: Registry | None, limit: int = 50
         for mv in registry.versions():
             versions.setdefault(mv.metadata.get("priors_hash"), []).append({
                 "version": mv.version, "fitted_at": mv.fitted_at, "verdict": mv.verdict,
-                "candidate": mv.metadata.get("fitted_as") == CANDIDATE,
+                "candidate": is_candidate(mv),
                 "current": current is not None and mv.version == current.version})
     return [{"id": r["id"], "content_hash": r["content_hash"], "created_at": r["created_at"],
              "created_by": r["created_by"], "note": r["note"],

@@ -14,11 +14,12 @@ import datetime as dt
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, insert, select
+from sqlalchemy import Connection, Engine, func, insert, select, tuple_
 
 from forecasting.coding.agreement import STATUSES, disagreement, status
 from forecasting.domain.episodes import NATURAL_KEY, VALUE_FIELDS
-from forecasting.store.schema import adjudications, codings, episodes
+from forecasting.store.schema import adjudications, audit_log, codings, episodes
+from forecasting.store.transactions import lock_key, write_transaction
 
 _CHUNK = 500
 
@@ -180,3 +181,147 @@ class CodingStore:
         """Grows with every coding recorded: with the episodes' revisions, what a fit saw."""
         with self.engine.connect() as conn:
             return conn.execute(select(func.coalesce(func.max(codings.c.id), 0))).scalar_one()
+
+    # --- moving codings between instances (`forecast coding export|import`) -------------------
+
+    def export_records(self) -> dict[str, list[dict[str, Any]]]:
+        """Every coding and adjudication, oldest first, each named by its episode's natural
+        key (ids and revision numbers are this instance's own and are left out)."""
+        key_columns = [episodes.c[k] for k in NATURAL_KEY]
+        with self.engine.connect() as conn:
+            coded = conn.execute(select(codings, *key_columns)
+                                 .join(episodes, episodes.c.id == codings.c.episode_id)
+                                 .order_by(codings.c.id)).mappings().all()
+            decided = conn.execute(select(adjudications, *key_columns)
+                                   .join(episodes, episodes.c.id == adjudications.c.episode_id)
+                                   .order_by(adjudications.c.id)).mappings().all()
+        return {
+            "codings": [{**{k: r[k] for k in NATURAL_KEY}, "coder": r["coder"],
+                         "values": r["values"], "recorded_at": _iso(r["recorded_at"]),
+                         "recorded_by": r["recorded_by"]} for r in coded],
+            "adjudications": [{**{k: r[k] for k in NATURAL_KEY},
+                               "adjudicator": r["adjudicator"], "reason": r["reason"],
+                               "values": r["values"], "at": _iso(r["at"])} for r in decided],
+        }
+
+    def import_records(self, coded: Sequence[dict[str, Any]], decided: Sequence[dict[str, Any]],
+                       actor: str) -> dict[str, Any]:
+        """Store exported codings and adjudications (`export_records`' shape, times as
+        datetimes), all or nothing, in one transaction. Per episode, what is stored here must
+        be where the file starts (nothing, or an earlier import of it): the rest is appended,
+        so that the newest coding of each coder stays the newest. Raises CodingsImportError
+        (naming each record at fault, `codings[i]` or `adjudications[i]`) otherwise, or when an
+        episode is not stored here."""
+        with write_transaction(self.engine) as conn:
+            lock_key(conn, "episodes:import")  # with imports and adjudications, one at a time
+            ids = self._episode_ids(conn, [r for r in (*coded, *decided)])
+            problems = [{"field": f"{name}[{i}]", "message": (
+                "no episode trigger_id={!r}, partner={!r}, intel_type={!r} here; import the "
+                "episodes first (`forecast import` of the other instance's export)".format(
+                    *_key(r)))}
+                for name, rows in (("codings", coded), ("adjudications", decided))
+                for i, r in enumerate(rows) if _key(r) not in ids]
+            if problems:
+                raise CodingsImportError(problems)
+            new_codings, problems = _appended(
+                "codings", coded, ids, self._stored(conn, codings, ids.values()),
+                ("coder", "values", "recorded_at"))
+            new_decisions, more = _appended(
+                "adjudications", decided, ids, self._stored(conn, adjudications, ids.values()),
+                ("adjudicator", "reason", "values", "at"))
+            if problems or more:
+                raise CodingsImportError(problems + more)
+            if not new_codings and not new_decisions:
+                return {"codings": 0, "adjudications": 0,
+                        "unchanged": len(coded) + len(decided), "audit_id": None}
+            now = dt.datetime.now(dt.UTC)
+            audit_id = conn.execute(insert(audit_log).values(
+                at=now, actor=actor, action="codings:import", detail={
+                    "codings": len(new_codings), "adjudications": len(new_decisions)})
+                .returning(audit_log.c.id)).scalar_one()
+            if new_codings:
+                conn.execute(insert(codings), [
+                    {"episode_id": ids[_key(r)], "coder": r["coder"], "values": r["values"],
+                     "recorded_at": r["recorded_at"], "recorded_by": r["recorded_by"],
+                     "import_id": audit_id} for r in new_codings])
+            if new_decisions:
+                revisions = dict(conn.execute(select(episodes.c.id, episodes.c.revision).where(
+                    episodes.c.id.in_(sorted({ids[_key(r)] for r in new_decisions})))).all())
+                # the adjudicated value is the episode's as exported: its revision here
+                conn.execute(insert(adjudications), [
+                    {"episode_id": ids[_key(r)], "adjudicator": r["adjudicator"],
+                     "reason": r["reason"], "values": r["values"], "at": r["at"],
+                     "revision": revisions[ids[_key(r)]], "audit_id": audit_id}
+                    for r in new_decisions])
+        return {"codings": len(new_codings), "adjudications": len(new_decisions),
+                "unchanged": len(coded) + len(decided) - len(new_codings) - len(new_decisions),
+                "audit_id": audit_id}
+
+    @staticmethod
+    def _episode_ids(conn: Connection, records: Sequence[dict[str, Any]]
+                     ) -> dict[tuple[str, str, str], int]:
+        wanted = sorted({_key(r) for r in records})
+        found = {}
+        columns = [episodes.c[k] for k in NATURAL_KEY]
+        for i in range(0, len(wanted), _CHUNK):
+            chunk = wanted[i:i + _CHUNK]
+            for row in conn.execute(select(episodes.c.id, *columns).where(
+                    tuple_(*columns).in_(chunk))):
+                found[tuple(row)[1:]] = row.id
+        return found
+
+    @staticmethod
+    def _stored(conn: Connection, table, episode_ids: Iterable[int]) -> dict[int, list[dict]]:
+        ids = sorted(set(episode_ids))
+        found: dict[int, list[dict]] = {}
+        for i in range(0, len(ids), _CHUNK):
+            for row in conn.execute(select(table).where(table.c.episode_id.in_(ids[i:i + _CHUNK]))
+                                    .order_by(table.c.id)).mappings():
+                found.setdefault(row["episode_id"], []).append(dict(row))
+        return found
+
+
+class CodingsImportError(ValueError):
+    """Codings that cannot be imported here; `errors` names each record at fault."""
+
+    def __init__(self, errors: list[dict[str, str]]):
+        self.errors = errors
+        shown = "\n".join(f"  {e['field']}: {e['message']}" for e in errors[:20])
+        more = f"\n  ... and {len(errors) - 20} more" if len(errors) > 20 else ""
+        super().__init__(f"{len(errors)} error(s); nothing was imported:\n{shown}{more}")
+
+
+def _key(record: dict[str, Any]) -> tuple[str, str, str]:
+    return tuple(record[k] for k in NATURAL_KEY)
+
+
+def _same_time(a: dt.datetime, b: dt.datetime) -> bool:
+    as_utc = [t if t.tzinfo else t.replace(tzinfo=dt.UTC) for t in (a, b)]
+    return as_utc[0] == as_utc[1]
+
+
+def _appended(name: str, records: Sequence[dict[str, Any]], ids: dict, stored: dict[int, list],
+              compared: tuple[str, ...]) -> tuple[list[dict], list[dict[str, str]]]:
+    """The records to append (those past what each episode already holds here), and the
+    problems: an episode whose stored rows are not where the file's start."""
+    by_episode: dict[int, list[tuple[int, dict]]] = {}
+    for i, r in enumerate(records):
+        by_episode.setdefault(ids[_key(r)], []).append((i, r))
+    new, problems = [], []
+    for episode_id, rows in by_episode.items():
+        held = stored.get(episode_id, [])
+        same = len(held) <= len(rows) and all(
+            all(_same_time(h[f], r[f]) if isinstance(h[f], dt.datetime) else h[f] == r[f]
+                for f in compared)
+            for h, (_, r) in zip(held, rows, strict=False))
+        if not same:
+            i = rows[0][0]
+            problems.append({"field": f"{name}[{i}]", "message": (
+                "the episode trigger_id={!r}, partner={!r}, intel_type={!r} ".format(
+                    *_key(rows[0][1]))
+                + f"already has {len(held)} {name} here that the file does not start with; "
+                "codings are only added to an instance that holds none of the episode's, or "
+                "an earlier import of the same ones")})
+            continue
+        new.extend(r for _, r in rows[len(held):])
+    return new, problems

@@ -139,6 +139,17 @@ class Database:
             return [{"id": r.id, "at": r.at.isoformat(), "actor": r.actor, "action": r.action,
                      "detail": r.detail} for r in rows]
 
+    def audit_details(self, action: str, *, until: dt.datetime | None = None,
+                      limit: int | None = None) -> list[dict]:
+        """The details of the `action` entries (those recorded at or before `until`, if
+        given), newest first."""
+        query = select(audit_log.c.detail).where(audit_log.c.action == action)
+        if until is not None:
+            query = query.where(audit_log.c.at <= until)
+        query = query.order_by(audit_log.c.id.desc()).limit(limit)
+        with self.engine.connect() as conn:
+            return [detail or {} for (detail,) in conn.execute(query)]
+
     @property
     def url(self) -> str:
         return self.engine.url.render_as_string(hide_password=True)
@@ -152,6 +163,21 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def postgres_unreachable(url: str, timeout_seconds: int = 3) -> str | None:
+    """Why the PostgreSQL database at `url` cannot be used (None when it answers a query):
+    the test suite and the reliability harness skip their PostgreSQL runs with this reason."""
+    try:
+        engine = create_engine(url, connect_args={"connect_timeout": timeout_seconds})
+        with engine.connect() as conn:
+            conn.execute(select(1))
+        engine.dispose()
+    except Exception as exc:  # any failure means: no server to run against
+        shown = make_url(url).render_as_string(hide_password=True)
+        first_line = (str(exc).splitlines() or [""])[0]
+        return f"no PostgreSQL server at {shown} ({type(exc).__name__}: {first_line})"
+    return None
 
 
 def connect(url: str, migrate: bool = False) -> Database:

@@ -429,6 +429,31 @@ class EpisodeStore:
             return conn.execute(select(func.coalesce(func.max(episode_revisions.c.id), 0))
                                 ).scalar_one()
 
+    def values_at(self, revision: int, partners: Sequence[str]) -> list[dict[str, Any]]:
+        """The episodes of `partners` as the store held them at `revision` (what a fit that
+        read that revision saw): each episode's latest revision up to it, as its interchange
+        values; episodes coded later are left out. The natural key never changes, so the
+        partner filter may read today's rows."""
+        latest = (select(episode_revisions.c.episode_id,
+                         func.max(episode_revisions.c.id).label("revision_id"))
+                  .where(episode_revisions.c.id <= revision)
+                  .group_by(episode_revisions.c.episode_id).subquery())
+        query = (select(episode_revisions.c["values"])
+                 .join(latest, episode_revisions.c.id == latest.c.revision_id)
+                 .join(episodes, episodes.c.id == episode_revisions.c.episode_id)
+                 .where(episodes.c.partner.in_(list(partners))))
+        with self.engine.connect() as conn:
+            return [dict(values) for (values,) in conn.execute(query)]
+
+    def changed_since(self, revision: int, partners: Sequence[str]) -> int:
+        """Episodes of `partners` coded or revised after `revision`."""
+        query = (select(func.count(episode_revisions.c.episode_id.distinct()))
+                 .join(episodes, episodes.c.id == episode_revisions.c.episode_id)
+                 .where(episode_revisions.c.id > revision,
+                        episodes.c.partner.in_(list(partners))))
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+
     @staticmethod
     def _record(row) -> dict[str, Any]:
         mapping = dict(row._mapping)
