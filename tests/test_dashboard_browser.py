@@ -363,3 +363,22 @@ def test_closed_reads_ask_for_a_token_and_send_it(browser, api_template, tokens,
     finally:
         context.close()
         server.stop()
+
+
+def test_the_horizon_panel_follows_the_chosen_trigger_scenario(page, live):
+    """The horizon curve counts the triggers of the map's scenario (its type and severity,
+    under its alignment), as GET /v1/forecasts/horizon answers with those parameters, not the
+    every-trigger curve."""
+    scenario = "trigger_type=legal_case&severity=1&alignment=2"
+    chosen = live.get(f"/v1/forecasts/horizon?partner=GBR&intel_type=sigint&{scenario}")
+    every = live.get("/v1/forecasts/horizon?partner=GBR&intel_type=sigint")
+    shown_if_chosen = f"{pct(chosen['curve'][-1]['any_restriction']['mean'])} within 36 months"
+    shown_if_every = f"{pct(every['curve'][-1]['any_restriction']['mean'])} within 36 months"
+    assert shown_if_chosen != shown_if_every  # else the page could not tell them apart
+    page.goto(f"{live.url}?{scenario}")
+    page.wait_for_selector(".cell-button")
+    page.click('.cell-button[data-partner="GBR"][data-type="sigint"]')
+    page.wait_for_selector("#cell-horizon svg")
+    said = page.inner_text("#cell-horizon p.help")
+    assert shown_if_chosen in said and "counting only triggers like this one" in said.lower()
+    assert "legal" in said.lower() and shown_if_every not in said

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from fixtures_api import cli_on
 
+from forecasting.model.trigger_rates import arrival_id, half_life
 from forecasting.registry import Registry
 from forecasting.services.horizons import arrival_model, horizon
 from forecasting.serving.forecasts import ScenarioError
@@ -86,6 +87,30 @@ def test_one_kind_of_trigger_gives_the_forecast_per_trigger_of_that_scenario(fit
             < everything["curve"][0]["expected_triggers"]["mean"])
 
 
+def test_one_kind_of_trigger_counts_the_partners_exposure_to_that_kind(fitted_engine,
+                                                                      arrivals):
+    by_type = arrivals["exposure_by_type"].sel(partner="GBR").mean("arrival_draw")
+    for kind in ("disclosure_incident", "policy_divergence"):
+        answer = horizon_forecast(fitted_engine, arrivals, "GBR", "sigint", months=12,
+                                  trigger_type=kind)
+        assert answer["arrivals"]["exposure"]["mean"] == pytest.approx(
+            float(by_type.sel(trigger_type=kind)), abs=0.01)
+        assert answer["arrivals"]["by_trigger_type"][kind]["exposure"] == \
+            answer["arrivals"]["exposure"]
+
+
+def test_every_answer_names_the_arrival_model_it_came_from(fitted_engine, arrivals):
+    answer = horizon_forecast(fitted_engine, arrivals, "ISR", "humint", months=6)
+    stamp = answer["model"]["arrival_model"]
+    assert stamp == {"id": arrival_id(arrivals), "half_life_years": half_life(arrivals),
+                     "exposure": "partner x trigger type, pooled toward the partner's"}
+    other = arrivals.copy()
+    other.attrs = {**arrivals.attrs, "arrival_id": "0123456789ab"}
+    again = horizon_forecast(fitted_engine, other, "ISR", "humint", months=6)
+    assert again["model"]["version"] == answer["model"]["version"]
+    assert again["model"]["arrival_model"]["id"] != stamp["id"]
+
+
 def test_a_partner_rarely_at_stake_is_less_likely_to_restrict_within_a_year(fitted_engine,
                                                                            arrivals):
     exposure = arrivals["exposure"].mean("arrival_draw").to_series()
@@ -128,6 +153,22 @@ def test_the_api_serves_the_curve_and_its_plot(client, served_model):
     png = client.get("/v1/forecasts/horizon.png?partner=ISR&intel_type=humint")
     assert png.status_code == 200 and png.mimetype == "image/png"
     assert png.data[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_api_etag_changes_with_the_arrival_model(client, served_model, monkeypatch):
+    """One version id may come with different arrival settings (a fresh registry, new code):
+    a client's cached answer must not be confirmed by a 304 then."""
+    import api.routes.horizons as route
+
+    url = "/v1/forecasts/horizon?partner=ISR&intel_type=humint&months=6"
+    first = client.get(url)
+    tag = first.headers["ETag"]
+    assert first.get_json()["model"]["arrival_model"]["id"] in tag
+    assert client.get(url, headers={"If-None-Match": tag}).status_code == 304
+    monkeypatch.setattr(route, "arrival_identity",
+                        lambda registry, version: {"id": "0123456789ab"})
+    changed = client.get(url, headers={"If-None-Match": tag})
+    assert changed.status_code == 200 and changed.headers["ETag"] != tag
 
 
 @pytest.mark.parametrize("query, field", [
@@ -179,3 +220,46 @@ def test_the_horizon_code_uses_only_the_engines_public_face():
                       and node.module == "forecasting.serving.forecasts"
                       for alias in node.names if alias.name.startswith("_"))
     assert (private, imported) == ([], [])
+
+
+# -- the end-to-end backtest (slow: a restriction model fitted per origin) -------------------
+
+
+@pytest.mark.slow
+def test_the_horizon_backtest_scores_every_cell_against_what_was_coded_after_its_origin(
+        codebook, default_priors):
+    import dataclasses
+
+    import pandas as pd
+
+    from forecasting.evaluation.backtest import BACKTEST_SAMPLER
+    from forecasting.evaluation.trigger_backtest import (
+        CLIMATOLOGY,
+        MODEL,
+        run_horizon_backtest,
+        summarise_horizon_backtest,
+    )
+    from forecasting.settings import DEFAULT_DATA_DIR
+
+    episodes = pd.read_csv(DEFAULT_DATA_DIR / "episodes.csv")
+    sampler = dataclasses.replace(BACKTEST_SAMPLER, chains=2, draws=150, tune=150)
+    table = run_horizon_backtest(episodes, codebook, default_priors, step_months=48,
+                                 horizons=(12,), sampler=sampler)
+    cells = len(codebook.partner_codes) * len(codebook.intel_type_codes)
+    assert (table.groupby("origin").size() == cells).all()
+    # the outcome is what was coded: a restriction of the cell on a trigger in the window
+    # a trigger is dated by its earliest episode
+    dates = pd.to_datetime(episodes["trigger_date"]).groupby(episodes["trigger_id"]).transform("min")
+    for origin, part in table.groupby("origin"):
+        start = pd.Timestamp(origin)
+        window = episodes[(dates >= start) & (dates < start + pd.DateOffset(months=12))]
+        hit = {tuple(x) for x in window.loc[window["level"] >= 1,
+                                            ["partner", "intel_type"]].to_numpy()}
+        assert set(map(tuple, part.loc[part["observed"] == 1,
+                                       ["partner", "intel_type"]].to_numpy())) == hit
+    assert ((table["lo"] <= table[MODEL]) & (table[MODEL] <= table["hi"])).all()
+    assert table[[MODEL, CLIMATOLOGY]].gt(0).all().all()
+    report = summarise_horizon_backtest(table, n_boot=200)["horizons"]["12"]
+    assert report["restricted"] == int(table["observed"].sum())
+    assert sum(b["cases"] for b in report["reliability"]) == len(table)
+    assert 0 <= report["count_coverage90"] <= 1

@@ -12,6 +12,7 @@ from forecasting.model.trigger_rates import (
     DAYS_PER_MONTH,
     GROUP,
     NoTriggersError,
+    arrival_id,
     coded_triggers,
     fit_trigger_rates,
     time_weights,
@@ -88,6 +89,40 @@ def test_exposure_follows_how_often_a_partner_is_coded_pooled_within_its_bloc(co
     assert float(q.sel(partner="JPN")) < float(q.sel(partner="NZL"))
 
 
+def test_exposure_by_trigger_type_follows_the_types_a_partner_is_coded_on(codebook):
+    legal = triggers_frame(codebook, {"legal_case": 3.0}, seed=8, partners=("GBR", "CAN"))
+    rhetoric = triggers_frame(codebook, {"leader_rhetoric": 3.0}, seed=9, partners=("GBR",))
+    ds = fit_trigger_rates(pd.concat([legal, rhetoric]), codebook, half_life_years=None,
+                           seed=4, exposure_by_type=True)
+    q = ds["exposure_by_type"].mean("arrival_draw")
+    can = q.sel(partner="CAN")
+    # CAN was coded on every legal case and no leader's rhetoric: by type tells them apart
+    assert float(can.sel(trigger_type="legal_case")) > 0.8
+    assert float(can.sel(trigger_type="leader_rhetoric")) < 0.2
+    assert float(q.sel(partner="GBR").min()) > 0.8  # GBR on every trigger of both types
+    # a type never coded: the partner's overall exposure, not a confident zero or one
+    overall = float(ds["exposure"].sel(partner="CAN").mean())
+    assert float(can.sel(trigger_type="government_change")) == pytest.approx(overall, abs=0.1)
+    assert "exposure_by_type" not in fit_trigger_rates(legal, codebook, seed=4,
+                                                       exposure_by_type=False)
+
+
+def test_the_arrival_id_names_the_settings_and_the_triggers(codebook):
+    frame = triggers_frame(codebook, {"legal_case": 2.0, "leader_rhetoric": 1.0}, seed=10)
+    ids = {arrival_id(fit_trigger_rates(f, codebook, half_life_years=h, draws=50))
+           for f, h in [(frame, 3.0), (frame.sample(frac=1, random_state=2), 3.0)]}
+    assert len(ids) == 1  # the same triggers in another order: the same model
+    other_settings = arrival_id(fit_trigger_rates(frame, codebook, half_life_years=None,
+                                                  draws=50))
+    other_data = arrival_id(fit_trigger_rates(frame.iloc[2:], codebook, half_life_years=3.0,
+                                              draws=50))
+    assert len(ids | {other_settings, other_data}) == 3
+    # a model stored before ids existed still gets one, from what it kept
+    legacy = fit_trigger_rates(frame, codebook, draws=50)
+    del legacy.attrs["arrival_id"]
+    assert len(arrival_id(legacy)) == 12 and arrival_id(legacy) not in ids
+
+
 def test_a_half_life_weighs_recent_triggers_more(codebook):
     calm = triggers_frame(codebook, {"disclosure_incident": 0.5}, years=20, seed=6)
     busy = triggers_frame(codebook, {"disclosure_incident": 6.0}, years=5, seed=7)
@@ -147,7 +182,8 @@ def test_every_fit_stores_the_arrival_model_with_its_version(fitted_version, sma
     assert GROUP in small_fit.idata.children
     stored = Registry(fitted_version.path.parent).load_posterior(fitted_version.version,
                                                                  groups=[GROUP])[GROUP]
-    assert set(stored.data_vars) >= {"rate", "severity_share", "alignment_share", "exposure"}
+    assert set(stored.data_vars) >= {"rate", "severity_share", "alignment_share", "exposure",
+                                     "exposure_by_type"}
     np.testing.assert_allclose(stored["rate"].values,
                                small_fit.idata[GROUP]["rate"].values, rtol=1e-6)
 
@@ -187,3 +223,26 @@ def test_the_rate_backtest_refuses_too_few_triggers(codebook):
     frame = triggers_frame(codebook, {"legal_case": 0.5}, years=4, seed=10)
     with pytest.raises(ValueError, match="no backtest origins.*lower --min-triggers"):
         run_rate_backtest(frame, codebook, min_triggers=50)
+
+
+def test_the_exposure_backtest_prefers_exposure_by_type_when_partners_follow_types(codebook):
+    from forecasting.evaluation.trigger_backtest import (
+        run_exposure_backtest,
+        summarise_exposure_backtest,
+    )
+
+    # CAN is coded on every legal case and never on leaders' rhetoric; GBR on everything
+    legal = triggers_frame(codebook, {"legal_case": 1.5}, years=20, seed=11,
+                           partners=("GBR", "CAN"))
+    rhetoric = triggers_frame(codebook, {"leader_rhetoric": 1.5}, years=20, seed=12,
+                              partners=("GBR",))
+    table = run_exposure_backtest(pd.concat([legal, rhetoric]), codebook, min_triggers=10,
+                                  half_life=None, draws=400)
+    # every later trigger is scored once, against every partner of the codebook
+    scored = table.groupby("trigger_id")["partner"].nunique()
+    assert (scored == len(codebook.partner_codes)).all() and scored.index.is_unique
+    assert set(table.loc[table["partner"] == "GBR", "observed"]) == {1}
+    report = summarise_exposure_backtest(table, n_boot=500)
+    assert report["log_by_type_minus_by_partner"]["hi"] < 0
+    assert (report["forecasters"]["by_partner_and_type"]["brier"]
+            < report["forecasters"]["by_partner"]["brier"])

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import hashlib
 
-from flask import Response, request
+from flask import Response, jsonify, request
 from flask_openapi3 import APIBlueprint, Tag
 
-from forecasting.services.horizons import horizon, horizon_plot
+from forecasting.services.horizons import arrival_identity, horizon, horizon_plot
 
 from ..responses import cache_control
 from ..schemas import HorizonAnswer, HorizonQuery
 from ..services import services
-from .common import problems, versioned
+from .common import problems
 
 TAG = Tag(name="horizons", description="P(at least one restriction within H months): the "
                                        "restriction model combined with how often triggers "
@@ -28,6 +28,20 @@ def _options(query: HorizonQuery) -> dict:
             "alignment": query.alignment, "months": query.months}
 
 
+def _conditional(response: Response, version: str, kind: str) -> Response:
+    """Cache headers for an answer fixed by the model version *and* the arrival model stored
+    with it: the version's content id does not cover the arrival settings, so the ETag names
+    the arrival model's id too (two registries may hold one version id with different ones)."""
+    s = services()
+    arrivals = arrival_identity(s.registry, version)["id"]
+    response.headers["Cache-Control"] = cache_control(explicit_version=False,
+                                                      open_reads=s.settings.open_reads)
+    response.headers["X-Model-Version"] = version
+    digest = hashlib.sha256(request.full_path.encode()).hexdigest()[:24]
+    response.set_etag(f"{version}-{arrivals}-{kind}-{digest}")
+    return response.make_conditional(request)
+
+
 @bp.get("/horizon", operation_id="getHorizonForecast",
         responses={200: HorizonAnswer, **problems(400, 404, 409, 503)})
 def one(query: HorizonQuery):
@@ -37,7 +51,7 @@ def one(query: HorizonQuery):
     s = services()
     engine = s.models.engine()
     answer = horizon(engine, s.registry, query.partner, query.intel_type, **_options(query))
-    return versioned(answer, engine.version)
+    return _conditional(jsonify(answer), engine.version, "horizon")
 
 
 @bp.get("/horizon.png", operation_id="getHorizonPlot",
@@ -47,10 +61,4 @@ def plot(query: HorizonQuery):
     s = services()
     engine = s.models.engine()
     png = horizon_plot(engine, s.registry, query.partner, query.intel_type, **_options(query))
-    response = Response(png, mimetype="image/png")
-    response.headers["Cache-Control"] = cache_control(explicit_version=False,
-                                                      open_reads=s.settings.open_reads)
-    response.headers["X-Model-Version"] = engine.version
-    digest = hashlib.sha256(request.full_path.encode()).hexdigest()[:24]
-    response.set_etag(f"{engine.version}-horizon-{digest}")
-    return response.make_conditional(request)
+    return _conditional(Response(png, mimetype="image/png"), engine.version, "horizon-png")

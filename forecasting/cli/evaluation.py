@@ -92,7 +92,9 @@ def backtest_rates(ctx: CliContext, step_months: int, horizons: str, min_trigger
                    as_json: bool) -> None:
     """Rolling-origin backtest of the trigger arrival model: predicted vs observed trigger
     counts after each origin, log score and CRPS beside a constant-rate baseline, for each
-    half-life of the time weights (numpy only: a minute or two on the seed data)."""
+    half-life of the time weights; then the exposure (which partners a trigger puts at
+    stake) by trigger type against one per partner (numpy only: a minute or two on the seed
+    data)."""
     from forecasting.evaluation.cli_format import rate_backtest_tables
     from forecasting.evaluation.trigger_backtest import rate_backtest_report
 
@@ -115,6 +117,14 @@ def backtest_rates(ctx: CliContext, step_months: int, horizons: str, min_trigger
         out.print(table)
     out.print(f"best per-type log score: {report['chosen']}; every fit uses "
               f"{report['served']} (docs/horizons.md says why)", highlight=False)
+    exposure = report["exposure"]
+    diff = exposure["log_by_type_minus_by_partner"]
+    out.print(f"exposure, log score per trigger x partner ({exposure['triggers']} triggers "
+              f"after {exposure['origins']} origins): " + ", ".join(
+                  f"{name} {scores['log']:.4f}"
+                  for name, scores in exposure["forecasters"].items())
+              + f"; by type - by partner {diff['mean']:+.4f} [{diff['lo']:+.4f}, "
+              f"{diff['hi']:+.4f}]; every fit uses {exposure['served']}", highlight=False)
 
 
 @main.command()

@@ -23,8 +23,12 @@ Three parts, each with its exact (or closed-form conditional) posterior:
   level 0 counts; the restriction model's P(any | trigger) is conditional on exactly that).
   n_x of the N triggers touch x; n_x ~ Binomial(N, q_x), q_x ~ Beta(m_b kappa, (1 - m_b)
   kappa) within x's bloc b: a partner coded on few triggers borrows from its bloc, one never
-  coded gets its bloc's low, uncertain share. Exposure does not depend on the trigger type
-  (49 seed triggers cannot tell 23 partners x 6 types apart).
+  coded gets its bloc's low, uncertain share. `exposure_by_type` adds q_{x,k}, the chance for
+  a trigger of type k, partially pooled toward the partner's overall q_x:
+  q_{x,k} ~ Beta(q_x lam, (1 - q_x) lam), one concentration lam for every partner and type
+  (two-stage, as the shares: lam | q_x on a grid, then q_{x,k} exact). Served (stored as
+  `exposure_by_type`) because the leave-future-out backtest scored it better than one exposure
+  per partner, if only a little (docs/horizons.md).
 
 Recent triggers may count more: with a half-life h, a trigger t years before the window's end
 weighs 0.5 ** (t / h) and so does the exposure time. `HALF_LIFE_YEARS` is chosen by the
@@ -36,6 +40,8 @@ trigger): coding is assumed complete up to then. Months are 30.4375 days.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -73,6 +79,19 @@ EXPOSURE_MEAN_PRIOR = (1.0, 3.0)
 EXPOSURE_MEAN_GRID = np.linspace(0.005, 0.995, 67)
 KAPPA_GRID = np.exp(np.linspace(np.log(0.5), np.log(500.0), 31))
 KAPPA_PRIOR = (np.log(10.0), 1.5)
+# Exposure by trigger type: how closely a partner's exposure to each type follows its overall
+# one (lam large: the same for every type).
+TYPE_CONCENTRATION_GRID = np.exp(np.linspace(np.log(0.5), np.log(500.0), 31))
+TYPE_CONCENTRATION_PRIOR = (np.log(10.0), 1.5)  # log-normal
+EXPOSURE_FLOOR = 1e-12  # what a draw that underflowed to 0 becomes
+# Chosen by the leave-future-out exposure backtest (`forecast backtest-rates`,
+# docs/horizons.md): by type scored better than one exposure per partner (log score per
+# trigger x partner 0.2506 against 0.2521, the difference's 90% interval below zero).
+EXPOSURE_BY_TYPE = True
+
+
+_POOLING = {False: "partner, pooled within bloc",
+            True: "partner x trigger type, pooled toward the partner's"}
 
 
 class NoTriggersError(ValueError):
@@ -220,9 +239,41 @@ def exposure_posterior(touched: np.ndarray, total: float, n: int, rng: np.random
                     (1 - m_draws) * k_draws + total - touched[None, :])
 
 
+def exposure_by_type_posterior(touched: np.ndarray, totals: np.ndarray, overall: np.ndarray,
+                               rng: np.random.Generator) -> np.ndarray:
+    """(n, P, K) chances that a trigger of type k puts partner x at stake, from the (weighted)
+    counts `touched` (P, K) of `totals` (K,) triggers of each type, pulled toward the partner's
+    overall exposure draws `overall` (n, P): q_{x,k} ~ Beta(q_x lam, (1 - q_x) lam).
+
+    lam | q on a grid (beta-binomial likelihood over every partner and type, log-normal prior)
+    for POOLED_DRAWS draws of q, cycled; then q_{x,k} | lam, q_x drawn exactly per draw. Two
+    stages: q_x was fitted on the same triggers (their sum over types), which this ignores."""
+    touched = np.asarray(touched, float)
+    totals = np.asarray(totals, float)
+    n = overall.shape[0]
+    m = min(n, POOLED_DRAWS)
+    q = np.clip(overall[:m], 1e-6, 1 - 1e-6)[:, None, :, None]  # (m, 1, P, 1)
+    lam = TYPE_CONCENTRATION_GRID[None, :, None, None]  # (1, L, 1, 1)
+    a, b = q * lam, (1 - q) * lam
+    x, total = touched[None, None], totals[None, None, None, :]
+    loglik = (gammaln(a + x) + gammaln(b + total - x) - gammaln(lam + total)
+              - gammaln(a) - gammaln(b) + gammaln(lam)).sum(axis=(-2, -1))  # (m, L)
+    log_post = loglik + _normal_log_density(np.log(TYPE_CONCENTRATION_GRID),
+                                            *TYPE_CONCENTRATION_PRIOR)
+    chosen = TYPE_CONCENTRATION_GRID[np.argmax(log_post + rng.gumbel(size=log_post.shape),
+                                               axis=1)]
+    lam_n = chosen[np.arange(n) % m][:, None, None]
+    q_n = np.clip(overall, 1e-6, 1 - 1e-6)[:, :, None]
+    draws = rng.beta(q_n * lam_n + touched[None], (1 - q_n) * lam_n + totals[None, None, :]
+                     - touched[None])
+    # a small lam gives Beta shapes near 0, whose draws underflow to exactly 0: a partner
+    # "never" at stake, which would leave its probability per trigger undefined in that draw
+    return np.maximum(draws, EXPOSURE_FLOOR)
+
+
 def fit_trigger_rates(episodes: pd.DataFrame, codebook: Codebook, *, start=None, end=None,
                       half_life_years: float | None = HALF_LIFE_YEARS, draws: int = DRAWS,
-                      seed: int = 0) -> xr.Dataset:
+                      seed: int = 0, exposure_by_type: bool = EXPOSURE_BY_TYPE) -> xr.Dataset:
     """The arrival model's posterior draws as a Dataset (dim `arrival_draw`), stored as the
     `trigger_rates` group of a model version.
 
@@ -250,11 +301,9 @@ def fit_trigger_rates(episodes: pd.DataFrame, codebook: Codebook, *, start=None,
     sev_counts = np.zeros((len(types), len(severities)))
     np.add.at(sev_counts, (type_idx[known], sev_idx[known]), w[known])
     ali_counts = np.bincount(ali_idx[known], weights=w[known], minlength=len(alignments))
-    # the weighted number of triggers coded on each partner
-    weight_of = pd.Series(w, index=table["trigger_id"].to_numpy())
-    touched = (pd.Series(weight_of.reindex(triggers.pairs["trigger_id"]).to_numpy(),
-                         index=triggers.pairs["partner"].to_numpy())
-               .groupby(level=0).sum().reindex(partners, fill_value=0.0).to_numpy())
+    # the weighted number of triggers of each type coded on each partner
+    touched_by_type = _touched(triggers, w, partners, types)
+    touched = touched_by_type.sum(axis=1)
     total = float(w.sum())
 
     rate, mu, cv = rate_posterior(counts, exposure_months, draws, rng)
@@ -267,6 +316,11 @@ def fit_trigger_rates(episodes: pd.DataFrame, codebook: Codebook, *, start=None,
         if members:
             exposure[:, members] = exposure_posterior(touched[members], total, draws, rng)
 
+    extra = {}
+    if exposure_by_type:
+        extra["exposure_by_type"] = ((DRAW_DIM, "partner", "trigger_type"),
+                                     exposure_by_type_posterior(touched_by_type, counts,
+                                                                exposure, rng))
     draw = np.arange(draws)
     ds = xr.Dataset(
         {
@@ -280,11 +334,19 @@ def fit_trigger_rates(episodes: pd.DataFrame, codebook: Codebook, *, start=None,
             "severity_count": (("trigger_type", "severity"), sev_counts),
             "partner_count": (("partner",), touched),
             "n_triggers": ((), total),
+            **extra,
         },
         coords={DRAW_DIM: draw, "trigger_type": types, "severity": severities,
                 "alignment": alignments, "partner": partners},
     )
+    settings = _settings(half_life_years, draws, seed, exposure_by_type)
     ds.attrs.update({
+        "settings": json.dumps(settings, sort_keys=True),
+        "arrival_id": _digest({"settings": settings, "window": [str(triggers.start),
+                                                                 str(triggers.end)],
+                               "triggers": table.astype(str).to_numpy().tolist(),
+                               "pairs": sorted(map(list, triggers.pairs.astype(str)
+                                                   .itertuples(index=False)))}),
         "window_start": triggers.start.date().isoformat(),
         "window_end": triggers.end.date().isoformat(),
         "window_months": round(triggers.months, 3),
@@ -298,6 +360,59 @@ def fit_trigger_rates(episodes: pd.DataFrame, codebook: Codebook, *, start=None,
     log.info("trigger arrival model: %d triggers over %.0f months in %.3f s", len(table),
              triggers.months, ds.attrs["seconds"])
     return ds
+
+
+def _settings(half_life_years: float | None, draws: int, seed: int,
+              exposure_by_type: bool) -> dict:
+    """Everything besides the triggers that the arrival model's draws depend on."""
+    def grid(g):
+        return [float(g[0]), float(g[-1]), len(g)]
+    settings = {"half_life_years": half_life_years, "draws": draws, "seed": seed,
+                "exposure": _POOLING[exposure_by_type],
+                "mu_prior": list(MU_PRIOR), "cv_prior_scale": CV_PRIOR_SCALE,
+                "mu_grid": grid(MU_GRID), "cv_grid": grid(CV_GRID),
+                "concentration_grid": grid(CONCENTRATION_GRID),
+                "concentration_prior": list(CONCENTRATION_PRIOR), "pooled_draws": POOLED_DRAWS,
+                "exposure_mean_prior": list(EXPOSURE_MEAN_PRIOR),
+                "exposure_mean_grid": grid(EXPOSURE_MEAN_GRID), "kappa_grid": grid(KAPPA_GRID),
+                "kappa_prior": list(KAPPA_PRIOR)}
+    if exposure_by_type:
+        settings |= {"type_concentration_grid": grid(TYPE_CONCENTRATION_GRID),
+                     "type_concentration_prior": list(TYPE_CONCENTRATION_PRIOR)}
+    return settings
+
+
+def _digest(value) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, separators=(",", ":"),
+                                     default=str).encode()).hexdigest()[:12]
+
+
+def arrival_id(ds: xr.Dataset) -> str:
+    """The content id of a stored arrival model: its settings and the triggers it was fitted
+    on (12 hex digits). A model stored before ids existed gets one from what it kept: its
+    attributes (window, half-life) and the counts it was fitted on."""
+    if "arrival_id" in ds.attrs:
+        return str(ds.attrs["arrival_id"])
+    kept = {k: v for k, v in ds.attrs.items() if k != "seconds"}
+    counts = {name: np.asarray(ds[name].values, float).round(9).tolist()
+              for name in ("trigger_count", "severity_count", "partner_count", "n_triggers")
+              if name in ds}
+    return _digest({"attrs": kept, "counts": counts, "draws": ds.sizes.get(DRAW_DIM)})
+
+
+def exposure_pooling(ds: xr.Dataset) -> str:
+    """How a stored arrival model pools the exposure."""
+    return _POOLING["exposure_by_type" in ds]
+
+
+def _touched(triggers: Triggers, weights: np.ndarray, partners: list[str],
+             types: list[str]) -> np.ndarray:
+    """(P, K) the weighted number of triggers of each type coded on each partner."""
+    table = triggers.table.assign(weight=weights)
+    pairs = triggers.pairs.merge(table[["trigger_id", "trigger_type", "weight"]], on="trigger_id")
+    return (pairs.pivot_table(index="partner", columns="trigger_type", values="weight",
+                              aggfunc="sum", fill_value=0.0)
+            .reindex(index=partners, columns=types, fill_value=0.0).to_numpy(float))
 
 
 def half_life(ds: xr.Dataset) -> float | None:

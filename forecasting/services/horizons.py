@@ -18,9 +18,15 @@ from cachetools import LRUCache
 from forecasting.model.trigger_rates import GROUP
 from forecasting.registry import Registry
 from forecasting.serving.forecasts import ForecastEngine
-from forecasting.serving.horizons import NoArrivalModelError, horizon_forecast, horizon_png
+from forecasting.serving.horizons import (
+    NoArrivalModelError,
+    arrival_settings,
+    horizon_forecast,
+    horizon_png,
+)
 
-__all__ = ["NoArrivalModelError", "arrival_model", "horizon", "horizon_plot"]
+__all__ = ["NoArrivalModelError", "arrival_identity", "arrival_model", "horizon",
+           "horizon_plot"]
 
 # Arrival models of immutable versions, per process (a few hundred kB each).
 _KEPT = 8
@@ -44,6 +50,12 @@ def arrival_model(registry: Registry, version: str) -> xr.Dataset:
     with _lock:
         _cache[key] = ds
     return ds
+
+
+def arrival_identity(registry: Registry, version: str) -> dict:
+    """What identifies the arrival model stored with `version` (its content id, half-life,
+    exposure pooling): a version's own id does not cover the arrival settings."""
+    return arrival_settings(arrival_model(registry, version))
 
 
 def horizon(engine: ForecastEngine, registry: Registry, partner: str, intel_type: str, *,

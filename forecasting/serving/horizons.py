@@ -28,7 +28,7 @@ from collections.abc import Iterable, Mapping
 import numpy as np
 import xarray as xr
 
-from forecasting.model.trigger_rates import DRAW_DIM, half_life
+from forecasting.model.trigger_rates import DRAW_DIM, arrival_id, exposure_pooling, half_life
 from forecasting.serving.forecasts import (
     DECIMALS,
     ForecastEngine,
@@ -81,10 +81,14 @@ def combine(p_any: np.ndarray, rate: np.ndarray, severity_share: np.ndarray,
     """Per draw (last axis S): the arrival rates and restriction hazards.
 
     p_any (K, V, A, S): P(any restriction | trigger type k, severity v, alignment a);
-    rate (K, S) per month; severity_share (K, V, S); alignment_share (A, S); exposure (S,).
+    rate (K, S) per month; severity_share (K, V, S); alignment_share (A, S); exposure (S,),
+    or (K, S) by trigger type.
     Returns at_stake (K, S): triggers of each type putting the partner at stake per month;
     hazard (K, S): those ending in a restriction, per month.
     """
+    exposure = np.asarray(exposure)
+    if exposure.ndim == 2:  # by trigger type
+        exposure = exposure[:, None, None, :]
     at_stake = (rate[:, None, None, :] * severity_share[:, :, None, :]
                 * alignment_share[None, None, :, :] * exposure)  # (K, V, A, S)
     return {"at_stake": at_stake.sum(axis=(1, 2)),
@@ -97,6 +101,11 @@ def within(hazard: np.ndarray, months: Iterable[int]) -> np.ndarray:
     return -np.expm1(-h * hazard[None, :])
 
 
+def _share(part: np.ndarray, whole: np.ndarray) -> np.ndarray:
+    """part / whole per draw, 0 where the whole is 0 (no trigger of a filtered-out kind)."""
+    return part / np.where(whole > 0, whole, 1.0)
+
+
 def _filter(values: list, chosen) -> np.ndarray:
     """A 0/1 mask over `values`: only `chosen` (None: all)."""
     if chosen is None:
@@ -104,13 +113,14 @@ def _filter(values: list, chosen) -> np.ndarray:
     return (np.asarray(values) == chosen).astype(float)
 
 
-def horizon_forecast(engine: ForecastEngine, arrivals: xr.Dataset, partner: str,
-                     intel_type: str, *, trigger_type: str | None = None,
-                     severity: int | None = None, alignment: int | None = None,
-                     months: int | Iterable[int] | None = None) -> dict:
-    """The horizon answer for one cell: the curve over `months` (default 1-36), the
-    probability per trigger, the arrivals behind it, the model version."""
-    horizons = check_months(months)
+def horizon_draws(engine: ForecastEngine, arrivals: xr.Dataset, partner: str,
+                  intel_type: str, *, trigger_type: str | None = None,
+                  severity: int | None = None, alignment: int | None = None) -> dict:
+    """Per draw (the engine's), for one cell: the trigger types counted (`types`), the
+    arrivals' rate (K, S), severity shares (K, V, S), alignment shares (A, S) and exposure
+    ((K, S) by trigger type, or (S,)) after the caller's filters, and `combine`'s at_stake
+    and hazard (K, S). What the served answer summarises and the end-to-end backtest
+    scores."""
     # validates the codes and the scenario (defaults stand in for the parts left open)
     p, t, _ = engine.cell_index(partner, intel_type, Scenario(
         trigger_type or Scenario.trigger_type,
@@ -130,7 +140,11 @@ def horizon_forecast(engine: ForecastEngine, arrivals: xr.Dataset, partner: str,
     sev = a["severity_share"].sel(trigger_type=types).transpose(
         "trigger_type", "severity", DRAW_DIM).values
     ali = a["alignment_share"].transpose("alignment", DRAW_DIM).values
-    exposure = a["exposure"].sel(partner=partner).values
+    if "exposure_by_type" in a:  # (K, S); models fitted before it: one per partner (S,)
+        exposure = a["exposure_by_type"].sel(partner=partner, trigger_type=types).transpose(
+            "trigger_type", DRAW_DIM).values
+    else:
+        exposure = a["exposure"].sel(partner=partner).values
     # a chosen type, severity or alignment: only those triggers (an alignment is a posture:
     # every trigger under it)
     rate = rate * _filter(types, trigger_type)[:, None]
@@ -141,25 +155,51 @@ def horizon_forecast(engine: ForecastEngine, arrivals: xr.Dataset, partner: str,
     # P(any | k, v, a) per draw for this cell, every scenario at once
     eta = engine.cell_scenario_eta(p, t, types)[:, severities][:, :, alignments]
     p_any = 1.0 - engine.level_probabilities(eta)[..., 0, :].astype(np.float64)
+    return {"types": types, "rate": rate, "severity_share": sev, "alignment_share": ali,
+            "exposure": exposure, **combine(p_any, rate, sev, ali, exposure)}
 
-    parts = combine(p_any, rate, sev, ali, exposure)
+
+def arrival_settings(arrivals: xr.Dataset) -> dict:
+    """What identifies the arrival model behind an answer: its content id (settings and the
+    triggers it was fitted on, `trigger_rates.arrival_id`), half-life and exposure pooling.
+    A version's content id does not cover them, so two answers of one version id from
+    different arrival settings differ here."""
+    return {"id": arrival_id(arrivals), "half_life_years": half_life(arrivals),
+            "exposure": exposure_pooling(arrivals)}
+
+
+def horizon_forecast(engine: ForecastEngine, arrivals: xr.Dataset, partner: str,
+                     intel_type: str, *, trigger_type: str | None = None,
+                     severity: int | None = None, alignment: int | None = None,
+                     months: int | Iterable[int] | None = None) -> dict:
+    """The horizon answer for one cell: the curve over `months` (default 1-36), the
+    probability per trigger, the arrivals behind it, the model version and the arrival
+    model's identity."""
+    horizons = check_months(months)
+    parts = horizon_draws(engine, arrivals, partner, intel_type, trigger_type=trigger_type,
+                          severity=severity, alignment=alignment)
+    types, rate, sev, ali = (parts[k] for k in ("types", "rate", "severity_share",
+                                                "alignment_share"))
     at_stake, hazard = parts["at_stake"], parts["hazard"]
     total_stake, total_hazard = at_stake.sum(axis=0), hazard.sum(axis=0)
-    per_trigger = total_hazard / np.where(total_stake > 0, total_stake, 1.0)
+    per_trigger = _share(total_hazard, total_stake)
     curve_p = within(total_hazard, horizons)
     expected = np.asarray(horizons, float)[:, None] * total_stake[None, :]
     p_rows, e_rows = _stats(curve_p), _stats(expected)
+    arriving = (rate[:, None, :] * sev).sum(axis=1) * ali.sum(axis=0)  # (K, S) per month
     by_type = {}
     for i, k in enumerate(types):
         if trigger_type is not None and k != trigger_type:
             continue
         stake_k = at_stake[i]
         by_type[k] = {"at_stake_per_month": _stats(stake_k),
-                      "any_restriction": _stats(hazard[i] / np.where(stake_k > 0, stake_k, 1.0))}
+                      "exposure": _stats(_share(stake_k, arriving[i])),
+                      "any_restriction": _stats(_share(hazard[i], stake_k))}
     arrivals_answer = {
-        "triggers_per_month": _stats(
-            (rate[:, None, :] * sev).sum(axis=(0, 1)) * ali.sum(axis=0)),
-        "exposure": _stats(exposure),
+        "triggers_per_month": _stats(arriving.sum(axis=0)),
+        # the share of the triggers counted that put the partner at stake: with exposure by
+        # trigger type, the mix of the types' exposures at their rates
+        "exposure": _stats(_share(total_stake, arriving.sum(axis=0))),
         "at_stake_per_month": _stats(total_stake),
         "by_trigger_type": by_type,
         "window": {"start": arrivals.attrs.get("window_start"),
@@ -178,7 +218,7 @@ def horizon_forecast(engine: ForecastEngine, arrivals: xr.Dataset, partner: str,
                   for i, h in enumerate(horizons)],
         "per_trigger": {"any_restriction": _stats(per_trigger)},
         "arrivals": arrivals_answer,
-        "model": dict(engine.model_info),
+        "model": dict(engine.model_info) | {"arrival_model": arrival_settings(arrivals)},
     }
 
 

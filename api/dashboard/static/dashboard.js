@@ -555,7 +555,7 @@ async function openCell(partner, intelType) {
     api("/v1/forecasts", explain ? {...query, explain: "true", evidence_limit: 20} : query)
       .then(only((f) => { drawLevels(f, "cell-levels"); drawExplanation(f); return drawEvidence(f, base, latest); }))
       .catch(only((err) => failed(["cell-levels", "cell-explain", "cell-evidence"], err))),
-    drawHorizon(base, latest),
+    drawHorizon(base, state.scenario, latest),
   ];
   if (state.live) {
     tasks.push(api("/v1/forecasts", {...base, trigger_id: state.live.trigger_id})
@@ -685,16 +685,29 @@ function drawExplanation(f) {
   target.replaceChildren(chart, h("div", {class: "table-wrap", tabindex: 0, role: "region", "aria-label": "Explanation terms"}, table));
 }
 
-// The horizon: P(any restriction) within so many months from whatever triggers arrive, at the
-// coded rates of every trigger type and severity (the route's default), with its 90% band.
-async function drawHorizon(query, latest) {
+// The horizon: P(any restriction) within so many months, with its 90% band, counting only the
+// triggers of the chosen scenario's type and severity, under its alignment (the route's
+// trigger_type, severity and alignment); without a scenario, every coded kind of trigger.
+function horizonQuery(base, scenario) {
+  if (!scenario) return base;
+  const {trigger_type, severity, alignment} = scenario;
+  return {...base, trigger_type, severity, alignment};
+}
+
+function horizonScope(scenario) {
+  return scenario
+    ? `counting only triggers like this one (${describe(scenario)}), at their coded rate`
+    : "from whatever triggers arrive, at the coded rates of every trigger type and severity";
+}
+
+async function drawHorizon(base, scenario, latest) {
   const target = $("cell-horizon");
   if (!state.capabilities.horizon) {
     target.replaceChildren(unavailable("The horizon curve", "GET /v1/forecasts/horizon"));
     return;
   }
   try {
-    const answer = await api("/v1/forecasts/horizon", query);
+    const answer = await api("/v1/forecasts/horizon", horizonQuery(base, scenario));
     if (!latest()) return;
     const curve = answer.curve || [];
     const pts = curve.map((c) => {
@@ -726,8 +739,9 @@ async function drawHorizon(query, latest) {
         h("td", {text: `${pct(p.lo)} to ${pct(p.hi)}`}), h("td", {text: num(p.triggers)}))))));
     const last = pts[pts.length - 1];
     const perTrigger = answer.per_trigger && answer.per_trigger.any_restriction;
+    const scope = horizonScope(scenario);
     const said = h("p", {class: "help", text:
-      `From whatever triggers arrive, at the coded rates of every trigger type and severity: ` +
+      `${scope[0].toUpperCase()}${scope.slice(1)}: ` +
       `${pct(last.mean)} within ${last.m} months (90% band ${pct(last.lo)} to ${pct(last.hi)}), ` +
       `${num(last.triggers)} triggers expected to put the partner at stake` +
       (perTrigger ? `; after one such trigger, ${pct(meanOf(perTrigger))}.` : ".")});
