@@ -123,3 +123,20 @@ def test_the_arithmetic_gives_the_pymc_models_log_density_on_random_draws(codebo
                                reaction=cells.reaction_idx[row])
         ours = level_log_probability(eta, params["cutpoints"], level).sum()
         assert float(pymc_density) == pytest.approx(ours, rel=1e-9, abs=1e-9)
+
+
+def test_the_cluster_sums_have_the_covariance_of_event_plus_reaction_effects():
+    """c = u[trigger] + v: within a trigger of m reactions, cov = sigma_v^2 I + sigma_u^2 J;
+    across triggers and for the spare slots (groups of one), independent. cluster_sums is
+    linear in z, so its matrix, read off the identity, gives the covariance exactly."""
+    from forecasting.model.arithmetic import cluster_layout, cluster_sums
+
+    reaction_event = np.array([0, 1, 1, 2, 2, 2, 3])  # triggers of 1, 2, 3 and 1 reactions
+    slots = 10  # three spare
+    sigma_u, sigma_v = 1.7, 0.6
+    matrix = cluster_sums(np.eye(slots), sigma_u, sigma_v, cluster_layout(reaction_event, slots))
+    covariance = matrix.T @ matrix  # rows of the identity are draws: c_j = sum_i M[i, j] z_i
+    group = np.r_[reaction_event, 4 + np.arange(slots - len(reaction_event))]
+    same = group[:, None] == group[None, :]
+    expected = sigma_v**2 * np.eye(slots) + sigma_u**2 * same
+    assert np.allclose(covariance, expected, atol=1e-12)

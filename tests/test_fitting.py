@@ -113,6 +113,21 @@ def test_a_refit_on_new_data_reuses_the_compiled_model(small_fit, codebook, defa
     assert json.loads(tree.attrs["timings"])["compile_cached"] is True
     assert tree.observed_data.sizes["cell"] == cells.n_cells
     assert int(tree.observed_data["level_counts"].sum()) == 790
+    # nutpie stores the cluster coordinates; their sums, computed after sampling from this
+    # data's layout, are what the model's graph gives for those draws
+    import pytensor
+
+    inputs = [model[name] for name in ("cluster_eff_z", "sigma_event", "sigma_reaction")]
+    graph = pytensor.function(inputs, model["cluster_eff"])
+    post = tree.posterior
+    n = post.sizes["reaction"]
+    assert n == len(cells.coords["reaction"])
+    slots = model.forecast_config["cluster_capacity"]["reaction"]
+    for chain, draw in [(0, 0), (1, 19), (0, 7)]:
+        at = post.isel(chain=chain, draw=draw)
+        z = np.r_[at["cluster_eff_z"].values, np.zeros(slots - n)]  # spare slots unused
+        expected = graph(z, at["sigma_event"].values, at["sigma_reaction"].values)[:n]
+        np.testing.assert_allclose(at["cluster_eff"].values, expected, rtol=1e-10, atol=1e-12)
     # the posterior is labelled with this data's triggers, without the spare slots
     assert tree.posterior.coords["trigger"].values.tolist() == cells.coords["trigger"]
     assert tree.posterior.coords["reaction"].values.tolist() == cells.coords["reaction"]

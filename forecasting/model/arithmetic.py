@@ -201,6 +201,55 @@ def linear_predictor(params: Mapping[str, Any], partner, intel_type, trigger_typ
     return eta
 
 
+# -- the cluster terms as sampled --------------------------------------------------------------
+
+# Rows of the cluster layout (`cluster_layout`): per reaction slot, where its trigger's group
+# starts and ends (last member), the group's size, its position in the group, and the weight
+# of its Helmert contrast, 1 / sqrt(k (k + 1)) for position k >= 1 (0 for a first reaction).
+CLUSTER_LAYOUT_ROWS = ("start", "last", "size", "position", "contrast_weight")
+
+
+def cluster_layout(reaction_event: np.ndarray, slots: int) -> np.ndarray:
+    """(CLUSTER_LAYOUT_ROWS, slots) float array for `cluster_sums`: reactions come sorted by
+    trigger; spare slots (beyond the coded reactions) are groups of one."""
+    reaction_event = np.asarray(reaction_event)
+    n = len(reaction_event)
+    start = np.arange(slots)
+    end = np.arange(1, slots + 1)
+    if n:
+        first = np.r_[True, reaction_event[1:] != reaction_event[:-1]]
+        group_start = np.flatnonzero(first)
+        group_end = np.r_[group_start[1:], n]
+        group = np.cumsum(first) - 1
+        start[:n] = group_start[group]
+        end[:n] = group_end[group]
+    position = np.arange(slots) - start
+    weight = np.where(position > 0, 1.0 / np.sqrt(np.maximum(position * (position + 1.0), 1.0)),
+                      0.0)
+    return np.stack([start, end - 1, end - start, position, weight]).astype(float)
+
+
+def cluster_sums(z, sigma_event, sigma_reaction, layout):
+    """cluster_eff (..., slots): each reaction's event + reaction effect from its standard
+    normal coordinates z (..., slots), numpy draws or the PyMC graph alike.
+
+    Within a trigger of m reactions the sums c = u + v have covariance sigma_reaction^2 I +
+    sigma_event^2 J, drawn in its eigenbasis: the group mean (eigenvalue sigma_reaction^2 +
+    m sigma_event^2), whose coordinate sits on the group's first reaction, and Helmert
+    contrasts within the group (sigma_reaction^2); contrast k (the k-th reaction, k >= 1)
+    weighs 1/sqrt(k(k+1)) on the reactions before it and -k/sqrt(k(k+1)) on itself.
+    """
+    start, last = (layout[i].astype("int64") for i in (0, 1))
+    size, position, weight = layout[2], layout[3], layout[4]
+    sigma_u, sigma_v = _trailing(sigma_event, 1), _trailing(sigma_reaction, 1)
+    mean_scale = (sigma_v**2 + size * sigma_u**2) ** 0.5 / size**0.5
+    mean_part = (mean_scale * z)[..., start]
+    a = z * weight
+    running = a.cumsum(axis=-1)
+    after = running[..., last] - running  # the weighted contrasts of the group's later members
+    return mean_part + sigma_v * (after - position * a)
+
+
 # -- from eta to the levels -------------------------------------------------------------------
 
 

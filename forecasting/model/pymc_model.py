@@ -44,6 +44,8 @@ from forecasting.model.arithmetic import (
     EFFECTS,
     LEVELS,
     ORDINAL_VALUES,
+    cluster_layout,
+    cluster_sums,
     linear_predictor,
     partner_type_effects,
     scenario_effects,
@@ -348,7 +350,9 @@ def build_model(cells: Cells, priors: PriorSet,
             pm.Data("counts", cells.counts, dims=("cell", "level"))
             data = {name: pm.Data(name, value)
                     for name, value in likelihood_data(cells).items()}
-            pm.Potential(LIKELIHOOD, ordinal_loglik(cutpoints, effects, **data))
+            weights = data.pop("level_weights")
+            pm.Potential(LIKELIHOOD, ordinal_loglik(cutpoints, effects, term_weight=weights[:-1],
+                                                    eta_weight=weights[-1], **data))
         else:
             params = {"pt_eff": pt_eff, "trigger_eff": trigger_eff,
                       "beta_severity": beta_severity, "beta_alignment": beta_alignment,
@@ -385,7 +389,8 @@ def build_model(cells: Cells, priors: PriorSet,
 
 def likelihood_data(cells: Cells) -> dict[str, np.ndarray]:
     """What the aggregated likelihood reads: the cells' weights per level
-    (`likelihood.level_weights`) and `effect_idx` (3, n), each cell's entries in the
+    (`likelihood.level_weights`: `level_weights` (4, n) holds the three term weights, then
+    the eta weight; `level_totals`) and `effect_idx` (3, n), each cell's entries in the
     effects table: its partner x type in pt_eff (row-major), its
     trigger type x severity x alignment in scenario_eff, its reaction in cluster_eff, each
     block after the previous. Cells in the kernel's `term_order` (the likelihood is a sum
@@ -400,31 +405,11 @@ def likelihood_data(cells: Cells) -> dict[str, np.ndarray]:
                            offset_cluster + cells.reaction_idx])
     weights = level_weights(cells.counts)
     order = term_order(weights["term_weight"])
+    # the term and eta weights in one array: each data array costs nutpie a compiled accessor
     return {"effect_idx": np.ascontiguousarray(effect_idx[:, order], dtype=np.int64),
-            "term_weight": np.ascontiguousarray(weights["term_weight"][:, order]),
-            "eta_weight": weights["eta_weight"][order],
+            "level_weights": np.ascontiguousarray(np.vstack(
+                [weights["term_weight"][:, order], weights["eta_weight"][order]])),
             "level_totals": weights["level_totals"]}
-
-
-def cluster_layout(reaction_event: np.ndarray, slots: int) -> dict[str, np.ndarray]:
-    """Where each reaction sits in its trigger's group, for `_cluster_effects` (data, so
-    that a compiled model serves other triggers): reactions come sorted by trigger; spare
-    slots are groups of one."""
-    reaction_event = np.asarray(reaction_event)
-    n = len(reaction_event)
-    start = np.arange(slots)
-    end = np.arange(1, slots + 1)
-    if n:
-        first = np.r_[True, reaction_event[1:] != reaction_event[:-1]]
-        group_start = np.flatnonzero(first)
-        group_end = np.r_[group_start[1:], n]
-        group = np.cumsum(first) - 1
-        start[:n] = group_start[group]
-        end[:n] = group_end[group]
-    return {"cluster_group_start": start.astype(np.int64),
-            "cluster_group_end": end.astype(np.int64),
-            "cluster_group_size": (end - start).astype(float),
-            "cluster_position": (np.arange(slots) - start).astype(float)}
 
 
 def _cluster_effects(cells: Cells, priors: PriorSet, terms: frozenset[str], slots: int,
@@ -436,9 +421,8 @@ def _cluster_effects(cells: Cells, priors: PriorSet, terms: frozenset[str], slot
     prior within a trigger of m reactions is N(0, sigma_reaction^2 I + sigma_event^2 J).
     Sampling u and every v (m + 1 coordinates for m sums) leaves a ridge the sampler
     crawls along when a trigger has one coded partner (most do); here c is drawn from m
-    coordinates in the covariance's eigenbasis: the group mean (eigenvalue
-    sigma_reaction^2 + m sigma_event^2) and Helmert contrasts within the group
-    (sigma_reaction^2). Non-centred, since a reaction holds a few episodes at most.
+    coordinates in the covariance's eigenbasis (`arithmetic.cluster_sums`). Non-centred,
+    since a reaction holds a few episodes at most.
     The event effects are drawn from their conditional given c after sampling
     (`split_clusters`).
     """
@@ -449,24 +433,12 @@ def _cluster_effects(cells: Cells, priors: PriorSet, terms: frozenset[str], slot
         return _absent("cluster_eff", "reaction", coords)
     sigma_u = scales["event"] if scales["event"] is not None else pt.constant(0.0)
     sigma_v = scales["reaction"] if scales["reaction"] is not None else pt.constant(0.0)
-    layout = {name: pm.Data(name, value, dims="reaction")
-              for name, value in cluster_layout(cells.reaction_event, slots).items()}
-    start, end = layout["cluster_group_start"], layout["cluster_group_end"]
-    size, position = layout["cluster_group_size"], layout["cluster_position"]
+    # one data array (not one per row): each shared array costs nutpie a compiled accessor
+    layout = pm.Data("cluster_layout", cluster_layout(cells.reaction_event, slots))
     z = pm.Normal("cluster_eff_z", 0.0, 1.0, dims="reaction")
     _record_prior("cluster_eff_z", PriorTerm("Normal", {"mu": 0.0, "sigma": 1.0}))
-    # the group-mean coordinate sits on the group's first reaction
-    mean_scale = pt.sqrt(sigma_v**2 + size * sigma_u**2) / pt.sqrt(size)
-    mean_part = (mean_scale * z)[start]
-    # contrast k of a group (its k-th reaction, k >= 1) weighs 1/sqrt(k(k+1)) on the
-    # reactions before it and -k/sqrt(k(k+1)) on itself
-    # (a first reaction's branch is unused; its denominator kept finite for the gradient)
-    a = pt.switch(pt.gt(position, 0),
-                  z / pt.sqrt(pt.maximum(position * (position + 1.0), 1.0)), 0.0)
-    suffix = pt.concatenate([pt.cumsum(a[::-1])[::-1], pt.zeros((1,))])  # sum of a[r:]
-    after = suffix[pt.arange(slots) + 1] - suffix[end]
-    contrast_part = sigma_v * (after - position * a)
-    return pm.Deterministic("cluster_eff", mean_part + contrast_part, dims="reaction")
+    return pm.Deterministic("cluster_eff", cluster_sums(z, sigma_u, sigma_v, layout),
+                            dims="reaction")
 
 
 def split_clusters(posterior: xr.Dataset, model: pm.Model, seed: int) -> xr.Dataset:

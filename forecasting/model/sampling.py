@@ -20,6 +20,7 @@ import xarray as xr
 
 from forecasting.domain.cells import aggregate
 from forecasting.domain.codebook import Codebook
+from forecasting.model.arithmetic import CLUSTER_SCALES, cluster_sums
 from forecasting.model.likelihood import register_jax
 from forecasting.model.predictive import OBSERVED
 from forecasting.model.priors import PriorSet
@@ -46,14 +47,43 @@ def _cores(chains: int) -> int:
     return max(1, min(chains, os.cpu_count() or 1))
 
 
+# Deterministics nutpie leaves out of its trace, computed from the draws afterwards
+# (`add_cluster_sums`): at 200,000 episodes cluster_eff is 25,000 values per draw, and
+# nutpie's expansion callback would read four more data arrays (a compiled accessor each).
+COMPUTED_AFTER_SAMPLING = ("cluster_eff",)
+
+
+def trace_names(model: pm.Model) -> list[str] | None:
+    """The variables nutpie stores per draw: all but those computed after sampling."""
+    if "cluster_eff_z" not in model.named_vars:
+        return None
+    return [v.name for v in model.unobserved_value_vars
+            if v.name not in COMPUTED_AFTER_SAMPLING]
+
+
 def compile_nutpie(model: pm.Model):
     """Compile `model` for nutpie once per process and structure (later fits swap the data)."""
     import nutpie
 
     key = structure_key(model)
     if key not in _COMPILED:
-        _COMPILED[key] = nutpie.compile_pymc_model(model)
+        _COMPILED[key] = nutpie.compile_pymc_model(model, var_names=trace_names(model))
     return _COMPILED[key]
+
+
+def add_cluster_sums(posterior: xr.Dataset, model: pm.Model) -> xr.Dataset:
+    """`cluster_eff` from the sampled coordinates `cluster_eff_z` and the scales, in numpy,
+    chain by chain (the same `arithmetic.cluster_sums` the model's graph is built from)."""
+    if "cluster_eff" in posterior or "cluster_eff_z" not in posterior:
+        return posterior
+    z = posterior["cluster_eff_z"]
+    layout = np.asarray(model["cluster_layout"].get_value())[:, :z.sizes["reaction"]]
+    scales = [posterior[name].values if name in posterior else np.zeros(z.shape[:2])
+              for name in CLUSTER_SCALES]
+    sums = np.empty(z.shape)
+    for chain in range(z.shape[0]):
+        sums[chain] = cluster_sums(z.values[chain], scales[0][chain], scales[1][chain], layout)
+    return posterior.assign(cluster_eff=(z.dims, sums))
 
 
 def warm_up(episodes: pd.DataFrame, codebook: Codebook, priors: PriorSet,
@@ -142,7 +172,7 @@ def sample(model: pm.Model, settings: SamplerSettings, progress: bool = False
         tree = _sample_nutpie(model, settings, progress, timings)
     else:
         tree = _sample_pm(model, settings, progress, timings)
-    posterior = drop_spare_slots(tree["posterior"].to_dataset(), model)
+    posterior = add_cluster_sums(drop_spare_slots(tree["posterior"].to_dataset(), model), model)
     tree["posterior"] = bound_cluster_draws(posterior, model, settings.seed + 3)
     return tree, timings
 
