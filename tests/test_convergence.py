@@ -102,3 +102,12 @@ def test_the_summary_table_labels_each_entry_of_a_two_dimensional_variable():
     assert list(table.index) == [f"pt[{p}, {t}]" for p in ("GBR", "ISR") for t in "abc"]
     assert table["r_hat"].idxmax() == "pt[ISR, c]"
     assert table.loc["pt[GBR, a]", "sd"] == pytest.approx(values[..., 0, 0].std())
+
+
+def test_an_entry_with_a_nan_draw_has_no_figures_as_in_arviz():
+    x = _entries()[:3].copy()
+    x[1, 2, 50] = np.nan
+    got = convergence.statistics(x, validate_ci_prob(None))
+    for name, want in _arviz(x).items():
+        assert np.isnan(got[name][1]) and np.isnan(want[1]), name
+        np.testing.assert_allclose(got[name], want, rtol=1e-9, err_msg=name)

@@ -28,29 +28,56 @@ def _split(x: np.ndarray) -> np.ndarray:
     return np.concatenate((x[..., :half], x[..., -half:]), axis=1)
 
 
-def _average_ranks(flat: np.ndarray) -> np.ndarray:
-    """Ranks (1-based, ties averaged) along each row: scipy's rankdata, one sort for all rows."""
-    order = np.argsort(flat, axis=1)  # ties get their average rank: no need for stability
-    ordered = np.take_along_axis(flat, order, axis=1)
-    n = flat.shape[1]
-    position = np.arange(n)
-    starts = np.ones(flat.shape, dtype=bool)
-    starts[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
-    ends = np.ones(flat.shape, dtype=bool)
-    ends[:, :-1] = starts[:, 1:]
-    first = np.maximum.accumulate(np.where(starts, position, 0), axis=1)
-    last = np.minimum.accumulate(np.where(ends, position, n - 1)[:, ::-1], axis=1)[:, ::-1]
-    ranks = np.empty(flat.shape)
-    np.put_along_axis(ranks, order, (first + last) / 2 + 1, axis=1)
-    return ranks
+def _normal_scores(size: int) -> np.ndarray:
+    """The normal score of every rank an entry of `size` draws can have, indexed by twice the
+    rank minus 2: ranks are 1-based, and tied draws share their average, a half-integer."""
+    ranks = np.arange(2 * size - 1) / 2 + 1
+    return special.ndtri((ranks - _BLOM) / (size - 2 * _BLOM + 1))
 
 
-def _z_scale(x: np.ndarray) -> np.ndarray:
-    """Normal scores of the ranks over all chains and draws, per entry."""
-    flat = x.reshape(len(x), -1)
-    size = flat.shape[1]
-    ranks = _average_ranks(flat)
-    return special.ndtri((ranks - _BLOM) / (size - 2 * _BLOM + 1)).reshape(x.shape)
+def _sorted_scores(ordered: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """The normal score of each value of rows sorted ascending (scipy's rankdata: ties get
+    their average rank). Ties are few (the folded draws' two middle ones, say): only their
+    runs are looked at."""
+    n = ordered.shape[1]
+    out = np.broadcast_to(scores[::2], ordered.shape)  # untied: rank = position + 1
+    row, col = np.nonzero(ordered[:, 1:] == ordered[:, :-1])  # col ties with col + 1
+    if not len(row):
+        return out
+    starts = np.r_[True, np.diff(row * n + col) != 1]  # each run of tied pairs
+    ends = np.r_[starts[1:], True]
+    run = np.cumsum(starts) - 1
+    shared = scores[col[starts] + col[ends] + 1][run]  # first + last position of its run
+    out = out.copy()
+    out[row, col] = shared
+    out[row, col + 1] = shared
+    return out
+
+
+def _unsort(order: np.ndarray, values: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Values given in sorted order (order: the argsort of each row) put back in place."""
+    out = np.empty((shape[0], values.shape[1]))
+    np.put_along_axis(out, order, values, axis=1)
+    return out.reshape(shape)
+
+
+def _median(ordered: np.ndarray) -> np.ndarray:
+    """np.median of each row of rows sorted ascending, by its arithmetic."""
+    n = ordered.shape[1]
+    return ordered[:, n // 2] if n % 2 else (ordered[:, n // 2 - 1] + ordered[:, n // 2]) / 2
+
+
+def _quantile(ordered: np.ndarray, p: float) -> np.ndarray:
+    """np.quantile(row, p) (its default, linear method, by its arithmetic) of each row of
+    rows sorted ascending."""
+    n = ordered.shape[1]
+    virtual = (n - 1) * p
+    below = min(int(np.floor(virtual)), n - 1)
+    above = min(below + 1, n - 1)
+    gamma = virtual - np.floor(virtual)
+    a, b = ordered[:, below], ordered[:, above]
+    diff = b - a
+    return b - diff * (1 - gamma) if gamma >= 0.5 else a + diff * gamma
 
 
 def _rhat(x: np.ndarray) -> np.ndarray:
@@ -112,28 +139,44 @@ def statistics(x: np.ndarray, tail_prob: float) -> dict[str, np.ndarray]:
     draws), as az.rhat / az.ess(method="bulk"), az.ess(method="tail", prob=tail_prob) and
     az.mcse compute them one entry at a time."""
     # numpy's sorts and scipy's FFTs release the GIL: blocks on threads use every core
+    scores = _normal_scores(2 * (x.shape[-1] // 2) * x.shape[1])  # shared by every entry
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        blocks = list(pool.map(lambda i: _statistics(x[i:i + BLOCK], tail_prob),
+        blocks = list(pool.map(lambda i: _statistics(x[i:i + BLOCK], tail_prob, scores),
                                range(0, len(x), BLOCK)))
     return {name: np.concatenate([b[name] for b in blocks]) if blocks else np.empty(0)
             for name in ("r_hat", "ess_bulk", "ess_tail", "mcse_mean")}
 
 
-def _statistics(x: np.ndarray, tail_prob: float) -> dict[str, np.ndarray]:
+def _statistics(x: np.ndarray, tail_prob: float, scores: np.ndarray) -> dict[str, np.ndarray]:
     split = _split(x)
-    z_bulk = _z_scale(split)  # R-hat's bulk part and bulk ESS share it
+    flat_split = split.reshape(len(split), -1)
+    # one sort of each entry's draws gives the bulk ranks, the median and the tail quantiles
+    order = np.argsort(flat_split, axis=1)
+    ordered = np.take_along_axis(flat_split, order, axis=1)
+    z_bulk = _unsort(order, _sorted_scores(ordered, scores), split.shape)
     if x.shape[1] < 2:
         r_hat = np.full(len(x), np.nan)
     else:
-        folded = np.abs(split - np.median(split.reshape(len(split), -1), axis=1)[:, None, None])
-        r_hat = np.maximum(_rhat(z_bulk), _rhat(_z_scale(folded)))
+        # the folded draws in the same order fall, then rise: a stable sort (a merge of two
+        # runs) orders them three times faster than sorting anew
+        folded = np.abs(ordered - _median(ordered)[:, None])
+        by_fold = np.argsort(folded, axis=1, kind="stable")
+        z_folded = _unsort(np.take_along_axis(order, by_fold, axis=1),
+                           _sorted_scores(np.take_along_axis(folded, by_fold, axis=1), scores),
+                           split.shape)
+        r_hat = np.maximum(_rhat(z_bulk), _rhat(z_folded))
     flat = x.reshape(len(x), -1)
+    # the split halves hold every draw unless the draws are odd (the middle one left out)
+    every = ordered if x.shape[-1] % 2 == 0 else np.sort(flat, axis=1)
     low, high = sorted((tail_prob, 1 - tail_prob))
-    tails = [_ess(_split((x <= np.quantile(flat, p, axis=1)[:, None, None]).astype(float)))
+    tails = [_ess(_split((x <= _quantile(every, p)[:, None, None]).astype(float)))
              for p in (low, high)]
-    return {
+    out = {
         "r_hat": r_hat,
         "ess_bulk": _ess(z_bulk),
         "ess_tail": np.minimum(*tails),
         "mcse_mean": np.std(flat, axis=1, ddof=1) / np.sqrt(_ess(split)),
     }
+    # a NaN draw (sorted last) leaves every figure undefined, as in ArviZ
+    undefined = np.isnan(ordered[:, -1]) | np.isnan(every[:, -1])
+    return {name: np.where(undefined, np.nan, values) for name, values in out.items()}

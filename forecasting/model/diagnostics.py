@@ -19,7 +19,7 @@ from arviz_stats.validate import validate_ci_prob
 from scipy import sparse
 from scipy.special import logsumexp
 
-from forecasting.model import convergence
+from forecasting.model import convergence, psis
 from forecasting.model.predictive import (
     OBSERVED,
     episode_log_likelihood,
@@ -43,10 +43,9 @@ def _entries(ds: xr.Dataset) -> tuple[np.ndarray, list[str]]:
         if not extra:
             labels.append(var)
             continue
+        names = [[str(v) for v in da.coords[d].values] for d in extra]  # looked up once
         for idx in np.ndindex(values.shape[2:]):
-            names = ", ".join(str(da.coords[d].values[i]) for d, i in zip(extra, idx,
-                                                                         strict=True))
-            labels.append(f"{var}[{names}]")
+            labels.append(f"{var}[{', '.join(n[i] for n, i in zip(names, idx, strict=True))}]")
     return np.concatenate(rows) if rows else np.empty((0, 0, 0)), labels
 
 
@@ -97,24 +96,46 @@ def _treedepth_fraction(stats: xr.Dataset) -> float | None:
     return None
 
 
-def _loo(tree: xr.DataTree):
+def _loo(tree: xr.DataTree) -> dict[str, Any]:
+    """az.loo of a tree's log likelihood: its pointwise elpd and Pareto k and its totals."""
     with warnings.catch_warnings():
         # high Pareto k is reported through the counts, not as a warning
         warnings.simplefilter("ignore", UserWarning)
-        return az.loo(tree, pointwise=True)
+        loo = az.loo(tree, pointwise=True)
+    return {"elpd_i": np.asarray(loo.elpd_i).ravel(), "pareto_k": np.asarray(loo.pareto_k).ravel(),
+            "elpd": float(loo.elpd), "se": float(loo.se), "p_loo": float(loo.p)}
 
 
-def _loo_summary(loo, weights: np.ndarray | None) -> dict[str, Any]:
-    k = np.asarray(loo.pareto_k).ravel()
+def _psis_loo(log_lik: np.ndarray, r_eff: float) -> dict[str, Any]:
+    """`_loo` of (draws, observations) log likelihoods by forecasting.model.psis: ArviZ's
+    figures, without its loop over the observations."""
+    pointwise = psis.loo(np.ascontiguousarray(log_lik.T), r_eff)
+    elpd, se, p_loo = psis.summary(pointwise["elpd_i"], pointwise["p_loo_i"])
+    return {"elpd_i": pointwise["elpd_i"], "pareto_k": pointwise["pareto_k"],
+            "elpd": elpd, "se": se, "p_loo": p_loo}
+
+
+def _relative_efficiency(posterior: xr.Dataset) -> float:
+    """az.loo's default r_eff: the mean ESS (method "mean") of the posterior's entries over
+    the number of draws; 1 with one chain."""
+    if posterior.sizes["chain"] == 1:
+        return 1.0
+    ess = az.ess(posterior, method="mean")
+    n = posterior.sizes["chain"] * posterior.sizes["draw"]
+    return np.hstack([ess[v].values.flatten() for v in ess.data_vars]).mean() / n
+
+
+def _loo_summary(loo: dict[str, Any], weights: np.ndarray | None) -> dict[str, Any]:
+    k = loo["pareto_k"]
     w = np.ones_like(k) if weights is None else np.asarray(weights, dtype=float)
     if weights is None:
-        elpd, se, p_loo = float(loo.elpd), float(loo.se), float(loo.p)
+        elpd, se, p_loo = loo["elpd"], loo["se"], loo["p_loo"]
     else:
-        elpd_i = np.asarray(loo.elpd_i).ravel()
+        elpd_i = loo["elpd_i"]
         n = w.sum()
         elpd = float(np.sum(w * elpd_i))
         se = float(np.sqrt(n * np.sum(w * (elpd_i - elpd / n) ** 2) / n))
-        p_loo = float(loo.p)  # filled in by the caller, who knows the pointwise lpd
+        p_loo = loo["p_loo"]  # filled in by the caller, who knows the pointwise lpd
     bands = {"good (<=0.5)": k <= 0.5, "ok (0.5-0.7]": (k > 0.5) & (k <= 0.7),
              "bad (0.7-1]": (k > 0.7) & (k <= 1), "very bad (>1)": k > 1}
     return {"elpd": elpd, "se": se, "p_loo": p_loo, "n_points": int(w.sum()),
@@ -158,15 +179,13 @@ def episode_loo(tree: xr.DataTree, max_draws: int | None = None) -> dict[str, An
     ll, weights = _stored_episode_log_likelihood(tree, max_draws)
     if ll is None:
         ll, weights = episode_log_likelihood(tree, max_draws)
-    tree = xr.DataTree.from_dict({
-        "posterior": thin(tree.posterior.to_dataset()[["beta_severity"]], max_draws),
-        "log_likelihood": xr.Dataset({"restriction": (("chain", "draw", "pair"), ll)}),
-    })
-    loo = _loo(tree)
-    summary = _loo_summary(loo, weights)
+    # r_eff as az.loo takes it from a posterior of beta_severity alone
+    r_eff = _relative_efficiency(thin(tree.posterior.to_dataset()[["beta_severity"]], max_draws))
     flat = ll.reshape(-1, ll.shape[-1])
+    loo = _psis_loo(flat, r_eff)
+    summary = _loo_summary(loo, weights)
     lpd_i = logsumexp(flat, axis=0) - np.log(flat.shape[0])
-    summary["p_loo"] = float(np.sum(weights * (lpd_i - np.asarray(loo.elpd_i).ravel())))
+    summary["p_loo"] = float(np.sum(weights * (lpd_i - loo["elpd_i"])))
     summary["unit"] = "episode"
     summary["draws"] = int(flat.shape[0])
     return summary
@@ -190,14 +209,9 @@ def trigger_loo(tree: xr.DataTree, max_draws: int | None = TRIGGER_LOO_DRAWS,
     draws are taken as independent (relative efficiency 1).
     """
     ll, labels = trigger_log_likelihood(tree, max_draws)
-    data = xr.DataTree.from_dict({
-        "posterior": xr.Dataset({"draw_index": (("chain", "draw"), np.arange(len(ll))[None])}),
-        "log_likelihood": xr.Dataset({"trigger_ll": (("chain", "draw", "trigger"), ll[None])},
-                                     coords={"trigger": labels}),
-    })
-    loo = _loo(data)
+    loo = _psis_loo(ll, 1.0)  # the thinned draws as one chain of independent draws
     summary = _loo_summary(loo, None)
-    k = np.asarray(loo.pareto_k).ravel()
+    k = loo["pareto_k"]
     order = np.argsort(-np.nan_to_num(k, nan=np.inf), kind="stable")
     influential = [int(i) for i in order if not k[i] <= INFLUENTIAL_PARETO_K]
     summary.update({
