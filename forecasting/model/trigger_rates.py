@@ -83,10 +83,13 @@ KAPPA_PRIOR = (np.log(10.0), 1.5)
 # one (lam large: the same for every type).
 TYPE_CONCENTRATION_GRID = np.exp(np.linspace(np.log(0.5), np.log(500.0), 31))
 TYPE_CONCENTRATION_PRIOR = (np.log(10.0), 1.5)  # log-normal
+# lam is one number for every partner and type: its grid posterior is found for this many
+# draws of the partners' q (cycled), the cost of the by-type exposure (200 took 0.27 s)
+TYPE_POOLED_DRAWS = 50
 EXPOSURE_FLOOR = 1e-12  # what a draw that underflowed to 0 becomes
 # Chosen by the leave-future-out exposure backtest (`forecast backtest-rates`,
 # docs/horizons.md): by type scored better than one exposure per partner (log score per
-# trigger x partner 0.2506 against 0.2521, the difference's 90% interval below zero).
+# trigger x partner 0.2503 against 0.2521, the difference's 90% interval below zero).
 EXPOSURE_BY_TYPE = True
 
 
@@ -246,18 +249,21 @@ def exposure_by_type_posterior(touched: np.ndarray, totals: np.ndarray, overall:
     overall exposure draws `overall` (n, P): q_{x,k} ~ Beta(q_x lam, (1 - q_x) lam).
 
     lam | q on a grid (beta-binomial likelihood over every partner and type, log-normal prior)
-    for POOLED_DRAWS draws of q, cycled; then q_{x,k} | lam, q_x drawn exactly per draw. Two
+    for TYPE_POOLED_DRAWS draws of q, cycled; then q_{x,k} | lam, q_x drawn exactly per draw. Two
     stages: q_x was fitted on the same triggers (their sum over types), which this ignores."""
     touched = np.asarray(touched, float)
     totals = np.asarray(totals, float)
     n = overall.shape[0]
-    m = min(n, POOLED_DRAWS)
+    m = min(n, TYPE_POOLED_DRAWS)
     q = np.clip(overall[:m], 1e-6, 1 - 1e-6)[:, None, :, None]  # (m, 1, P, 1)
     lam = TYPE_CONCENTRATION_GRID[None, :, None, None]  # (1, L, 1, 1)
     a, b = q * lam, (1 - q) * lam
     x, total = touched[None, None], totals[None, None, None, :]
-    loglik = (gammaln(a + x) + gammaln(b + total - x) - gammaln(lam + total)
-              - gammaln(a) - gammaln(b) + gammaln(lam)).sum(axis=(-2, -1))  # (m, L)
+    loglik = (gammaln(a + x) + gammaln(b + total - x) - gammaln(a) - gammaln(b)
+              ).sum(axis=(-2, -1))  # (m, L)
+    # the terms without q, once: sum over partners and types of gammaln(lam) - gammaln(lam + N)
+    lam_l = TYPE_CONCENTRATION_GRID[:, None]
+    loglik += touched.shape[0] * (gammaln(lam_l) - gammaln(lam_l + totals[None, :])).sum(-1)
     log_post = loglik + _normal_log_density(np.log(TYPE_CONCENTRATION_GRID),
                                             *TYPE_CONCENTRATION_PRIOR)
     chosen = TYPE_CONCENTRATION_GRID[np.argmax(log_post + rng.gumbel(size=log_post.shape),
@@ -378,7 +384,8 @@ def _settings(half_life_years: float | None, draws: int, seed: int,
                 "kappa_prior": list(KAPPA_PRIOR)}
     if exposure_by_type:
         settings |= {"type_concentration_grid": grid(TYPE_CONCENTRATION_GRID),
-                     "type_concentration_prior": list(TYPE_CONCENTRATION_PRIOR)}
+                     "type_concentration_prior": list(TYPE_CONCENTRATION_PRIOR),
+                     "type_pooled_draws": TYPE_POOLED_DRAWS}
     return settings
 
 
