@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/bench_refit.py [--instance DIR] [--episodes 20] [--delay 5]
     .venv/bin/python bench/bench_refit.py --in-process 3   # the seed refit's steps, in-process
+    .venv/bin/python bench/bench_refit.py --in-process 4 --baseline-diagnostics a92929d
 
 Copies the instance (which must have a current model, as `make run` leaves it) to a
 temporary folder, starts `forecast serve` and `forecast worker` on it with the given settling
@@ -67,12 +68,15 @@ def new_episodes(n: int) -> list[dict]:
              "coder": "bench", "confidence": "medium"} for i in range(n)]
 
 
-def in_process(repeats: int) -> None:
+def in_process(repeats: int, baseline: str | None = None) -> None:
     """The seed refit in one process: a first fit (compile from the on-disk cache), then
     `repeats` warm refits, each step's seconds; then the log prior by PyMC's
     compute_log_prior (what the fit ran before) and in numpy (what it runs now), alternating
-    on the last fit's draws, and whether they agree."""
+    on the last fit's draws, and whether they agree. With `baseline` (a commit), the warm
+    refits alternate between that commit's diagnostics and today's."""
     import pymc as pm
+
+    import forecasting.model.fitting as fitting
 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from forecasting.domain.cells import aggregate, episodes_frame
@@ -90,12 +94,20 @@ def in_process(repeats: int) -> None:
     steps = ("compile", "sampling", "log_likelihood", "log_prior", "prior_predictive",
              "posterior_predictive", "diagnostics_convergence", "diagnostics_loo",
              "diagnostics_loo_trigger", "diagnostics_ppc")
+    diagnoses = {"": fitting.diagnose}
+    if baseline:
+        from bench_diagnostics import baseline_diagnostics
+
+        diagnoses = {" (today's diagnostics)": fitting.diagnose,
+                     f" ({baseline}'s diagnostics)": baseline_diagnostics(baseline).diagnose}
     for i in range(repeats + 1):
+        which = list(diagnoses)[i % len(diagnoses)]
+        fitting.diagnose = diagnoses[which]
         t0 = time.perf_counter()
         result = fit_and_diagnose(frame, codebook, priors, SamplerSettings(), GateThresholds())
         total = time.perf_counter() - t0
         parts = ", ".join(f"{k} {result.timings[k]:.2f}" for k in steps if k in result.timings)
-        print(f"{'first fit' if i == 0 else 'warm refit'}: {total:.2f} s, "
+        print(f"{'first fit' if i == 0 else 'warm refit'}{which}: {total:.2f} s, "
               f"{result.verdict.verdict} ({parts}); load average {os.getloadavg()[0]:.1f}",
               flush=True)
     tree = result.idata
@@ -121,9 +133,12 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=600)
     parser.add_argument("--in-process", type=int, metavar="N",
                         help="instead: a seed fit and N warm refits in this process, by step")
+    parser.add_argument("--baseline-diagnostics", metavar="REV",
+                        help="with --in-process: alternate the refits between this commit's "
+                             "diagnostics and today's")
     args = parser.parse_args()
     if args.in_process is not None:
-        in_process(args.in_process)
+        in_process(args.in_process, args.baseline_diagnostics)
         return
     work = Path(tempfile.mkdtemp(prefix="bench-refit-"))
     shutil.copytree(Path(args.instance).resolve(), work / "instance",
