@@ -317,8 +317,9 @@ def build_model(cells: Cells, priors: PriorSet,
         # values 0-3, which index the scenario table (arithmetic.scenario_effects)
         severity = pm.Data("severity", cells.severity[rows], dims=obs_dim)
         alignment = pm.Data("alignment", cells.alignment[rows], dims=obs_dim)
-        # data, not a constant, so that the posterior predictive check can group by bloc
-        partner_bloc = pm.Data("partner_bloc", cells.partner_bloc, dims="partner")
+        # a constant (the codebook fixes it, and the codebook version is part of the compiled
+        # model's key): a data array would cost nutpie's callbacks an accessor each
+        partner_bloc = cells.partner_bloc
 
         cutpoints = prior_variable("cutpoints", priors, dims="cutpoint",
                                    transform=pm.distributions.transforms.ordered)
@@ -382,6 +383,9 @@ def build_model(cells: Cells, priors: PriorSet,
         "cluster_capacity": capacity,
     }
     model.cluster_sizes = {"reaction": n_reactions}
+    # stored with the fit's data (group constant_data), for checks that group by bloc
+    model.constants = {"partner_bloc": xr.DataArray(
+        cells.partner_bloc, dims="partner", coords={"partner": list(cells.coords["partner"])})}
     model.cluster_triggers = {"labels": list(cells.coords["trigger"]),
                               "of_reaction": cells.reaction_event}
     return model

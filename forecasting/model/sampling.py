@@ -173,6 +173,9 @@ def sample(model: pm.Model, settings: SamplerSettings, progress: bool = False
     else:
         tree = _sample_pm(model, settings, progress, timings)
     posterior = add_cluster_sums(drop_spare_slots(tree["posterior"].to_dataset(), model), model)
+    if "constant_data" in tree.children:
+        tree["constant_data"] = tree["constant_data"].to_dataset().assign(
+            getattr(model, "constants", {}))
     tree["posterior"] = bound_cluster_draws(posterior, model, settings.seed + 3)
     return tree, timings
 
