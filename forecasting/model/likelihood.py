@@ -92,9 +92,21 @@ def cumulative_logit_numpy(cutpoints, effects, effect_idx, term_weight, eta_weig
     return value, g.sum(axis=1), d_effects
 
 
+@numba.njit(**_KERNEL_OPTIONS)
+def _indices_within(effect_idx, size):
+    """Every index in [0, size): one pass over the indices (min and max were two)."""
+    lowest, highest = 0, 0
+    for f in range(effect_idx.shape[0]):
+        row = effect_idx[f]
+        for i in range(row.shape[0]):
+            lowest = min(lowest, row[i])
+            highest = max(highest, row[i])
+    return lowest >= 0 and highest < size
+
+
 def _cumulative_logit_kernel(cutpoints, effects, effect_idx, term_weight, eta_weight):
     n_factors, n = effect_idx.shape
-    if n and (effect_idx.min() < 0 or effect_idx.max() >= effects.shape[0]):
+    if n and not _indices_within(effect_idx, effects.shape[0]):
         raise IndexError("effect_idx points outside the effects table")  # no bounds checks below
     bound = np.max(np.abs(cutpoints)) + n_factors * np.max(np.abs(effects))
     fast = bound < _PRODUCT_EXP_LIMIT
@@ -102,7 +114,14 @@ def _cumulative_logit_kernel(cutpoints, effects, effect_idx, term_weight, eta_we
     eta = np.zeros(n)
     exp_minus_eta = np.ones(n)
     done = 0
-    if n_factors >= 2:  # the model's two tables in one pass: a third faster than two
+    if n_factors >= 3:  # the model's three tables in one pass over the cells, not two
+        first, second, third = effect_idx[0], effect_idx[1], effect_idx[2]
+        for i in range(n):
+            a, b, c = first[i], second[i], third[i]
+            eta[i] = effects[a] + effects[b] + effects[c]
+            exp_minus_eta[i] = exp_minus_effects[a] * exp_minus_effects[b] * exp_minus_effects[c]
+        done = 3
+    elif n_factors == 2:
         first, second = effect_idx[0], effect_idx[1]
         for i in range(n):
             a, b = first[i], second[i]
@@ -154,17 +173,19 @@ def _cumulative_logit_kernel(cutpoints, effects, effect_idx, term_weight, eta_we
         value += total
         d_cutpoints[k] += slope
     d_effects = np.zeros(effects.shape[0])
-    for f in range(n_factors):
-        index = effect_idx[f]
-        # a run of cells on one table entry (within a `term_order` group, cells come sorted
-        # by their first factor) adds up in a register rather than through memory
-        current, run = index[0] if n else 0, 0.0
-        for i in range(n):
-            if index[i] != current:
-                d_effects[current] += run
-                current, run = index[i], 0.0
-            run += g_cell[i]
-        d_effects[current] += run
+    # the first table in runs (within a `term_order` group cells come sorted by their first
+    # factor, so a run adds up in a register), the others entry by entry in the same pass
+    first = effect_idx[0]
+    current, run = first[0] if n else 0, 0.0
+    for i in range(n):
+        g = g_cell[i]
+        if first[i] != current:
+            d_effects[current] += run
+            current, run = first[i], 0.0
+        run += g
+        for f in range(1, n_factors):
+            d_effects[effect_idx[f, i]] += g
+    d_effects[current] += run
     return value, d_cutpoints, d_effects
 
 
@@ -218,7 +239,8 @@ class CumulativeLogitCells(Op):
 cumulative_logit_cells = CumulativeLogitCells()
 # everything the compiled kernel bakes in: its source, its compile options, its constants
 _KERNEL_VERSION = int(hashlib.sha256(repr((
-    [inspect.getsource(f) for f in (_log1p_unit.py_func, _cumulative_logit_kernel)],
+    [inspect.getsource(f) for f in (_log1p_unit.py_func, _indices_within.py_func,
+                                      _cumulative_logit_kernel)],
     _KERNEL_OPTIONS["error_model"], sorted(_KERNEL_OPTIONS["fastmath"]), _PRODUCT_EXP_LIMIT,
 )).encode()).hexdigest()[:15], 16)
 
