@@ -78,6 +78,51 @@ def test_fingerprint_ignores_row_order_but_not_content(codebook):
     assert a.fingerprint != c.fingerprint
 
 
+def _dated(dates):
+    """The episodes of two triggers, t1 (three episodes) then t2, on `dates`."""
+    return _episodes(trigger_id=["t1", "t1", "t2", "t1"], trigger_date=dates)
+
+
+def test_a_correction_of_trigger_dates_alone_changes_the_fingerprint(codebook):
+    """The arrival model stored with a fit dates each trigger by its earliest episode: moving
+    that date must identify other data (another version, a refit), nothing else changing."""
+    coded = aggregate(_dated(["2017-05-15", "2017-05-15", "2020-01-01", "2017-05-15"]), codebook)
+    moved = aggregate(_dated(["2017-06-15", "2017-06-15", "2020-01-01", "2017-06-15"]), codebook)
+    first_episode = aggregate(_dated(["2017-05-10", "2017-05-15", "2020-01-01", "2017-05-15"]),
+                              codebook)
+    assert len({coded.fingerprint, moved.fingerprint, first_episode.fingerprint}) == 3
+    assert moved.to_frame().equals(coded.to_frame())  # the counts did not change
+    assert moved.trigger_years.tolist() == coded.trigger_years.tolist() == [2017, 2020]
+    # a later date on one of t1's episodes: its earliest, so everything fitted, is unchanged
+    later = aggregate(_dated(["2017-05-15", "2017-05-20", "2020-01-01", "2017-05-15"]), codebook)
+    assert later.fingerprint == coded.fingerprint
+
+
+def test_identical_data_keeps_its_fingerprint_however_its_dates_are_written(codebook):
+    """As read from a CSV file (text), from the store (timestamps) or as dates: one fit."""
+    text = _dated(["2017-05-15", "2017-05-15", "2020-01-01", "2017-05-15"])
+    as_read = [aggregate(text, codebook),
+               aggregate(text.iloc[::-1].reset_index(drop=True), codebook),
+               aggregate(text.assign(trigger_date=pd.to_datetime(text["trigger_date"])),
+                         codebook),
+               aggregate(text.assign(trigger_date=pd.to_datetime(text["trigger_date"]).dt.date),
+                         codebook),
+               aggregate(text.to_dict("records"), codebook)]
+    assert len({cells.fingerprint for cells in as_read}) == 1
+    # undated episodes (a test frame, a simulation): other data, in any order the same
+    undated = aggregate(text.drop(columns="trigger_date"), codebook)
+    assert undated.fingerprint not in {cells.fingerprint for cells in as_read}
+    assert undated.fingerprint == aggregate(
+        text.drop(columns="trigger_date").iloc[::-1].reset_index(drop=True), codebook).fingerprint
+
+
+def test_a_trigger_is_dated_by_its_earliest_episode_whatever_the_row_order(codebook):
+    dates = ["2019-12-30", "2020-01-02", "2020-01-01", "2021-03-01"]
+    for order in (slice(None), slice(None, None, -1)):
+        cells = aggregate(_dated(dates).iloc[order].reset_index(drop=True), codebook)
+        assert cells.trigger_years.tolist() == [2019, 2020]
+
+
 @pytest.mark.parametrize("column,value", [("partner", "XXX"), ("intel_type", "gossip"),
                                           ("trigger_type", "earthquake")])
 def test_a_code_not_in_the_codebook_is_an_error_naming_the_field(codebook, column, value):

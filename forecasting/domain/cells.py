@@ -48,7 +48,7 @@ class Cells:
     coords: dict[str, list]
     partner_bloc: np.ndarray  # bloc index of every partner of the vocabulary
     n_episodes: int
-    fingerprint: str
+    fingerprint: str  # the fit's data hash: the cells, their codes and each trigger's date
     codebook_version: str = ""
     trigger_years: np.ndarray | None = None  # per coords["trigger"], NaN where undated
 
@@ -153,6 +153,15 @@ def _ordinal(values: pd.Series, field_name: str) -> np.ndarray:
     return out.astype(np.int64)
 
 
+def _trigger_dates(frame: pd.DataFrame, e_idx: np.ndarray, n_e: int) -> pd.Series | None:
+    """Each coded trigger's date (NaT where undated), as the arrival model and the backtests
+    date it: its earliest episode's; None when the episodes carry no dates."""
+    if "trigger_date" not in frame.columns:
+        return None
+    dates = pd.Series(pd.to_datetime(frame["trigger_date"], errors="coerce").to_numpy())
+    return dates.groupby(e_idx).min().reindex(range(n_e))
+
+
 def aggregate(episodes: pd.DataFrame | Iterable, codebook: Codebook) -> Cells:
     """Collapse episodes with identical predictors into counts per level.
 
@@ -172,11 +181,9 @@ def aggregate(episodes: pd.DataFrame | Iterable, codebook: Codebook) -> Cells:
     level = _ordinal(frame["level"], "level")
     triggers, e_idx = np.unique(frame["trigger_id"].astype(str).to_numpy(), return_inverse=True)
     n_e = len(triggers)
-    # a trigger's date (its decade, for the predictive checks), when the episodes carry it
-    trigger_years = np.full(n_e, np.nan)
-    if "trigger_date" in frame.columns:
-        years = pd.to_datetime(frame["trigger_date"], errors="coerce").dt.year.to_numpy(float)
-        trigger_years[e_idx] = years
+    dates = _trigger_dates(frame, e_idx, n_e)
+    # a trigger's year (its decade, for the predictive checks), when the episodes carry dates
+    trigger_years = np.full(n_e, np.nan) if dates is None else dates.dt.year.to_numpy(float)
 
     # one integer key per predictor set: fast for 200,000 rows, and sorts deterministically;
     # the trigger is the least significant part, so that cells of one partner x type are
@@ -208,6 +215,10 @@ def aggregate(episodes: pd.DataFrame | Iterable, codebook: Codebook) -> Cells:
     digest.update(repr((coords["partner"], coords["intel_type"], coords["trigger_type"],
                         coords["trigger"])).encode())
     digest.update(np.ascontiguousarray(table).tobytes())
+    if dates is not None:
+        # the arrival model stored with a fit dates each trigger (trigger_rates): a correction
+        # of dates alone must make another fit, not reuse the version fitted on the old ones
+        digest.update(repr(dates.dt.strftime("%Y-%m-%d").fillna("undated").tolist()).encode())
     return Cells(
         partner_idx=p_u,
         type_idx=t_u,
