@@ -17,8 +17,9 @@ ample), as are the prior draws and log prior densities, and read back as float64
 sample_stats stay exact.
 
 `prune` deletes the versions a retention policy does not keep (forecasting.services.models
-decides what is referenced); a version is renamed aside before it is deleted, so a reader
-sees it whole or not at all, and one being read (a shared lock on its posterior file) is kept.
+decides what is referenced, and what is counted apart); a version is renamed aside before it
+is deleted, so a reader sees it whole or not at all, and one being read (a shared lock on its
+posterior file) is kept.
 
 A version id is a content id (`content_id`): the same model config, priors, data and sampler
 settings give the same id. Saving an id that already exists is refused (`VersionExistsError`)
@@ -608,25 +609,29 @@ class Registry:
     # -- pruning ---------------------------------------------------------------------------
 
     def plan_prune(self, keep_passing: int, keep_failed: int,
-                   referenced: Mapping[str, Iterable[str]] | None = None) -> list[PruneDecision]:
+                   referenced: Mapping[str, Iterable[str]] | None = None,
+                   apart: Mapping[str, str] | None = None) -> list[PruneDecision]:
         """What `prune` would do with each version, newest fit first, and why.
 
         Kept: the current version, the `keep_passing` newest that passed the gate, the
         `keep_failed` newest that failed it, and every version in `referenced` (version ->
-        what refers to it). Everything else is deleted.
+        what refers to it). Everything else is deleted. The versions in `apart` (version ->
+        why, the first reason given for it) are counted apart: the two windows apply to
+        them and to the others separately, so that they never push another version out.
         """
         for name, value in (("keep_passing", keep_passing), ("keep_failed", keep_failed)):
             if not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name}: {value!r} must be a whole number >= 0")
-        referenced = referenced or {}
+        referenced, apart = referenced or {}, apart or {}
         current = self._current_name()
-        seen = {"pass": 0, "fail": 0}
+        seen: dict[tuple[bool, str], int] = {}  # (counted apart, verdict) -> versions so far
         limits = {"pass": keep_passing, "fail": keep_failed}
         words = {"pass": "passing", "fail": "failed"}
         decisions = []
         for mv in self.versions():
-            seen[mv.verdict] += 1
-            rank, limit, word = seen[mv.verdict], limits[mv.verdict], words[mv.verdict]
+            group = (mv.version in apart, mv.verdict)
+            seen[group] = rank = seen.get(group, 0) + 1
+            limit, word = limits[mv.verdict], words[mv.verdict]
             reasons = []
             if mv.version == current:
                 reasons.append("current")
@@ -636,6 +641,8 @@ class Registry:
             keep = bool(reasons)
             if not keep:
                 reasons.append(f"{word}, older than the {limit} newest {word} versions")
+            if mv.version in apart:
+                reasons.insert(0, apart[mv.version])
             decisions.append(PruneDecision(version=mv.version, verdict=mv.verdict,
                                            fitted_at=mv.fitted_at, bytes=_directory_bytes(mv.path),
                                            keep=keep, reasons=reasons))
@@ -643,6 +650,7 @@ class Registry:
 
     def prune(self, keep_passing: int, keep_failed: int,
               referenced: Mapping[str, Iterable[str]] | None = None, *,
+              apart: Mapping[str, str] | None = None,
               dry_run: bool = False) -> list[PruneDecision]:
         """Delete the versions `plan_prune` does not keep; the decisions as carried out.
 
@@ -653,14 +661,15 @@ class Registry:
         if not self.root.is_dir():
             return []
         with self._locked():
-            decisions = self.plan_prune(keep_passing, keep_failed, referenced)
+            decisions = self.plan_prune(keep_passing, keep_failed, referenced, apart)
             if dry_run:
                 return decisions
             done = []
             for decision in decisions:
                 if not decision.keep and not self._remove(decision.version):
+                    why_apart = [apart[decision.version]] if decision.version in (apart or {}) else []
                     decision = replace(decision, keep=True, reasons=[
-                        "being read (kept this time; pruned by a later run)"])
+                        *why_apart, "being read (kept this time; pruned by a later run)"])
                 done.append(decision)
             _fsync_path(self.root)
         deleted = [d.version for d in done if not d.keep]

@@ -522,6 +522,25 @@ def test_prune_counts_the_current_version_among_the_newest_passing(model_registr
     assert _kept(model_registry) == {v["p4"], v["p3"]}
 
 
+def test_versions_counted_apart_have_windows_of_their_own(model_registry, history):
+    """p4 and f3, the newest of each verdict, counted apart (as the workbench's candidate
+    fits are): they fill their own windows, and p3 and f2 are the others' newest."""
+    v = history
+    why_apart = "scratch, counted apart"
+    decisions = model_registry.prune(keep_passing=1, keep_failed=1,
+                                     apart={v["p4"]: why_apart, v["f3"]: why_apart})
+    assert _kept(model_registry) == {v["p1"], v["p3"], v["p4"], v["f2"], v["f3"]}
+    why = {d.version: (d.keep, d.reasons) for d in decisions}
+    assert why[v["p4"]] == (True, [why_apart, "one of the 1 newest passing versions (#1)"])
+    assert why[v["p3"]] == (True, ["one of the 1 newest passing versions (#1)"])
+    assert why[v["f2"]] == (True, ["one of the 1 newest failed versions (#1)"])
+    assert [d.version for d in decisions] == [v[n] for n in
+                                              ("p4", "f3", "p3", "f2", "p2", "f1", "p1")]
+    # counted with the others, p4 and f3 would push p3 and f2 out
+    plain = model_registry.plan_prune(keep_passing=1, keep_failed=1)
+    assert {d.version for d in plain if not d.keep} == {v["p3"], v["f2"]}
+
+
 def test_a_dry_run_deletes_nothing_and_says_what_a_prune_would(model_registry, history):
     before = _kept(model_registry)
     planned = model_registry.prune(keep_passing=1, keep_failed=0, dry_run=True)

@@ -10,8 +10,9 @@ from dataclasses import replace
 
 import pytest
 from click.testing import CliRunner
-from fixtures_api import audit_rows, auth, cli_on
+from fixtures_api import TYPES, audit_rows, auth, cli_on
 from fixtures_registry import derive, fit_metadata
+from helpers import episode_row
 
 from forecasting.cli import main
 from forecasting.evaluation.reports import save_result
@@ -178,6 +179,48 @@ def test_a_fit_that_is_not_promoted_leaves_no_promotion_row(api_settings, fake_f
     assert _promotions(api_settings) == []
     assert Registry(api_settings.registry_path).current_or_none() is None
 
+
+
+def test_a_correction_of_trigger_dates_alone_is_fitted_again_not_reused(
+        api_settings, codebook, monkeypatch, fitted_version, fitted_posterior):
+    """The arrival model stored with a version dates the triggers: with the dates outside
+    the data's fingerprint, a refit after a date correction found the old version stored
+    under the same id, reused it and kept serving the old dates."""
+    from forecasting.domain.cells import aggregate
+    from forecasting.domain.episodes import validate_episodes
+    from forecasting.services.fits import fit_and_register
+
+    def fit_and_diagnose(frame, codebook, priors, sampler, gate, progress=False):
+        tree, meta = derive(fitted_posterior, fit_metadata(fitted_version),
+                            data_hash=aggregate(frame, codebook).fingerprint,
+                            episodes=len(frame))
+        return types.SimpleNamespace(idata=tree, metadata=lambda: meta)
+
+    monkeypatch.setitem(sys.modules, "forecasting.model.fitting",
+                        types.SimpleNamespace(fit_and_diagnose=fit_and_diagnose))
+    database = connect(api_settings.database_url)
+    registry = Registry(api_settings.registry_path)
+
+    def fit():
+        return fit_and_register(api_settings, database, registry, codebook)
+
+    try:
+        first = fit()
+        assert (first.reused, first.promoted) == (False, True)
+        assert fit().reused and fit().version.version == first.version.version  # unchanged
+        # the instance's episodes (fixtures_api) as coded, their trigger a day later
+        rows = [episode_row(intel_type=t, level=int(t == "sources"), trigger_date="2017-05-16")
+                for t in TYPES]
+        summary = database.episodes.import_episodes(
+            validate_episodes(list(enumerate(rows, 2)), codebook), actor="corrector",
+            codebook_version=codebook.version)
+        assert summary.revised == len(rows) and summary.inserted == 0
+        corrected = fit()
+        assert (corrected.reused, corrected.promoted) == (False, True)
+        assert corrected.version.version != first.version.version
+        assert registry.current().version == corrected.version.version
+    finally:
+        database.dispose()
 
 
 # -- pruning ------------------------------------------------------------------------------------

@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 PROMOTE_ACTION = "model:promote"
 PRUNE_ACTION = "model:prune"
 CANDIDATE = "candidate"  # metadata["fitted_as"] of a workbench fit made to compare priors
+CANDIDATE_APART = "candidate fit never served, counted apart from the served versions"
 
 # (settings, database, registry) -> {version: [what refers to it, ...]}
 ReferenceProvider = Callable[[Settings, Database, Registry], Mapping[str, Iterable[str]]]
@@ -172,20 +173,6 @@ def referenced_versions(settings: Settings, database: Database, registry: Regist
     return found
 
 
-class _Part(Registry):
-    """The versions of `registry` that `include` selects, pruned as a population of their own:
-    the windows of the retention policy count them alone (the files, the lock and CURRENT
-    stay the registry's)."""
-
-    def __init__(self, registry: Registry, include: Callable[[ModelVersion], bool]):
-        super().__init__(registry.root, max_predictive_bytes=registry.max_predictive_bytes,
-                         lean=registry.lean)
-        self._include = include
-
-    def versions(self) -> list[ModelVersion]:
-        return [mv for mv in super().versions() if self._include(mv)]
-
-
 def unserved_candidates(registry: Registry, database: Database) -> set[str]:
     """Candidate fits never made current (no promotion audited): the workbench's scratch.
     A candidate whose set was adopted and promoted is a served version from then on."""
@@ -208,17 +195,10 @@ def prune(settings: Settings, registry: Registry, database: Database, actor: str
     policy = policy or settings.retention
     referenced = referenced_versions(settings, database, registry, providers)
     candidates = unserved_candidates(registry, database)
-    decisions = []
-    for part, is_part in ((_Part(registry, lambda mv: mv.version not in candidates), False),
-                          (_Part(registry, lambda mv: mv.version in candidates), True)):
-        for d in part.prune(policy.keep_passing, policy.keep_failed, referenced,
-                            dry_run=dry_run):
-            row = d.as_dict() | {"candidate": is_part}
-            if is_part:
-                row["reasons"] = ["candidate fit never served, counted apart from the served "
-                                  "versions", *row["reasons"]]
-            decisions.append(row)
-    decisions.sort(key=lambda d: (d["fitted_at"], d["version"]), reverse=True)
+    decisions = [d.as_dict() | {"candidate": d.version in candidates}
+                 for d in registry.prune(policy.keep_passing, policy.keep_failed, referenced,
+                                         apart=dict.fromkeys(candidates, CANDIDATE_APART),
+                                         dry_run=dry_run)]
     deleted = [d for d in decisions if d["action"] == "delete"]
     report = {
         "dry_run": dry_run,
