@@ -709,8 +709,15 @@ class PerTrigger(BaseModel):
 
 
 class TriggerTypeArrivals(BaseModel):
-    at_stake_per_month: Summary
-    any_restriction: Summary
+    at_stake_per_month: Summary = Field(
+        description="Triggers of this type putting this partner at stake per month")
+    exposure: Summary = Field(
+        description="P(a trigger of this type puts this partner at stake): pooled toward "
+                    "the partner's exposure to every type (the same for every type from a "
+                    "version with one exposure per partner, `model.arrival_model.exposure`)")
+    any_restriction: Summary = Field(
+        description="P(any restriction) after one trigger of this type putting the partner "
+                    "at stake")
 
 
 class ArrivalWindow(BaseModel):
@@ -721,7 +728,9 @@ class ArrivalWindow(BaseModel):
 
 class Arrivals(BaseModel):
     triggers_per_month: Summary = Field(description="Triggers arriving per month (any partner)")
-    exposure: Summary = Field(description="P(a trigger puts this partner at stake)")
+    exposure: Summary = Field(
+        description="P(a trigger puts this partner at stake), over the triggers counted: "
+                    "the exposures of their types mixed at the types' rates")
     at_stake_per_month: Summary = Field(
         description="Triggers putting this partner at stake per month")
     by_trigger_type: dict[str, TriggerTypeArrivals]
@@ -732,6 +741,25 @@ class Arrivals(BaseModel):
         None, description="Trigger types the restriction model has no effect for (left out)")
 
 
+class ArrivalModelStamp(BaseModel):
+    """The trigger arrival model stored with the version, which the answer also rests on."""
+
+    id: str = Field(description="Its content id (12 hex digits) from its settings and the "
+                                "triggers it was fitted on: the version's id does not cover "
+                                "them, so two answers of one version may differ here (the "
+                                "ETag names it too)")
+    half_life_years: float | None = Field(
+        description="Half-life of the weights of past triggers (null: equal weights)")
+    exposure: Literal["partner x trigger type, pooled toward the partner's",
+                      "partner, pooled within bloc"] = Field(
+        description="How the exposure is pooled: by trigger type (every version fitted since "
+                    "the exposure by type) or one per partner (earlier versions)")
+
+
+class HorizonModelStamp(ModelStamp):
+    arrival_model: ArrivalModelStamp
+
+
 class HorizonAnswer(BaseModel):
     partner: str
     intel_type: str
@@ -739,4 +767,4 @@ class HorizonAnswer(BaseModel):
     curve: list[HorizonPoint]
     per_trigger: PerTrigger
     arrivals: Arrivals
-    model: ModelStamp
+    model: HorizonModelStamp

@@ -49,3 +49,42 @@ def _property_check(operation, headers, excluded):
         case.call_and_validate(headers=headers, excluded_checks=excluded)
 
     return check
+
+
+def _undocumented(value, schema, components, where=""):
+    """The fields of `value` that `schema` (the served document's, refs resolved through
+    `components`) does not name, as paths."""
+    if "$ref" in schema:
+        return _undocumented(value, components[schema["$ref"].rsplit("/", 1)[1]], components,
+                             where)
+    if "anyOf" in schema:
+        return min((_undocumented(value, option, components, where)
+                    for option in schema["anyOf"]), key=len)
+    if isinstance(value, dict):
+        found = []
+        for key, item in value.items():
+            inner = schema.get("properties", {}).get(key, schema.get("additionalProperties"))
+            if isinstance(inner, dict):
+                found += _undocumented(item, inner, components, f"{where}.{key}")
+            else:
+                found.append(f"{where}.{key}")
+        return found
+    if isinstance(value, list) and isinstance(schema.get("items"), dict):
+        return [path for item in value
+                for path in _undocumented(item, schema["items"], components, f"{where}[]")]
+    return []
+
+
+def test_every_field_of_a_horizon_answer_is_documented(client, served_model):
+    """The response check above accepts fields the document leaves out (extra keys are
+    allowed): each one a horizon answer has must be named, the arrival model's included."""
+    document = client.get("/openapi.json").get_json()
+    operation = document["paths"]["/v1/forecasts/horizon"]["get"]
+    schema = operation["responses"]["200"]["content"]["application/json"]["schema"]
+    components = document["components"]["schemas"]
+    for query in ("", "&trigger_type=legal_case&months=6"):
+        answer = client.get(f"/v1/forecasts/horizon?partner=ISR&intel_type=humint{query}")
+        assert answer.status_code == 200
+        body = answer.get_json()
+        assert body["model"]["arrival_model"] and body["arrivals"]["by_trigger_type"]
+        assert _undocumented(body, schema, components) == []
