@@ -11,6 +11,9 @@ Versions are written atomically by the registry, so a killed fit leaves none beh
 
 from __future__ import annotations
 
+import ctypes
+import functools
+import gc
 import logging
 import os
 import socket
@@ -76,6 +79,29 @@ def model_status(database: Database, registry: Registry) -> dict[str, Any]:
         "queued": [j for j in active if j["status"] == "queued"],
         "running": [j for j in active if j["status"] == "running"],
     }
+
+
+def release_memory() -> None:
+    """Free what a fit left behind, and hand the freed heap back to the system.
+
+    A fit's posterior tree (an xarray DataTree: parents and children refer to each other) and
+    its PyTensor graph are reference cycles, freed only by a full collection; with the
+    worker's ~650,000 long-lived objects CPython runs one only every few dozen refits, so
+    each refit's tens of MB piled up until then (docs/reliability.md, "Worker memory").
+    glibc then keeps most freed pages in its arenas: malloc_trim returns them.
+    """
+    gc.collect()
+    if (trim := _malloc_trim()) is not None:
+        trim(0)
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's malloc_trim, or None where there is none (musl, macOS, Windows)."""
+    try:
+        return ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError, TypeError):
+        return None
 
 
 def _default_fit(settings: Settings, database: Database, registry: Registry, codebook: Codebook):
@@ -161,28 +187,8 @@ class RefitService:
         beat = threading.Thread(target=self._beat, args=(job_id, stop), daemon=True)
         beat.start()
         try:
-            status = model_status(self.database, self.registry)
-            if not status["stale"]:
-                return jobs.finish(job_id, "skipped", detail={
-                    "note": "the current model already reflects every change",
-                    "version": status["current_version"]})
-            outcome = self.fit(self.settings, self.database, self.registry, self.codebook)
-            version = outcome.version
-            job = jobs.get(job_id)
-            promoted = promote_if_new_and_passing(
-                self.registry, self.database, version, WORKER_ACTOR,
-                f"refit {job_id} ({job['reason']}, requested by {job['requested_by']}) passed "
-                "its diagnostics gate")
-            record = jobs.finish(
-                job_id, "succeeded" if version.passed else "failed",
-                version=version.version, verdict=version.verdict,
-                promoted=int(promoted), episodes=version.episodes,
-                data_hash=version.metadata.get("data_hash"),
-                detail={"reasons": version.reasons, "reused": outcome.reused,
-                        "timings": version.metadata.get("timings", {})})
-            if promoted and self.settings.retention.prune_after_refit:
-                self._prune_after(job_id)
-            return record
+            # in its own frame, so that the fit's objects are unreachable when memory is released
+            return self._fit_and_record(job_id)
         except Exception as exc:
             log.exception("refit %s raised", job_id)
             job = jobs.get(job_id)
@@ -193,6 +199,33 @@ class RefitService:
         finally:
             stop.set()
             beat.join(timeout=5)
+            release_memory()  # an unattended worker must not grow refit after refit
+
+    def _fit_and_record(self, job_id: int) -> dict:
+        """Fit unless nothing changed, gate, promote on pass (audited), record."""
+        jobs = self.database.refits
+        status = model_status(self.database, self.registry)
+        if not status["stale"]:
+            return jobs.finish(job_id, "skipped", detail={
+                "note": "the current model already reflects every change",
+                "version": status["current_version"]})
+        outcome = self.fit(self.settings, self.database, self.registry, self.codebook)
+        version = outcome.version
+        job = jobs.get(job_id)
+        promoted = promote_if_new_and_passing(
+            self.registry, self.database, version, WORKER_ACTOR,
+            f"refit {job_id} ({job['reason']}, requested by {job['requested_by']}) passed "
+            "its diagnostics gate")
+        record = jobs.finish(
+            job_id, "succeeded" if version.passed else "failed",
+            version=version.version, verdict=version.verdict,
+            promoted=int(promoted), episodes=version.episodes,
+            data_hash=version.metadata.get("data_hash"),
+            detail={"reasons": version.reasons, "reused": outcome.reused,
+                    "timings": version.metadata.get("timings", {})})
+        if promoted and self.settings.retention.prune_after_refit:
+            self._prune_after(job_id)
+        return record
 
     def _prune_after(self, job_id: int) -> None:
         """Apply the retention policy after a promotion; a failed prune fails no refit."""

@@ -1,3 +1,5 @@
+import gc
+import weakref
 from dataclasses import replace
 
 import pytest
@@ -113,6 +115,36 @@ def test_a_failing_refit_never_replaces_the_current_version(service, codebook, f
     status = model_status(service.database, service.registry)
     assert status["stale"] is True and status["stale_since"] is not None
     assert audit_rows(api_settings, "model:promote") == []
+
+
+class _Cycle:
+    """Stands in for what a real fit leaves: a posterior DataTree (parents and children refer
+    to each other) and a PyTensor graph are reference cycles."""
+
+    def __init__(self):
+        self.itself = self
+
+
+@pytest.mark.parametrize("verdict", ["pass", "fail"])
+def test_a_refit_frees_what_its_fit_left_in_reference_cycles(service, codebook, fake_fitter,
+                                                             verdict):
+    fitter, left = fake_fitter(verdict=verdict), []
+
+    def fit_leaving_a_cycle(*args):
+        cycle = _Cycle()
+        left.append(weakref.ref(cycle))
+        return replace(fitter(*args), result=cycle)
+
+    service.fit = fit_leaving_a_cycle
+    _add_episode(service.database, codebook)
+    job = service.request("episodes", "coder", delay=0)
+    gc.disable()  # only the worker's own collection may free it, as in a worker whose
+    try:          # full collections come every few dozen refits
+        done = service.run(job["id"])
+    finally:
+        gc.enable()
+    assert done["verdict"] == verdict
+    assert left[0]() is None, "the fit's objects outlived the refit: a worker grows refit by refit"
 
 
 @pytest.mark.parametrize("prune_after_refit", [True, False])

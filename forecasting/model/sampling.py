@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pymc as pm
 import xarray as xr
+from cachetools import LRUCache
 
 from forecasting.domain.cells import aggregate
 from forecasting.domain.codebook import Codebook
@@ -28,7 +29,13 @@ from forecasting.model.pymc_model import build_model, split_clusters
 from forecasting.settings import SamplerSettings
 
 SAMPLERS = ("nutpie", "numpyro", "pymc")
-_COMPILED: dict[str, Any] = {}  # per-process cache: model structure key -> nutpie compiled model
+# Per-process caches keyed by model structure. A new key (new priors, a parameterization that
+# flips, the cluster slots doubling) leaves the old entry dead, and a long-lived refit worker
+# meets many: bounded, least recently used out. Four compiled models cover the current
+# structure and a few it may go back to (a candidate's priors, a flipped parameterization).
+COMPILED_KEPT = 4
+PRIORS_KEPT = 8
+_COMPILED: LRUCache[str, Any] = LRUCache(maxsize=COMPILED_KEPT)  # key -> nutpie compiled model
 
 
 def structure_key(model: pm.Model) -> str:
@@ -204,7 +211,7 @@ def bound_cluster_draws(posterior: xr.Dataset, model: pm.Model, seed: int) -> xr
     return posterior
 
 
-_PRIORS: dict[tuple, xr.Dataset] = {}  # per-process cache: (structure, draws, seed) -> prior
+_PRIORS: LRUCache[tuple, xr.Dataset] = LRUCache(maxsize=PRIORS_KEPT)  # (structure, draws, seed)
 
 
 def add_observed_data(tree: xr.DataTree, model: pm.Model) -> None:
