@@ -56,7 +56,8 @@ def _cores(chains: int) -> int:
 
 # Deterministics nutpie leaves out of its trace, computed from the draws afterwards
 # (`add_cluster_sums`): at 200,000 episodes cluster_eff is 25,000 values per draw, and
-# nutpie's expansion callback would read four more data arrays (a compiled accessor each).
+# nutpie's expansion callback would read the cluster layout (a compiled accessor) and compile
+# the sums' graph again in every process.
 COMPUTED_AFTER_SAMPLING = ("cluster_eff",)
 
 
