@@ -140,3 +140,45 @@ def test_the_cluster_sums_have_the_covariance_of_event_plus_reaction_effects():
     same = group[:, None] == group[None, :]
     expected = sigma_v**2 * np.eye(slots) + sigma_u**2 * same
     assert np.allclose(covariance, expected, atol=1e-12)
+
+
+def test_sweeping_the_trigger_means_keeps_their_distribution_and_moves_the_terms_share():
+    """Swept, the cluster sums are still N(0, sigma_v^2 I + sigma_u^2 J) (the map from the
+    coordinates (z, swept) is linear for fixed scales: its matrix gives the covariance
+    exactly), and what the sweep's coordinates add to them is exactly X gamma, the
+    trigger-level terms' share, which the model takes off the cutpoints, the trigger types'
+    effects and the slopes."""
+    from forecasting.model.arithmetic import (
+        cluster_layout,
+        cluster_sums,
+        sweep_cluster_means,
+        sweep_layout,
+    )
+
+    reaction_event = np.array([0, 1, 1, 2, 2, 2, 3, 4, 4, 5])
+    # two trigger types (one-hot), then severity - 1.5 and alignment - 1.5
+    design = np.array([[1, 0, -1.5, 0.5], [0, 1, 0.5, -0.5], [1, 0, 1.5, 1.5],
+                       [0, 1, -0.5, -1.5], [1, 0, 0.5, 0.5], [0, 1, 1.5, -0.5]])
+    slots, k = 13, design.shape[1]
+    sigma_u, sigma_v = 1.3, 0.7
+    layout = cluster_layout(reaction_event, slots)
+    parts = sweep_layout(reaction_event, slots, design, size_classes=4)
+
+    def sums(z, swept):
+        moved, shift = sweep_cluster_means(z, swept, sigma_u, sigma_v, layout, *parts)
+        return cluster_sums(moved, sigma_u, sigma_v, layout), shift
+
+    basis = np.eye(slots + k)  # each row a draw of (z, swept)
+    matrix, shift = sums(basis[:, :slots], basis[:, slots:])
+    group = np.r_[reaction_event, 6 + np.arange(slots - len(reaction_event))]
+    expected = sigma_v**2 * np.eye(slots) + sigma_u**2 * (group[:, None] == group[None, :])
+    assert np.allclose(matrix.T @ matrix, expected, atol=1e-12)
+    # the sweep's coordinates reach the sums only through X gamma on each reaction's trigger
+    on_reactions = np.zeros((slots, k))
+    on_reactions[:len(reaction_event)] = design[reaction_event]
+    share = shift @ on_reactions.T
+    assert np.allclose((matrix - share)[slots:], 0.0, atol=1e-12)
+    assert not np.allclose(share[slots:], 0.0)
+    # and the unswept coordinates are the plain cluster sums, with the same covariance
+    plain = cluster_sums(np.eye(slots), sigma_u, sigma_v, layout)
+    assert np.allclose(plain.T @ plain, expected, atol=1e-12)

@@ -465,3 +465,79 @@ def test_the_trigger_log_likelihood_integrates_the_cluster_terms_out(small_fit):
         expected = integrate.quad(lambda u: normal(u, s_u) * reactions(u), -8 * s_u, 8 * s_u,
                                   limit=200)[0]
         assert ll[row, g] == pytest.approx(np.log(expected), abs=0.02)
+
+
+def test_a_swept_fit_stores_the_terms_their_priors_and_the_cluster_sums_of_its_graph(
+        seed_like_cells, default_priors, small_sampler):
+    """Many triggers sweep the trigger-level terms (forced here on seed-like data): the
+    posterior keeps the cutpoints and slopes under their names (the swept coordinates less
+    the shift), their log prior is the terms' own, the prior draws have ordered cutpoints,
+    and the cluster sums computed after sampling are the graph's."""
+    import pytensor
+
+    from forecasting.model.pymc_model import SWEEP_MIN_TRIGGERS, VARIANTS, choose_sweep
+
+    model = build_model(seed_like_cells, default_priors, {"trigger_type": "centered"},
+                        sweep=True)
+    types = [f"trigger_type:{t}" for t in seed_like_cells.coords["trigger_type"]]
+    assert model.forecast_config["swept"] == [*types, "severity", "alignment"]
+    form = model.forecast_config["parameterization"]
+    assert len(seed_like_cells.coords["trigger"]) < SWEEP_MIN_TRIGGERS
+    assert not choose_sweep(seed_like_cells, VARIANTS["full"], form)
+    with pytest.raises(ValueError, match="centred trigger type effect"):
+        build_model(seed_like_cells, default_priors, {"trigger_type": "noncentered"}, sweep=True)
+    tree = fit(model, replace(small_sampler, chains=2, draws=20, tune=20))
+    post = tree.posterior
+    names = ("cluster_eff_z", "trigger_terms_z", "sigma_event", "sigma_reaction",
+             "sigma_trigger", "cutpoints_swept", "beta_severity_swept", "beta_alignment_swept",
+             "trigger_eff_swept")
+    graph = pytensor.function([model[n] for n in names],
+                              [model[n] for n in ("cluster_eff", "cutpoints", "beta_severity",
+                                                  "beta_alignment", "trigger_eff")],
+                              on_unused_input="ignore")
+    n = post.sizes["reaction"]
+    slots = model.forecast_config["cluster_capacity"]["reaction"]
+    for chain, draw in [(0, 0), (1, 19)]:
+        at = post.isel(chain=chain, draw=draw)
+        values = [np.r_[at[name].values, np.zeros(slots - n)] if name == "cluster_eff_z"
+                  else at[name].values for name in names]
+        cluster, cutpoints, severity, alignment, trigger_eff = graph(*values)
+        np.testing.assert_allclose(at["cluster_eff"].values, cluster[:n], rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(at["cutpoints"].values, cutpoints, rtol=1e-12)
+        np.testing.assert_allclose(at["trigger_eff"].values, trigger_eff, rtol=1e-9,
+                                   atol=1e-12)
+        assert float(at["beta_severity"]) == pytest.approx(float(severity), rel=1e-12)
+        assert float(at["beta_alignment"]) == pytest.approx(float(alignment), rel=1e-12)
+    # the cutpoints are not their swept coordinates: the shift moves them
+    assert float(abs(post["cutpoints"] - post["cutpoints_swept"]).max()) > 1e-6
+    log_prior = tree["log_prior"]
+    assert "cutpoints" in log_prior and "cutpoints_swept" not in log_prior
+    assert "trigger_terms_z" in log_prior and "trigger_eff" in log_prior
+    assert abs(float(post["trigger_eff"].sum("trigger_type").max())) < 1e-9  # still sums to 0
+    prior_cutpoints = tree["prior"]["cutpoints"].values.reshape(-1, 3)
+    assert np.all(np.diff(prior_cutpoints, axis=1) > 0)
+
+
+@pytest.mark.slow
+def test_sweeping_changes_the_geometry_not_the_posterior(codebook, default_priors):
+    """The same simulated data fitted swept and unswept: every global quantity's posterior
+    mean agrees within its Monte Carlo error, and so does its sd."""
+    import arviz_stats
+
+    from forecasting.domain.cells import aggregate
+    from forecasting.evaluation.simulate import simulate_episodes
+
+    cells = aggregate(simulate_episodes(codebook, 3000, seed=5)[0], codebook)
+    settings = SamplerSettings(draws=1000, tune=1000, seed=3)
+    names = ["cutpoints", "beta_severity", "beta_alignment", "sigma_event", "sigma_reaction",
+             "sigma_partner", "trigger_eff"]
+    centred = {"trigger_type": "centered"}  # what a sweep needs; the same for both
+    posts = [fit(build_model(cells, default_priors, centred, sweep=sweep), settings,
+                 extras=False).posterior.to_dataset()[names] for sweep in (False, True)]
+    for name in names:
+        means = [p[name].mean(("chain", "draw")).values for p in posts]
+        errors = [arviz_stats.mcse(p[[name]], method="mean")[name].values for p in posts]
+        tolerance = 4.0 * np.hypot(*errors)
+        assert np.all(np.abs(means[0] - means[1]) < tolerance), (name, means, tolerance)
+        sds = [p[name].std(("chain", "draw")).values for p in posts]
+        np.testing.assert_allclose(sds[0], sds[1], rtol=0.15, err_msg=name)

@@ -207,6 +207,9 @@ def linear_predictor(params: Mapping[str, Any], partner, intel_type, trigger_typ
 # starts and ends (last member), the group's size, its position in the group, and the weight
 # of its Helmert contrast, 1 / sqrt(k (k + 1)) for position k >= 1 (0 for a first reaction).
 CLUSTER_LAYOUT_ROWS = ("start", "last", "size", "position", "contrast_weight")
+# The trigger-level slopes a swept model moves (`sweep_cluster_means`); the trigger types'
+# columns come first in its design
+SWEPT_SLOPES = ("severity", "alignment")
 
 
 def cluster_layout(reaction_event: np.ndarray, slots: int) -> np.ndarray:
@@ -229,6 +232,37 @@ def cluster_layout(reaction_event: np.ndarray, slots: int) -> np.ndarray:
     return np.stack([start, end - 1, end - start, position, weight]).astype(float)
 
 
+def sweep_layout(reaction_event: np.ndarray, slots: int, trigger_design: np.ndarray,
+                 size_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """What `sweep_cluster_means` reads besides the cluster layout: the design (terms, slots),
+    each trigger's row of `trigger_design` (trigger, terms) in the slot of its mean coordinate
+    (its first reaction) and 0 elsewhere; and per trigger size m, [m, sum of x x' over the
+    triggers of m reactions] (size_classes rows, the unused ones [1, 0...]): the Gram matrix
+    the sweep needs is their sum weighted by 1 / s(m)^2, a few numbers per gradient instead
+    of a pass over the slots per term."""
+    reaction_event = np.asarray(reaction_event)
+    trigger_design = np.asarray(trigger_design, dtype=float)
+    k = trigger_design.shape[1]
+    design = np.zeros((k, slots))
+    gram_parts = np.zeros((size_classes, 1 + k * k))
+    gram_parts[:, 0] = 1.0
+    n = len(reaction_event)
+    if n:
+        first = np.flatnonzero(np.r_[True, reaction_event[1:] != reaction_event[:-1]])
+        size = np.diff(np.r_[first, n])
+        rows = trigger_design[reaction_event[first]]
+        design[:, first] = rows.T
+        for j, m in enumerate(np.unique(size)):
+            of_size = rows[size == m]
+            gram_parts[j] = np.r_[m, (of_size.T @ of_size).ravel()]
+    return design, gram_parts
+
+
+def _mean_scale(sigma_u, sigma_v, size):
+    """sd of a trigger's mean cluster effect, m reactions: sqrt(sigma_v^2 / m + sigma_u^2)."""
+    return (sigma_v**2 + size * sigma_u**2) ** 0.5 / size**0.5
+
+
 def cluster_sums(z, sigma_event, sigma_reaction, layout):
     """cluster_eff (..., slots): each reaction's event + reaction effect from its standard
     normal coordinates z (..., slots), numpy draws or the PyMC graph alike.
@@ -238,16 +272,61 @@ def cluster_sums(z, sigma_event, sigma_reaction, layout):
     m sigma_event^2), whose coordinate sits on the group's first reaction, and Helmert
     contrasts within the group (sigma_reaction^2); contrast k (the k-th reaction, k >= 1)
     weighs 1/sqrt(k(k+1)) on the reactions before it and -k/sqrt(k(k+1)) on itself.
+    A swept model's coordinates go through `sweep_cluster_means` first.
     """
     start, last = (layout[i].astype("int64") for i in (0, 1))
     size, position, weight = layout[2], layout[3], layout[4]
     sigma_u, sigma_v = _trailing(sigma_event, 1), _trailing(sigma_reaction, 1)
-    mean_scale = (sigma_v**2 + size * sigma_u**2) ** 0.5 / size**0.5
+    mean_scale = _mean_scale(sigma_u, sigma_v, size)
     mean_part = (mean_scale * z)[..., start]
     a = z * weight
     running = a.cumsum(axis=-1)
     after = running[..., last] - running  # the weighted contrasts of the group's later members
     return mean_part + sigma_v * (after - position * a)
+
+
+def _linalg(x):
+    """(cholesky, solve) for numpy arrays (stacked over leading axes) or PyTensor variables;
+    PyTensor is imported only for a graph (the web workers never build one)."""
+    if isinstance(x, np.ndarray):
+        return np.linalg.cholesky, np.linalg.solve
+    import pytensor.tensor as pt
+
+    return pt.linalg.cholesky, pt.linalg.solve
+
+
+def sweep_cluster_means(z, swept, sigma_event, sigma_reaction, layout, design, gram_parts):
+    """(z with the triggers' mean coordinates swept, shift (..., terms)).
+
+    The trigger-level terms (the trigger types' effects, with the cutpoints' intercept, and
+    the severity and alignment slopes) trade off with the mean of many triggers' event
+    effects: with 15,000 triggers the data pin their sum and the priors alone part them, a
+    ridge that a diagonal mass matrix crosses slowly. Sweeping (hierarchical centring)
+    samples that share of the event effects as the terms themselves. With w the triggers'
+    mean coordinates (N(0, I)), s their sds and X their design rows (`sweep_layout`: one
+    column per trigger type, then severity - 1.5 and alignment - 1.5), the mean effects s w
+    have their projection on X, X gamma, drawn apart:
+
+        w = Xs gamma + (I - P) w,    Xs = X / s,  P = Xs (Xs' Xs)^-1 Xs',
+        gamma ~ N(0, (Xs' Xs)^-1)    (gamma = L^-T swept, L L' = Xs' Xs, swept ~ N(0, I))
+
+    exactly the same N(0, I) for w (P w replaced by an independent draw with its
+    distribution). The likelihood sees the terms plus X gamma, which the model samples as
+    one coordinate per term (pymc_model._trigger_level_terms), and (I - P) w, free of the
+    ridge.
+    """
+    k = design.shape[-2]
+    sigma_u, sigma_v = _trailing(sigma_event, 1), _trailing(sigma_reaction, 1)
+    inverse_scale = 1.0 / _mean_scale(sigma_u, sigma_v, layout[2])  # (..., slots)
+    weight = _mean_scale(sigma_u, sigma_v, gram_parts[:, 0]) ** -2  # (..., size classes)
+    gram = (weight[..., :, None, None] * gram_parts[:, 1:].reshape((-1, k, k))).sum(axis=-3)
+    cholesky, solve = _linalg(gram)
+    projected = solve(gram, design @ (inverse_scale * z)[..., None])  # (..., k, 1)
+    root = cholesky(gram)
+    root_t = root.swapaxes(-1, -2) if isinstance(root, np.ndarray) else root.T
+    shift = solve(root_t, _tensor(swept)[..., None])  # (..., k, 1)
+    swept_z = z + inverse_scale * (design.T @ (shift - projected))[..., 0]
+    return swept_z, shift[..., 0]
 
 
 # -- from eta to the levels -------------------------------------------------------------------

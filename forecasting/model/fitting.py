@@ -116,7 +116,8 @@ def add_log_prior(tree: xr.DataTree, model: pm.Model) -> None:
     """Group log_prior: in numpy from the priors the model noted as it was built
     (forecasting.model.log_prior), through PyMC for a model that noted none."""
     terms = getattr(model, "prior_terms", {})
-    if {rv.name for rv in model.free_RVs} <= set(terms):
+    # a swept coordinate's prior is recorded for its term (pymc_model._swept_variable)
+    if {rv.name for rv in model.free_RVs} - set(getattr(model, "swept", {})) <= set(terms):
         tree["log_prior"] = log_prior(tree.posterior.to_dataset(), terms)
     else:
         pm.stats.compute_log_prior(tree, model=model, progressbar=False)

@@ -189,10 +189,11 @@ def ordered_variables(model: pm.Model) -> list[str]:
     return [rv.name for rv in model.free_RVs if _is_ordered(model.rvs_to_transforms.get(rv))]
 
 
-def _draw_ordered(model: pm.Model, name: str, draws: int, rng: np.random.Generator,
+def _draw_ordered(rv, draws: int, rng: np.random.Generator, name: str,
                   max_batches: int = 1000) -> tuple[np.ndarray, float]:
-    """`draws` draws of the ordered variable `name` from its density under the transform:
-    PyMC's own distribution, drawn in batches, increasing rows kept (exact rejection).
+    """`draws` draws of the ordered variable `name` (random variable `rv`, of the model or a
+    family with its parameters) from its density under the transform: PyMC's own
+    distribution, drawn in batches, increasing rows kept (exact rejection).
 
     Exact for a variable whose parameters are constants and which no other variable drawn
     depends on (`sample_prior` checks both): then it is independent of the rest of the prior.
@@ -201,7 +202,6 @@ def _draw_ordered(model: pm.Model, name: str, draws: int, rng: np.random.Generat
     import pymc as pm
     from pymc.distributions.shape_utils import change_dist_size
 
-    rv = model[name]
     kept, n_drawn = [], 0
     batch = max(2 * draws, 1000)
     resized = change_dist_size(rv, new_size=(batch,), expand=True)
@@ -245,8 +245,14 @@ def sample_prior(model: pm.Model, draws: int, seed: int,
 
     names = var_names or [v.name for v in model.free_RVs + model.deterministics]
     ordered = ordered_variables(model)
+    # a swept ordered coordinate (pymc_model._swept_variable) is its term less a shift: drawn
+    # through the term, whose prior has constant parameters
+    swept = {s: t for s, t in getattr(model, "swept", {}).items() if s in ordered}
+    wanted = names
+    names = list(dict.fromkeys(names + [n for s, t in swept.items() if {s, t} & set(names)
+                                        for n in (s, t)]))
     random = set(model.basic_RVs)
-    for name in ordered:
+    for name in [n for n in ordered if n not in swept]:
         rv = model[name]
         if random & (set(ancestors(rv.owner.inputs)) - {rv}):
             raise NotImplementedError(f"{name}: an ordered variable with random parameters")
@@ -261,10 +267,20 @@ def sample_prior(model: pm.Model, draws: int, seed: int,
     for name in ordered:
         if name not in prior:
             continue
-        values, acceptance = _draw_ordered(model, name, draws, rng)
-        prior[name] = prior[name].copy(data=values.reshape(prior[name].shape))
+        if name in swept:
+            term = swept[name]
+            term_prior = model.prior_terms[term]
+            family = getattr(pm, term_prior.dist).dist(**term_prior.kwargs)
+            values, acceptance = _draw_ordered(family, draws, rng, term)
+            shift = prior[term] - prior[name]  # the sweep's shift, drawn forward
+            prior[term] = prior[term].copy(data=values.reshape(prior[term].shape))
+            prior[name] = prior[term] - shift
+            prior[term].attrs["ordered_acceptance"] = acceptance
+        else:
+            values, acceptance = _draw_ordered(model[name], draws, rng, name)
+            prior[name] = prior[name].copy(data=values.reshape(prior[name].shape))
         prior[name].attrs["ordered_acceptance"] = acceptance
-    return prior
+    return prior[wanted]
 
 
 # -- what the draws imply on the outcome scale -------------------------------------------------

@@ -26,7 +26,9 @@ Posterior contract (the forecast engine relies on exactly these names and dims):
 `cutpoints` (cutpoint), `pt_eff` (partner, intel_type) = bloc + partner + type + bloc x type +
 partner x type, `trigger_eff` (trigger_type), `beta_severity`, `beta_alignment`, and for plots
 `partner_eff` (partner, bloc included), `type_eff` (intel_type), `bloc_eff` (bloc).
-P(level <= k) = sigmoid(cutpoints[k] - eta).
+P(level <= k) = sigmoid(cutpoints[k] - eta). From `SWEEP_MIN_TRIGGERS` coded triggers the
+cutpoints, slopes and `trigger_eff` are Deterministics of swept coordinates (`*_swept`,
+`trigger_terms_z`: `_trigger_level_terms`), under the same names and priors.
 """
 
 from __future__ import annotations
@@ -44,11 +46,14 @@ from forecasting.model.arithmetic import (
     EFFECTS,
     LEVELS,
     ORDINAL_VALUES,
+    SWEPT_SLOPES,
     cluster_layout,
     cluster_sums,
     linear_predictor,
     partner_type_effects,
     scenario_effects,
+    sweep_cluster_means,
+    sweep_layout,
 )
 from forecasting.model.likelihood import level_weights, ordinal_loglik, term_order
 from forecasting.model.log_prior import PriorTerm
@@ -126,6 +131,20 @@ def resolve_parameterization(cells: Cells, priors: PriorSet,
         chosen[effect] = form
     return chosen
 
+
+# Sweeping the trigger-level terms (`_trigger_level_terms`) from this many coded triggers.
+# The same posterior, a different geometry: where the triggers are many, the cutpoints, slopes
+# and trigger types' effects trade off with the mean of the event effects (a ridge); where
+# they are few, the sweep does harm. Unswept -> swept, both with the trigger types' effect
+# centred (a sweep needs it), target acceptance 0.95, 4 x 1,000 draws (docs/performance.md):
+# the seed data (49 triggers) 7 -> 186 divergences, sampling 3.9 -> 11.5 s; 2,000 simulated
+# episodes (154) 36 -> 12 divergences, 5.6 -> 10.7 s (the data-driven choice leaves that
+# effect non-centred there: no divergences, unswept). At 20,000 (1,538 triggers) about even:
+# min bulk ESS 677 -> 867, ESS per second 10.8 -> 9.8. At 200,000 (15,385 triggers, target
+# acceptance 0.8, 2 x 300 draws side by side) the cutpoints' bulk ESS 14, trigger_eff's 20 and
+# beta_alignment's 23 unswept; swept, none of them is among the slowest (the whole fit, 4 x
+# 1,000 draws: min bulk ESS 496).
+SWEEP_MIN_TRIGGERS = 1000
 
 LIKELIHOOD = "level_counts_loglik"
 
@@ -270,7 +289,8 @@ VARIANTS: dict[str, frozenset[str]] = {
 
 def build_model(cells: Cells, priors: PriorSet,
                 parameterization: dict[str, str] | str | None = None,
-                aggregated: bool = True, variant: str = "full") -> pm.Model:
+                aggregated: bool = True, variant: str = "full",
+                sweep: bool | None = None) -> pm.Model:
     """The restriction model for these cells and priors.
 
     `variant` names a simpler model (`VARIANTS`: the terms it keeps; the others are zeros
@@ -279,6 +299,8 @@ def build_model(cells: Cells, priors: PriorSet,
     `parameterization` overrides the data-driven choice per effect (a dict) or for all
     effects ("centered" / "noncentered"). `aggregated=False` builds the per-episode model
     (an OrderedLogistic per episode) on the same data; it exists for the equivalence test.
+    `sweep` overrides the data-driven choice (`choose_sweep`) of sampling the trigger-level
+    terms swept (`_trigger_level_terms`); the posterior is the same either way.
     The model's `forecast_config` attribute records what a fit must store with it.
     """
     if variant not in VARIANTS:
@@ -286,7 +308,16 @@ def build_model(cells: Cells, priors: PriorSet,
                          f"{list(VARIANTS)}")
     terms = VARIANTS[variant]
     form = resolve_parameterization(cells, priors, parameterization)
+    swept = choose_sweep(cells, terms, form) if sweep is None else bool(sweep)
+    if swept and not sweepable(terms, form):
+        raise ValueError(f"Requested a swept model but variant '{variant}' with the trigger "
+                         f"types' effect {form['trigger_type']} cannot be swept: it needs the "
+                         "cluster terms, the slopes and a centred trigger type effect")
     coords = {k: list(v) for k, v in cells.coords.items()}
+    if swept:
+        coords["swept_term"] = swept_terms(cells)
+        coords["trigger_type_contrast"] = [f"c{k}" for k in
+                                           range(1, len(coords["trigger_type"]))]
     n_reactions = len(coords["reaction"])
     capacity = {"reaction": cluster_capacity(n_reactions)}
     coords["reaction"] = coords["reaction"] + [f"(spare {k})" for k in
@@ -321,21 +352,22 @@ def build_model(cells: Cells, priors: PriorSet,
         # model's key): a data array would cost nutpie's callbacks an accessor each
         partner_bloc = cells.partner_bloc
 
-        cutpoints = prior_variable("cutpoints", priors, dims="cutpoint",
-                                   transform=pm.distributions.transforms.ordered)
-        if "slopes" in terms:
-            beta_severity = prior_variable("beta_severity", priors)
-            beta_alignment = prior_variable("beta_alignment", priors)
-        else:
-            beta_severity = _absent("beta_severity", (), coords)
-            beta_alignment = _absent("beta_alignment", (), coords)
-
+        if not swept:
+            cutpoints, beta_severity, beta_alignment = _trigger_level_terms(priors, terms,
+                                                                            coords)
+        # swept, the trigger types' effects come with the other trigger-level terms, below
         group_effects = {effect: _effect(effect, form[effect], priors, basis, terms)
-                         for effect in EFFECTS}
-        bloc_eff, partner_dev, type_eff, bloc_type_eff, pt_dev, trigger_eff = (
-            group_effects[e] for e in ("bloc", "partner", "intel_type", "bloc_type", "partner_type",
-                                 "trigger_type"))
-        cluster_eff = _cluster_effects(cells, priors, terms, capacity["reaction"], coords)
+                         for effect in EFFECTS if not (swept and effect == "trigger_type")}
+        bloc_eff, partner_dev, type_eff, bloc_type_eff, pt_dev = (
+            group_effects[e] for e in ("bloc", "partner", "intel_type", "bloc_type",
+                                       "partner_type"))
+        cluster_eff, shift = _cluster_effects(cells, priors, terms, capacity["reaction"], coords,
+                                              swept)
+        if swept:
+            cutpoints, beta_severity, beta_alignment, trigger_eff = _trigger_level_terms(
+                priors, terms, coords, shift)
+        else:
+            trigger_eff = group_effects["trigger_type"]
         partner_value, pt_value = partner_type_effects(bloc_eff, partner_dev, type_eff,
                                                        bloc_type_eff, pt_dev, partner_bloc)
         pm.Deterministic("partner_eff", partner_value, dims="partner")
@@ -371,6 +403,8 @@ def build_model(cells: Cells, priors: PriorSet,
         "variant": variant,
         "aggregated": aggregated,
         "parameterization": dict(form),
+        # only when swept: an unswept model's config (and so its fits' ids) stays as it was
+        **({"swept": coords["swept_term"]} if swept else {}),
         "priors_hash": priors.content_hash,
         "severity_center": CENTERS["severity"],
         "alignment_center": CENTERS["alignment"],
@@ -416,8 +450,102 @@ def likelihood_data(cells: Cells) -> dict[str, np.ndarray]:
             "level_totals": weights["level_totals"]}
 
 
+def swept_terms(cells: Cells) -> list[str]:
+    """The columns of a sweep's design: one per trigger type, then the slopes."""
+    return [f"trigger_type:{code}" for code in cells.coords["trigger_type"]] + list(SWEPT_SLOPES)
+
+
+def _trigger_design(cells: Cells) -> np.ndarray:
+    """(trigger, swept_terms): each coded trigger's type (one-hot), severity - 1.5 and
+    alignment - 1.5."""
+    n_types = len(cells.coords["trigger_type"])
+    design = np.zeros((len(cells.coords["trigger"]), n_types + len(SWEPT_SLOPES)))
+    trigger = np.asarray(cells.reaction_event)[cells.reaction_idx]
+    design[trigger, cells.trigger_idx] = 1.0
+    design[trigger, n_types] = cells.severity - CENTERS["severity"]
+    design[trigger, n_types + 1] = cells.alignment - CENTERS["alignment"]
+    return design
+
+
+def _trigger_level_terms(priors: PriorSet, terms: frozenset[str], coords: dict, shift=None):
+    """The cutpoints and the two slopes (and, swept, the trigger types' effects), sampled as
+    themselves or, given the triggers' share `shift` (arithmetic.sweep_cluster_means' gamma:
+    one per trigger type, then severity and alignment), swept.
+
+    Swept, the sampler's coordinates are what the likelihood sees: the cutpoints less the
+    mean of the types' shifts (`cutpoints_swept`), the types' effects plus the shifts'
+    deviations from that mean (`trigger_eff_swept`, on the effect's contrasts) and the slopes
+    plus theirs (`beta_severity_swept`, ...). Their priors are the terms' own, moved by the
+    shift (every family on the real line has a location `mu`; a Normal on the contrasts is
+    the sum-to-zero Normal), so the terms themselves, Deterministics under their usual
+    names, keep their priors exactly; the log prior is recorded for them (`model.swept` maps
+    each sampled coordinate to its term).
+    """
+    ordered = pm.distributions.transforms.ordered
+    if shift is None:
+        cutpoints = prior_variable("cutpoints", priors, dims="cutpoint", transform=ordered)
+        slopes = [prior_variable(name, priors) if "slopes" in terms else _absent(name, (), coords)
+                  for name in ("beta_severity", "beta_alignment")]
+        return cutpoints, *slopes
+    n_types = len(coords["trigger_type"])
+    type_shift = shift[:n_types]
+    intercept = type_shift.mean()
+    cutpoints = _swept_variable("cutpoints", priors, -intercept, dims="cutpoint",
+                                transform=ordered)
+    slopes = [_swept_variable(name, priors, shift[n_types + i])
+              for i, name in enumerate(("beta_severity", "beta_alignment"))]
+    trigger_eff = _swept_trigger_effect(priors, type_shift - intercept)
+    return cutpoints, *slopes, trigger_eff
+
+
+def _swept_variable(name: str, priors: PriorSet, offset, dims: str | None = None, **kwargs):
+    """`name` = `name`_swept - offset, `name`_swept drawn from name's prior moved by offset."""
+    spec = priors[name]
+    params = distribution_kwargs(spec)
+    _record_prior(name, PriorTerm(spec["dist"], params))
+    moved = params | {"mu": np.asarray(params["mu"], dtype=float) + offset}
+    swept = getattr(pm, spec["dist"])(f"{name}_swept", **moved, dims=dims, **kwargs)
+    _note_swept(swept.name, name)
+    return pm.Deterministic(name, swept - offset, dims=dims)
+
+
+def _swept_trigger_effect(priors: PriorSet, offset):
+    """trigger_eff = H c - offset, c ~ Normal(H' offset, sigma) the effect's orthonormal
+    contrasts (H), centred, moved by the shift (`offset` sums to zero)."""
+    spec = EFFECTS["trigger_type"]
+    sigma = prior_variable(spec.scale, priors)
+    n_types = len(pm.modelcontext(None).coords["trigger_type"])
+    basis = contrast_basis(np.zeros(n_types, dtype=int), 1)
+    raw = pm.Normal(f"{spec.variable}_swept", pt.dot(basis.T, offset), sigma,
+                    dims="trigger_type_contrast")
+    value = pt.dot(basis, raw)
+    _record_prior(spec.variable, PriorTerm("ZeroSumNormal", sigma=spec.scale, zerosum_axes=1))
+    _note_swept(raw.name, spec.variable)
+    return pm.Deterministic(spec.variable, value - offset, dims="trigger_type")
+
+
+def _note_swept(coordinate: str, term: str) -> None:
+    model = pm.modelcontext(None)
+    model.swept = getattr(model, "swept", {}) | {coordinate: term}
+
+
+def sweepable(terms: frozenset[str], form: dict[str, str]) -> bool:
+    """A sweep needs the cluster terms (whose mean it moves) and the trigger-level terms
+    (which take it), the trigger types' effect centred: non-centred, its standard normal
+    coordinates would be moved by shift / sigma_trigger, a funnel (the seed data, swept so,
+    gave 32 divergences)."""
+    return (bool(set(CLUSTERS) & terms) and {"slopes", "trigger_type"} <= terms
+            and form.get("trigger_type") == "centered")
+
+
+def choose_sweep(cells: Cells, terms: frozenset[str], form: dict[str, str]) -> bool:
+    """Sweep the trigger-level terms once the coded triggers are many (`SWEEP_MIN_TRIGGERS`)."""
+    return (sweepable(terms, form)
+            and len(cells.coords.get("trigger", ())) >= SWEEP_MIN_TRIGGERS)
+
+
 def _cluster_effects(cells: Cells, priors: PriorSet, terms: frozenset[str], slots: int,
-                     coords: dict):
+                     coords: dict, swept: bool = False):
     """cluster_eff[r] = event_eff[trigger of r] + reaction_eff[r], drawn jointly.
 
     A trigger's episodes share its event effect u ~ N(0, sigma_event), one partner's
@@ -428,21 +556,32 @@ def _cluster_effects(cells: Cells, priors: PriorSet, terms: frozenset[str], slot
     coordinates in the covariance's eigenbasis (`arithmetic.cluster_sums`). Non-centred,
     since a reaction holds a few episodes at most.
     The event effects are drawn from their conditional given c after sampling
-    (`split_clusters`).
+    (`split_clusters`). Swept, the triggers' mean coordinates go through
+    `arithmetic.sweep_cluster_means` (coordinates `trigger_terms_z`), and the second value
+    returned is its shift for `_trigger_level_terms` (else None).
     """
     scales = {}
     for name, cluster in CLUSTERS.items():
         scales[name] = prior_variable(cluster.scale, priors) if name in terms else None
     if all(scale is None for scale in scales.values()):
-        return _absent("cluster_eff", "reaction", coords)
+        return _absent("cluster_eff", "reaction", coords), None
     sigma_u = scales["event"] if scales["event"] is not None else pt.constant(0.0)
     sigma_v = scales["reaction"] if scales["reaction"] is not None else pt.constant(0.0)
     # one data array (not one per row): each shared array costs nutpie a compiled accessor
     layout = pm.Data("cluster_layout", cluster_layout(cells.reaction_event, slots))
     z = pm.Normal("cluster_eff_z", 0.0, 1.0, dims="reaction")
     _record_prior("cluster_eff_z", PriorTerm("Normal", {"mu": 0.0, "sigma": 1.0}))
+    shift = None
+    if swept:
+        # a trigger has at most one reaction per partner: as many size classes as partners
+        design, gram_parts = sweep_layout(cells.reaction_event, slots, _trigger_design(cells),
+                                          len(cells.coords["partner"]))
+        design, gram_parts = pm.Data("sweep_design", design), pm.Data("sweep_gram", gram_parts)
+        terms_z = pm.Normal("trigger_terms_z", 0.0, 1.0, dims="swept_term")
+        _record_prior("trigger_terms_z", PriorTerm("Normal", {"mu": 0.0, "sigma": 1.0}))
+        z, shift = sweep_cluster_means(z, terms_z, sigma_u, sigma_v, layout, design, gram_parts)
     return pm.Deterministic("cluster_eff", cluster_sums(z, sigma_u, sigma_v, layout),
-                            dims="reaction")
+                            dims="reaction"), shift
 
 
 def split_clusters(posterior: xr.Dataset, model: pm.Model, seed: int) -> xr.Dataset:

@@ -21,7 +21,7 @@ from cachetools import LRUCache
 
 from forecasting.domain.cells import aggregate
 from forecasting.domain.codebook import Codebook
-from forecasting.model.arithmetic import CLUSTER_SCALES, cluster_sums
+from forecasting.model.arithmetic import CLUSTER_SCALES, cluster_sums, sweep_cluster_means
 from forecasting.model.likelihood import register_jax
 from forecasting.model.predictive import OBSERVED
 from forecasting.model.priors import PriorSet
@@ -80,17 +80,26 @@ def compile_nutpie(model: pm.Model):
 
 
 def add_cluster_sums(posterior: xr.Dataset, model: pm.Model) -> xr.Dataset:
-    """`cluster_eff` from the sampled coordinates `cluster_eff_z` and the scales, in numpy,
-    chain by chain (the same `arithmetic.cluster_sums` the model's graph is built from)."""
+    """`cluster_eff` from the sampled coordinates `cluster_eff_z` (and, swept, `trigger_terms_z`)
+    and the scales, in numpy, chain by chain (the same `arithmetic.sweep_cluster_means` and
+    `cluster_sums` the model's graph is built from)."""
     if "cluster_eff" in posterior or "cluster_eff_z" not in posterior:
         return posterior
     z = posterior["cluster_eff_z"]
     layout = np.asarray(model["cluster_layout"].get_value())[:, :z.sizes["reaction"]]
     scales = [posterior[name].values if name in posterior else np.zeros(z.shape[:2])
               for name in CLUSTER_SCALES]
+    swept = posterior["trigger_terms_z"].values if "trigger_terms_z" in posterior else None
+    if swept is not None:
+        design = np.asarray(model["sweep_design"].get_value())[:, :z.sizes["reaction"]]
+        gram_parts = np.asarray(model["sweep_gram"].get_value())
     sums = np.empty(z.shape)
     for chain in range(z.shape[0]):
-        sums[chain] = cluster_sums(z.values[chain], scales[0][chain], scales[1][chain], layout)
+        coordinates = z.values[chain]
+        if swept is not None:
+            coordinates = sweep_cluster_means(coordinates, swept[chain], scales[0][chain],
+                                              scales[1][chain], layout, design, gram_parts)[0]
+        sums[chain] = cluster_sums(coordinates, scales[0][chain], scales[1][chain], layout)
     return posterior.assign(cluster_eff=(z.dims, sums))
 
 
