@@ -27,6 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from forecasting.settings import SamplerSettings  # noqa: E402
+
 
 def _rss_gb() -> float:
     with open("/proc/self/status") as status:
@@ -47,7 +49,8 @@ def watchdog(limit_gb: float) -> None:
     threading.Thread(target=watch, daemon=True).start()
 
 
-def run_one(size: int, model_name: str, draws: int, tune: int, seed: int) -> dict:
+def run_one(size: int, model_name: str, draws: int, tune: int, seed: int,
+            target_accept: float, sweep: bool | None = None) -> dict:
     from forecasting.domain.cells import aggregate
     from forecasting.domain.codebook import load_codebook
     from forecasting.evaluation.simulate import simulate_episodes
@@ -55,7 +58,6 @@ def run_one(size: int, model_name: str, draws: int, tune: int, seed: int) -> dic
     from forecasting.model.fitting import fit
     from forecasting.model.priors import load_priors
     from forecasting.model.pymc_model import build_model
-    from forecasting.settings import SamplerSettings
 
     codebook = load_codebook(ROOT / "data" / "codebook.toml")
     priors = load_priors(ROOT / "priors" / "default.toml")
@@ -63,9 +65,11 @@ def run_one(size: int, model_name: str, draws: int, tune: int, seed: int) -> dic
     episodes, _ = simulate_episodes(codebook, size, seed=seed)
     rev2 = model_name == "rev2"
     cells = aggregate(episodes.assign(trigger_id="all") if rev2 else episodes, codebook)
-    model = build_model(cells, priors, variant="no_clusters" if rev2 else "full")
+    model = build_model(cells, priors, variant="no_clusters" if rev2 else "full",
+                        sweep=sweep)
     t_prep = time.perf_counter() - t_start
-    settings = SamplerSettings(chains=4, draws=draws, tune=tune, seed=seed)
+    settings = SamplerSettings(chains=4, draws=draws, tune=tune, seed=seed,
+                               target_accept=target_accept)
     t0 = time.perf_counter()
     tree = fit(model, settings, extras=not rev2)
     t_fit = time.perf_counter() - t0
@@ -91,6 +95,7 @@ def run_one(size: int, model_name: str, draws: int, tune: int, seed: int) -> dic
         "triggers": int(episodes["trigger_id"].nunique()),
         "reactions": int(len(episodes[["trigger_id", "partner"]].drop_duplicates())),
         "cells": cells.n_cells, "draws": f"{settings.chains}x{draws} after {tune}",
+        "target_accept": target_accept, "swept": model.forecast_config.get("swept", []),
         "prep_s": t_prep, "compile_s": timings.get("compile"),
         "sampling_s": timings["sampling"],
         "extras_s": {k: timings.get(k) for k in ("log_likelihood", "log_prior", "prior_predictive",
@@ -104,6 +109,7 @@ def run_one(size: int, model_name: str, draws: int, tune: int, seed: int) -> dic
         "ess_bulk_per_s": diag["min_ess_bulk"] / timings["sampling"],
         "steps_per_draw": float(tree.sample_stats["n_steps"].mean()),
         "worst_ess_bulk": diag["worst"]["ess_bulk"],
+        "worst_rhat": diag["worst"].get("rhat"),
         "peak_rss_gb": rss,
         "load_avg": os.getloadavg(),
     }
@@ -116,18 +122,24 @@ def main(argv=None) -> int:
     parser.add_argument("--draws", type=int, default=1000)
     parser.add_argument("--tune", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--target-accept", type=float, default=SamplerSettings.target_accept)
+    parser.add_argument("--no-sweep", action="store_true",
+                        help="never sweep the trigger-level terms (default: the model's choice)")
     parser.add_argument("--max-rss-gb", type=float, default=7.5)
     parser.add_argument("--one", nargs=2, metavar=("SIZE", "MODEL"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.one:
         watchdog(args.max_rss_gb)
-        row = run_one(int(args.one[0]), args.one[1], args.draws, args.tune, args.seed)
+        row = run_one(int(args.one[0]), args.one[1], args.draws, args.tune, args.seed,
+                      args.target_accept, False if args.no_sweep else None)
         print("RESULT " + json.dumps(row, default=float), flush=True)
         return 0
     for size in args.sizes:
         for model in ["rev3", "rev2"] if args.rev2 else ["rev3"]:
             cmd = [sys.executable, __file__, "--one", str(size), model, "--draws",
                    str(args.draws), "--tune", str(args.tune), "--seed", str(args.seed),
+                   "--target-accept", str(args.target_accept),
+                   *(["--no-sweep"] if args.no_sweep else []),
                    "--max-rss-gb", str(args.max_rss_gb)]
             proc = subprocess.run(cmd, capture_output=True, text=True)
             found = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
