@@ -470,9 +470,10 @@ def test_the_trigger_log_likelihood_integrates_the_cluster_terms_out(small_fit):
 def test_a_swept_fit_stores_the_terms_their_priors_and_the_cluster_sums_of_its_graph(
         seed_like_cells, default_priors, small_sampler):
     """Many triggers sweep the trigger-level terms (forced here on seed-like data): the
-    posterior keeps the cutpoints and slopes under their names (the swept coordinates less
-    the shift), their log prior is the terms' own, the prior draws have ordered cutpoints,
-    and the cluster sums computed after sampling are the graph's."""
+    posterior keeps the cutpoints, slopes and trigger types' effects under their names (the
+    swept coordinates less the shift), their log prior is the terms' own, the prior draws
+    have ordered cutpoints, and the cluster sums computed after sampling are the graph's. A
+    sweep the model cannot take (the trigger types' effect non-centred) is refused."""
     import pytensor
 
     from forecasting.model.pymc_model import SWEEP_MIN_TRIGGERS, VARIANTS, choose_sweep
