@@ -212,18 +212,24 @@ CLUSTER_LAYOUT_ROWS = ("start", "last", "size", "position", "contrast_weight")
 SWEPT_SLOPES = ("severity", "alignment")
 
 
+def _trigger_groups(reaction_event: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(first reaction, one past the last) of each trigger: reactions come sorted by trigger."""
+    reaction_event = np.asarray(reaction_event)
+    if not len(reaction_event):
+        return np.zeros(0, dtype=int), np.zeros(0, dtype=int)
+    group_start = np.flatnonzero(np.r_[True, reaction_event[1:] != reaction_event[:-1]])
+    return group_start, np.r_[group_start[1:], len(reaction_event)]
+
+
 def cluster_layout(reaction_event: np.ndarray, slots: int) -> np.ndarray:
     """(CLUSTER_LAYOUT_ROWS, slots) float array for `cluster_sums`: reactions come sorted by
     trigger; spare slots (beyond the coded reactions) are groups of one."""
-    reaction_event = np.asarray(reaction_event)
+    group_start, group_end = _trigger_groups(reaction_event)
     n = len(reaction_event)
     start = np.arange(slots)
     end = np.arange(1, slots + 1)
     if n:
-        first = np.r_[True, reaction_event[1:] != reaction_event[:-1]]
-        group_start = np.flatnonzero(first)
-        group_end = np.r_[group_start[1:], n]
-        group = np.cumsum(first) - 1
+        group = np.repeat(np.arange(len(group_start)), group_end - group_start)
         start[:n] = group_start[group]
         end[:n] = group_end[group]
     position = np.arange(slots) - start
@@ -240,21 +246,18 @@ def sweep_layout(reaction_event: np.ndarray, slots: int, trigger_design: np.ndar
     triggers of m reactions] (size_classes rows, the unused ones [1, 0...]): the Gram matrix
     the sweep needs is their sum weighted by 1 / s(m)^2, a few numbers per gradient instead
     of a pass over the slots per term."""
-    reaction_event = np.asarray(reaction_event)
     trigger_design = np.asarray(trigger_design, dtype=float)
     k = trigger_design.shape[1]
     design = np.zeros((k, slots))
     gram_parts = np.zeros((size_classes, 1 + k * k))
     gram_parts[:, 0] = 1.0
-    n = len(reaction_event)
-    if n:
-        first = np.flatnonzero(np.r_[True, reaction_event[1:] != reaction_event[:-1]])
-        size = np.diff(np.r_[first, n])
-        rows = trigger_design[reaction_event[first]]
-        design[:, first] = rows.T
-        for j, m in enumerate(np.unique(size)):
-            of_size = rows[size == m]
-            gram_parts[j] = np.r_[m, (of_size.T @ of_size).ravel()]
+    first, end = _trigger_groups(reaction_event)
+    size = end - first
+    rows = trigger_design[np.asarray(reaction_event)[first]]
+    design[:, first] = rows.T
+    for j, m in enumerate(np.unique(size)):
+        of_size = rows[size == m]
+        gram_parts[j] = np.r_[m, (of_size.T @ of_size).ravel()]
     return design, gram_parts
 
 

@@ -460,10 +460,9 @@ def _trigger_design(cells: Cells) -> np.ndarray:
     alignment - 1.5."""
     n_types = len(cells.coords["trigger_type"])
     design = np.zeros((len(cells.coords["trigger"]), n_types + len(SWEPT_SLOPES)))
-    trigger = np.asarray(cells.reaction_event)[cells.reaction_idx]
-    design[trigger, cells.trigger_idx] = 1.0
-    design[trigger, n_types] = cells.severity - CENTERS["severity"]
-    design[trigger, n_types + 1] = cells.alignment - CENTERS["alignment"]
+    design[cells.event_idx, cells.trigger_idx] = 1.0
+    design[cells.event_idx, n_types] = cells.severity - CENTERS["severity"]
+    design[cells.event_idx, n_types + 1] = cells.alignment - CENTERS["alignment"]
     return design
 
 
