@@ -237,8 +237,9 @@ def sample_prior(model: pm.Model, draws: int, seed: int,
     restricted to increasing vectors, which is what its transform gives the sampler. That is
     exact when the ordered variable's parameters are constants and nothing drawn depends on
     it, as for the cutpoints (they enter only the likelihood); anything else is refused, not
-    drawn wrongly. The share of the family's draws that were increasing is the variable's
-    attribute `ordered_acceptance`.
+    drawn wrongly. A swept model's ordered coordinate (its term less a forward-drawn shift,
+    `model.swept`) is drawn through its term, whose parameters are constants. The share of the
+    family's draws that were increasing is the variable's attribute `ordered_acceptance`.
     """
     import pymc as pm
     from pytensor.graph.traversal import ancestors
