@@ -50,7 +50,8 @@ def watchdog(limit_gb: float) -> None:
 
 
 def run_one(size: int, model_name: str, draws: int, tune: int, seed: int,
-            target_accept: float, sweep: bool | None = None) -> dict:
+            target_accept: float, sweep: bool | None = None,
+            centring: bool | None = None) -> dict:
     from forecasting.domain.cells import aggregate
     from forecasting.domain.codebook import load_codebook
     from forecasting.evaluation.simulate import simulate_episodes
@@ -66,7 +67,7 @@ def run_one(size: int, model_name: str, draws: int, tune: int, seed: int,
     rev2 = model_name == "rev2"
     cells = aggregate(episodes.assign(trigger_id="all") if rev2 else episodes, codebook)
     model = build_model(cells, priors, variant="no_clusters" if rev2 else "full",
-                        sweep=sweep)
+                        sweep=sweep, centring=centring)
     t_prep = time.perf_counter() - t_start
     settings = SamplerSettings(chains=4, draws=draws, tune=tune, seed=seed,
                                target_accept=target_accept)
@@ -96,6 +97,7 @@ def run_one(size: int, model_name: str, draws: int, tune: int, seed: int,
         "reactions": int(len(episodes[["trigger_id", "partner"]].drop_duplicates())),
         "cells": cells.n_cells, "draws": f"{settings.chains}x{draws} after {tune}",
         "target_accept": target_accept, "swept": model.forecast_config.get("swept", []),
+        "centred_triggers": model.forecast_config.get("centred_triggers", False),
         "prep_s": t_prep, "compile_s": timings.get("compile"),
         "sampling_s": timings["sampling"],
         "extras_s": {k: timings.get(k) for k in ("log_likelihood", "log_prior", "prior_predictive",
@@ -125,13 +127,17 @@ def main(argv=None) -> int:
     parser.add_argument("--target-accept", type=float, default=SamplerSettings.target_accept)
     parser.add_argument("--no-sweep", action="store_true",
                         help="never sweep the trigger-level terms (default: the model's choice)")
+    parser.add_argument("--no-centring", action="store_true",
+                        help="never partly centre the triggers' mean cluster coordinates "
+                             "(default: the model's choice)")
     parser.add_argument("--max-rss-gb", type=float, default=7.5)
     parser.add_argument("--one", nargs=2, metavar=("SIZE", "MODEL"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.one:
         watchdog(args.max_rss_gb)
         row = run_one(int(args.one[0]), args.one[1], args.draws, args.tune, args.seed,
-                      args.target_accept, False if args.no_sweep else None)
+                      args.target_accept, False if args.no_sweep else None,
+                      False if args.no_centring else None)
         print("RESULT " + json.dumps(row, default=float), flush=True)
         return 0
     for size in args.sizes:
@@ -140,6 +146,7 @@ def main(argv=None) -> int:
                    str(args.draws), "--tune", str(args.tune), "--seed", str(args.seed),
                    "--target-accept", str(args.target_accept),
                    *(["--no-sweep"] if args.no_sweep else []),
+                   *(["--no-centring"] if args.no_centring else []),
                    "--max-rss-gb", str(args.max_rss_gb)]
             proc = subprocess.run(cmd, capture_output=True, text=True)
             found = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]

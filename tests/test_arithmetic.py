@@ -182,3 +182,38 @@ def test_sweeping_the_trigger_means_keeps_their_distribution_and_moves_the_terms
     # and the unswept coordinates are the plain cluster sums, with the same covariance
     plain = cluster_sums(np.eye(slots), sigma_u, sigma_v, layout)
     assert np.allclose(plain.T @ plain, expected, atol=1e-12)
+
+
+def test_partly_centred_coordinates_scale_only_the_triggers_mean_coordinates():
+    """The sampler's cluster coordinates have sd s^lambda on a trigger's mean coordinate (s
+    the sd of the trigger's mean effect, lambda its centring weight) and 1 on the contrasts
+    and spare slots; divided by it they are the standard coordinates, so the cluster sums keep
+    sigma_v^2 I + sigma_u^2 J whatever the weights. lambda = 1 is the centred form: the
+    coordinate is the trigger's mean effect itself."""
+    from forecasting.model.arithmetic import cluster_layout, cluster_sums, coordinate_scales
+
+    reaction_event = np.array([0, 1, 1, 2, 2, 2])
+    slots = 8
+    sigma_u, sigma_v = 1.7, 0.6
+    # weights are rounded to sixteenths: 0.52 -> 0.5
+    layout = cluster_layout(reaction_event, slots, centring=np.array([1.0, 0.52, 0.0]))
+    log_scale, inverse_scale = coordinate_scales(sigma_u, sigma_v, layout, max_size=3)
+    scale = 1.0 / inverse_scale
+    mean_sd = np.sqrt(sigma_v**2 / np.array([1, 2, 3]) + sigma_u**2)
+    np.testing.assert_allclose(scale, [mean_sd[0], mean_sd[1] ** 0.5, 1, 1, 1, 1, 1, 1])
+    np.testing.assert_allclose(log_scale, np.log(scale), atol=1e-15)
+    # per draw, scales of shape (chain, draw) give (chain, draw, slot)
+    per_draw = coordinate_scales(np.full((2, 3), sigma_u), np.full((2, 3), sigma_v), layout, 3)
+    np.testing.assert_allclose(per_draw[1], np.broadcast_to(inverse_scale, (2, 3, slots)))
+    # the sampler's coordinates x ~ N(0, scale^2), rows of diag(scale) as draws
+    matrix = cluster_sums(np.diag(scale) / scale, sigma_u, sigma_v, layout)
+    group = np.r_[reaction_event, 3 + np.arange(slots - len(reaction_event))]
+    expected = sigma_v**2 * np.eye(slots) + sigma_u**2 * (group[:, None] == group[None, :])
+    assert np.allclose(matrix.T @ matrix, expected, atol=1e-12)
+    # centred (lambda = 1), a unit step of the coordinate moves the trigger's effect by one
+    step = np.zeros(slots)
+    step[0] = 1.0
+    assert cluster_sums(step / scale, sigma_u, sigma_v, layout)[0] == pytest.approx(1.0)
+    # without weights nothing is centred
+    plain = coordinate_scales(sigma_u, sigma_v, cluster_layout(reaction_event, slots), 3)
+    assert np.all(plain[0] == 0) and np.all(plain[1] == 1)

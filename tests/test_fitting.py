@@ -519,9 +519,57 @@ def test_a_swept_fit_stores_the_terms_their_priors_and_the_cluster_sums_of_its_g
     assert np.all(np.diff(prior_cutpoints, axis=1) > 0)
 
 
+def test_partly_centred_trigger_coordinates_are_stored_as_the_standard_ones(
+        seed_like_cells, default_priors, small_sampler):
+    """Many triggers partly centre their mean cluster coordinates (forced here on seed-like
+    data): a trigger whose episodes pin its effect (a mixed reaction) is centred more than one
+    with nothing restricted, the posterior stores the standard coordinates (the graph, fed
+    the sampler's coordinates, gives the stored cluster sums), and their log prior is the
+    standard normal's."""
+    import pytensor
+    from scipy.stats import norm
+
+    from forecasting.model.arithmetic import coordinate_scales
+    from forecasting.model.pymc_model import CENTRING_MIN_TRIGGERS, centring_weights
+
+    cells = seed_like_cells
+    assert len(cells.coords["trigger"]) < CENTRING_MIN_TRIGGERS
+    assert "centred_triggers" not in build_model(cells, default_priors).forecast_config
+    weights = centring_weights(cells)
+    assert weights.shape == (len(cells.coords["trigger"]),)
+    assert np.all((weights > 0) & (weights < 1))
+    of_cell = np.asarray(cells.reaction_event)[cells.reaction_idx]
+    restricted = np.bincount(of_cell, cells.counts[:, 1:].sum(axis=1), len(weights))
+    episodes = np.bincount(of_cell, cells.counts.sum(axis=1), len(weights))
+    mixed = (restricted > 0) & (restricted < episodes)
+    assert weights[mixed].min() > weights[restricted == 0].max()
+
+    model = build_model(cells, default_priors, centring=True)
+    assert model.forecast_config["centred_triggers"] is True
+    tree = fit(model, replace(small_sampler, chains=2, draws=20, tune=20))
+    post = tree.posterior
+    names = ("cluster_eff_z", "sigma_event", "sigma_reaction")
+    graph = pytensor.function([model[n] for n in names], model["cluster_eff"])
+    n = post.sizes["reaction"]
+    slots = model.forecast_config["cluster_capacity"]["reaction"]
+    layout = model["cluster_layout"].get_value()
+    assert np.count_nonzero(layout[5]) == len(weights)  # one mean coordinate per trigger
+    for chain, draw in [(0, 0), (1, 19)]:
+        at = post.isel(chain=chain, draw=draw)
+        standard = np.r_[at["cluster_eff_z"].values, np.zeros(slots - n)]
+        sampled = standard / coordinate_scales(at["sigma_event"].values,
+                                               at["sigma_reaction"].values, layout,
+                                               len(cells.coords["partner"]))[1]
+        cluster = graph(sampled, at["sigma_event"].values, at["sigma_reaction"].values)
+        np.testing.assert_allclose(at["cluster_eff"].values, cluster[:n], rtol=1e-9,
+                                   atol=1e-12)
+    z = post["cluster_eff_z"]
+    np.testing.assert_allclose(tree["log_prior"]["cluster_eff_z"].values, norm.logpdf(z.values))
+
+
 @pytest.mark.slow
 def test_sweeping_changes_the_geometry_not_the_posterior(codebook, default_priors):
-    """The same simulated data fitted swept and unswept: every global quantity's posterior
+    """The same simulated data fitted swept and partly centred, and neither: every global quantity's posterior
     mean agrees within its Monte Carlo error, and so does its sd."""
     import arviz_stats
 
@@ -533,8 +581,10 @@ def test_sweeping_changes_the_geometry_not_the_posterior(codebook, default_prior
     names = ["cutpoints", "beta_severity", "beta_alignment", "sigma_event", "sigma_reaction",
              "sigma_partner", "trigger_eff"]
     centred = {"trigger_type": "centered"}  # what a sweep needs; the same for both
-    posts = [fit(build_model(cells, default_priors, centred, sweep=sweep), settings,
-                 extras=False).posterior.to_dataset()[names] for sweep in (False, True)]
+    # the second is swept with its triggers' mean coordinates partly centred as well
+    posts = [fit(build_model(cells, default_priors, centred, sweep=other, centring=other),
+                 settings, extras=False).posterior.to_dataset()[names]
+             for other in (False, True)]
     for name in names:
         means = [p[name].mean(("chain", "draw")).values for p in posts]
         errors = [arviz_stats.mcse(p[[name]], method="mean")[name].values for p in posts]

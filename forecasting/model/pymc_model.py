@@ -38,6 +38,7 @@ import pymc as pm
 import pytensor.tensor as pt
 import xarray as xr
 from scipy.linalg import helmert
+from scipy.special import expit
 
 from forecasting.domain.cells import Cells
 from forecasting.model.arithmetic import (
@@ -49,6 +50,7 @@ from forecasting.model.arithmetic import (
     SWEPT_SLOPES,
     cluster_layout,
     cluster_sums,
+    coordinate_scales,
     linear_predictor,
     partner_type_effects,
     scenario_effects,
@@ -145,6 +147,19 @@ def resolve_parameterization(cells: Cells, priors: PriorSet,
 # beta_alignment's 23 unswept; swept, none of them is among the slowest (the whole fit, 4 x
 # 1,000 draws: min bulk ESS 496).
 SWEEP_MIN_TRIGGERS = 1000
+
+# Partly centring the triggers' mean cluster coordinates (arithmetic.coordinate_scales) from
+# this many coded triggers: the same posterior, a different geometry. Swept, target
+# acceptance 0.8, 4 x 500 draws after 500, without -> with: 20,000 simulated episodes (1,538
+# triggers) sigma_event's bulk ESS 354 -> 919; 200,000 (15,385) 212 -> 474, sigma_event no
+# longer the slowest. Below, 4 x 1,000 draws at 0.95, not measured quietly: the seed data
+# (49 triggers) min bulk ESS 700 (sigma_event) -> 1,019, 2,000 episodes (154) 360 -> 346;
+# both without divergences (docs/performance.md).
+CENTRING_MIN_TRIGGERS = 1000
+# The scales the centring weights assume: the default priors' (priors/default.toml), near
+# the seed fit's and the simulations' posteriors (sigma_event 1.9-2.0, sigma_reaction
+# 0.7-0.8 at 20,000 and 200,000 episodes). The weights shape the geometry only.
+CENTRING_SCALES = {"sigma_event": 2.0, "sigma_reaction": 1.0}
 
 LIKELIHOOD = "level_counts_loglik"
 
@@ -290,7 +305,7 @@ VARIANTS: dict[str, frozenset[str]] = {
 def build_model(cells: Cells, priors: PriorSet,
                 parameterization: dict[str, str] | str | None = None,
                 aggregated: bool = True, variant: str = "full",
-                sweep: bool | None = None) -> pm.Model:
+                sweep: bool | None = None, centring: bool | None = None) -> pm.Model:
     """The restriction model for these cells and priors.
 
     `variant` names a simpler model (`VARIANTS`: the terms it keeps; the others are zeros
@@ -300,7 +315,8 @@ def build_model(cells: Cells, priors: PriorSet,
     effects ("centered" / "noncentered"). `aggregated=False` builds the per-episode model
     (an OrderedLogistic per episode) on the same data; it exists for the equivalence test.
     `sweep` overrides the data-driven choice (`choose_sweep`) of sampling the trigger-level
-    terms swept (`_trigger_level_terms`); the posterior is the same either way.
+    terms swept (`_trigger_level_terms`), `centring` that of partly centring the triggers'
+    mean cluster coordinates (`choose_centring`); the posterior is the same either way.
     The model's `forecast_config` attribute records what a fit must store with it.
     """
     if variant not in VARIANTS:
@@ -313,6 +329,8 @@ def build_model(cells: Cells, priors: PriorSet,
         raise ValueError(f"Requested a swept model but variant '{variant}' with the trigger "
                          f"types' effect {form['trigger_type']} cannot be swept: it needs the "
                          "cluster terms, the slopes and a centred trigger type effect")
+    centred = (choose_centring(cells) if centring is None else bool(centring)) and bool(
+        set(CLUSTERS) & terms)
     coords = {k: list(v) for k, v in cells.coords.items()}
     if swept:
         coords["swept_term"] = swept_terms(cells)
@@ -362,7 +380,7 @@ def build_model(cells: Cells, priors: PriorSet,
             group_effects[e] for e in ("bloc", "partner", "intel_type", "bloc_type",
                                        "partner_type"))
         cluster_eff, shift = _cluster_effects(cells, priors, terms, capacity["reaction"], coords,
-                                              swept)
+                                              swept, centred)
         if swept:
             cutpoints, beta_severity, beta_alignment, trigger_eff = _trigger_level_terms(
                 priors, terms, coords, shift)
@@ -405,6 +423,7 @@ def build_model(cells: Cells, priors: PriorSet,
         "parameterization": dict(form),
         # only when swept: an unswept model's config (and so its fits' ids) stays as it was
         **({"swept": coords["swept_term"]} if swept else {}),
+        **({"centred_triggers": True} if centred else {}),
         "priors_hash": priors.content_hash,
         "severity_center": CENTERS["severity"],
         "alignment_center": CENTERS["alignment"],
@@ -543,8 +562,61 @@ def choose_sweep(cells: Cells, terms: frozenset[str], form: dict[str, str]) -> b
             and len(cells.coords.get("trigger", ())) >= SWEEP_MIN_TRIGGERS)
 
 
+def centring_weights(cells: Cells, sigma_event: float = CENTRING_SCALES["sigma_event"],
+                     sigma_reaction: float = CENTRING_SCALES["sigma_reaction"],
+                     iterations: int = 30) -> np.ndarray:
+    """Per coded trigger, the weight lambda = I s^2 / (1 + I s^2) with which its mean
+    cluster coordinate is centred (arithmetic.coordinate_scales).
+
+    s is the sd of the trigger's mean effect at the assumed scales, I the information its
+    episodes carry about it: the trigger's episodes as one binary outcome (any restriction)
+    around the data's base rate, shifted by the trigger's effect a ~ N(0, s^2), I their
+    Fisher information at a's posterior mode (Newton's method). A trigger with nothing
+    restricted holds little information about how low it sits (lambda small, non-centred);
+    one with a mixed reaction pins its effect (lambda near 1, centred). For a Normal model
+    lambda is 1 - the posterior variance of the non-centred coordinate, the best partial
+    centring; on 20,000 simulated episodes these weights correlate 0.96 with that variance
+    read off a fit.
+    """
+    of_reaction = np.asarray(cells.reaction_event)
+    n_triggers = len(cells.coords["trigger"])
+    if not n_triggers:
+        return np.zeros(0)
+    episodes = cells.counts.sum(axis=1)
+    restricted = cells.counts[:, 1:].sum(axis=1)
+    of_cell = of_reaction[cells.reaction_idx]
+    n = np.bincount(of_cell, episodes, n_triggers)
+    k = np.bincount(of_cell, restricted, n_triggers)
+    m = np.maximum(np.bincount(of_reaction, minlength=n_triggers), 1)
+    variance = sigma_reaction**2 / m + sigma_event**2
+    share = np.clip(k.sum() / max(n.sum(), 1.0), 1e-6, 1 - 1e-6)
+    base = np.log(share / (1 - share))
+    a = np.zeros(n_triggers)
+    for _ in range(iterations):  # the log posterior is concave in a: Newton converges
+        p = expit(base + a)
+        a += (k - n * p - a / variance) / (n * p * (1 - p) + 1 / variance)
+    p = expit(base + a)
+    information = n * p * (1 - p)
+    return information * variance / (1 + information * variance)
+
+
+def _scaled_normal_logp(value, inverse_scale, log_scale):
+    """log N(value; 0, sd) from log sd and 1 / sd (gathered from a table: no log per value)."""
+    return -0.5 * (value * inverse_scale) ** 2 - log_scale - 0.5 * np.log(2.0 * np.pi)
+
+
+def _scaled_normal(inverse_scale, log_scale, size):
+    """Its draws, as a graph (a Python random function would leave numba's object mode)."""
+    return pm.Normal.dist(0.0, 1.0, size=size) / inverse_scale
+
+
+def choose_centring(cells: Cells) -> bool:
+    """Partly centre the triggers' mean coordinates once they are many (`CENTRING_MIN_TRIGGERS`)."""
+    return len(cells.coords.get("trigger", ())) >= CENTRING_MIN_TRIGGERS
+
+
 def _cluster_effects(cells: Cells, priors: PriorSet, terms: frozenset[str], slots: int,
-                     coords: dict, swept: bool = False):
+                     coords: dict, swept: bool = False, centred: bool = False):
     """cluster_eff[r] = event_eff[trigger of r] + reaction_eff[r], drawn jointly.
 
     A trigger's episodes share its event effect u ~ N(0, sigma_event), one partner's
@@ -555,9 +627,11 @@ def _cluster_effects(cells: Cells, priors: PriorSet, terms: frozenset[str], slot
     coordinates in the covariance's eigenbasis (`arithmetic.cluster_sums`). Non-centred,
     since a reaction holds a few episodes at most.
     The event effects are drawn from their conditional given c after sampling
-    (`split_clusters`). Swept, the triggers' mean coordinates go through
-    `arithmetic.sweep_cluster_means` (coordinates `trigger_terms_z`), and the second value
-    returned is its shift for `_trigger_level_terms` (else None).
+    (`split_clusters`). `centred`: the triggers' mean coordinates are partly centred
+    (`centring_weights`, arithmetic.coordinate_scales); the stored `cluster_eff_z` is the
+    standard coordinate either way (sampling.add_cluster_sums). Swept, the triggers' mean
+    coordinates go through `arithmetic.sweep_cluster_means` (coordinates `trigger_terms_z`),
+    and the second value returned is its shift for `_trigger_level_terms` (else None).
     """
     scales = {}
     for name, cluster in CLUSTERS.items():
@@ -567,8 +641,18 @@ def _cluster_effects(cells: Cells, priors: PriorSet, terms: frozenset[str], slot
     sigma_u = scales["event"] if scales["event"] is not None else pt.constant(0.0)
     sigma_v = scales["reaction"] if scales["reaction"] is not None else pt.constant(0.0)
     # one data array (not one per row): each shared array costs nutpie a compiled accessor
-    layout = pm.Data("cluster_layout", cluster_layout(cells.reaction_event, slots))
-    z = pm.Normal("cluster_eff_z", 0.0, 1.0, dims="reaction")
+    layout = pm.Data("cluster_layout", cluster_layout(
+        cells.reaction_event, slots, centring_weights(cells) if centred else None))
+    if centred:
+        # a trigger has at most one reaction per partner
+        log_scale, inverse_scale = coordinate_scales(sigma_u, sigma_v, layout,
+                                                     len(cells.coords["partner"]))
+        z = inverse_scale * pm.CustomDist("cluster_eff_z", inverse_scale, log_scale,
+                                          dist=_scaled_normal, logp=_scaled_normal_logp,
+                                          dims="reaction")
+    else:
+        z = pm.Normal("cluster_eff_z", 0.0, 1.0, dims="reaction")
+    # the prior of the standard coordinate, which the posterior stores
     _record_prior("cluster_eff_z", PriorTerm("Normal", {"mu": 0.0, "sigma": 1.0}))
     shift = None
     if swept:

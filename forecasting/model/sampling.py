@@ -21,7 +21,12 @@ from cachetools import LRUCache
 
 from forecasting.domain.cells import aggregate
 from forecasting.domain.codebook import Codebook
-from forecasting.model.arithmetic import CLUSTER_SCALES, cluster_sums, sweep_cluster_means
+from forecasting.model.arithmetic import (
+    CLUSTER_SCALES,
+    cluster_sums,
+    coordinate_scales,
+    sweep_cluster_means,
+)
 from forecasting.model.likelihood import register_jax
 from forecasting.model.predictive import OBSERVED
 from forecasting.model.priors import PriorSet
@@ -79,16 +84,36 @@ def compile_nutpie(model: pm.Model):
     return _COMPILED[key]
 
 
+def _cluster_scales(draws: xr.Dataset, shape: tuple[int, ...]) -> list[np.ndarray]:
+    return [draws[name].values if name in draws else np.zeros(shape) for name in CLUSTER_SCALES]
+
+
+def standard_cluster_coordinates(draws: xr.Dataset, model: pm.Model) -> xr.Dataset:
+    """`draws` with partly centred cluster coordinates (a model with `centred_triggers`:
+    arithmetic.coordinate_scales) replaced by the standard normal ones they stand for, the
+    coordinates the log prior and every reader of `cluster_eff_z` assume."""
+    if not getattr(model, "forecast_config", {}).get("centred_triggers") \
+            or "cluster_eff_z" not in draws:
+        return draws
+    z = draws["cluster_eff_z"]
+    layout = np.asarray(model["cluster_layout"].get_value())[:, :z.sizes["reaction"]]
+    inverse_scale = coordinate_scales(*_cluster_scales(draws, z.shape[:2]), layout,
+                                      int(layout[2].max(initial=1)))[1]
+    return draws.assign(cluster_eff_z=z * inverse_scale)
+
+
 def add_cluster_sums(posterior: xr.Dataset, model: pm.Model) -> xr.Dataset:
     """`cluster_eff` from the sampled coordinates `cluster_eff_z` (and, swept, `trigger_terms_z`)
     and the scales, in numpy, chain by chain (the same `arithmetic.sweep_cluster_means` and
-    `cluster_sums` the model's graph is built from)."""
+    `cluster_sums` the model's graph is built from). Partly centred coordinates
+    (`arithmetic.coordinate_scales`) are stored as the standard ones they stand for, whose
+    prior the log prior records."""
+    posterior = standard_cluster_coordinates(posterior, model)
     if "cluster_eff" in posterior or "cluster_eff_z" not in posterior:
         return posterior
     z = posterior["cluster_eff_z"]
     layout = np.asarray(model["cluster_layout"].get_value())[:, :z.sizes["reaction"]]
-    scales = [posterior[name].values if name in posterior else np.zeros(z.shape[:2])
-              for name in CLUSTER_SCALES]
+    scales = _cluster_scales(posterior, z.shape[:2])
     swept = posterior["trigger_terms_z"].values if "trigger_terms_z" in posterior else None
     if swept is not None:
         design = np.asarray(model["sweep_design"].get_value())[:, :z.sizes["reaction"]]
@@ -253,4 +278,4 @@ def prior_draws(model: pm.Model, draws: int, seed: int) -> xr.Dataset:
     key = (structure_key(model), draws, seed)
     if key not in _PRIORS:
         _PRIORS[key] = sample_prior(model, draws, seed)
-    return drop_spare_slots(_PRIORS[key], model)
+    return standard_cluster_coordinates(drop_spare_slots(_PRIORS[key], model), model)
