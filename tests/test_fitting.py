@@ -467,69 +467,10 @@ def test_the_trigger_log_likelihood_integrates_the_cluster_terms_out(small_fit):
         assert ll[row, g] == pytest.approx(np.log(expected), abs=0.02)
 
 
-def test_a_swept_fit_stores_the_terms_their_priors_and_the_cluster_sums_of_its_graph(
-        seed_like_cells, default_priors, small_sampler):
-    """Many triggers sweep the trigger-level terms (forced here on seed-like data): the
-    posterior keeps the cutpoints, slopes and trigger types' effects under their names (the
-    swept coordinates less the shift), their log prior is the terms' own, the prior draws
-    have ordered cutpoints, and the cluster sums computed after sampling are the graph's. A
-    sweep the model cannot take (the trigger types' effect non-centred) is refused."""
-    import pytensor
-
-    from forecasting.model.pymc_model import SWEEP_MIN_TRIGGERS, VARIANTS, choose_sweep
-
-    model = build_model(seed_like_cells, default_priors, {"trigger_type": "centered"},
-                        sweep=True)
-    types = [f"trigger_type:{t}" for t in seed_like_cells.coords["trigger_type"]]
-    assert model.forecast_config["swept"] == [*types, "severity", "alignment"]
-    form = model.forecast_config["parameterization"]
-    assert len(seed_like_cells.coords["trigger"]) < SWEEP_MIN_TRIGGERS
-    assert not choose_sweep(seed_like_cells, VARIANTS["full"], form)
-    with pytest.raises(ValueError, match="centred trigger type effect"):
-        build_model(seed_like_cells, default_priors, {"trigger_type": "noncentered"}, sweep=True)
-    tree = fit(model, replace(small_sampler, chains=2, draws=20, tune=20))
-    post = tree.posterior
-    names = ("cluster_eff_z", "trigger_terms_z", "sigma_event", "sigma_reaction",
-             "sigma_trigger", "cutpoints_swept", "beta_severity_swept", "beta_alignment_swept",
-             "trigger_eff_swept")
-    graph = pytensor.function([model[n] for n in names],
-                              [model[n] for n in ("cluster_eff", "cutpoints", "beta_severity",
-                                                  "beta_alignment", "trigger_eff")],
-                              on_unused_input="ignore")
-    n = post.sizes["reaction"]
-    slots = model.forecast_config["cluster_capacity"]["reaction"]
-    for chain, draw in [(0, 0), (1, 19)]:
-        at = post.isel(chain=chain, draw=draw)
-        values = [np.r_[at[name].values, np.zeros(slots - n)] if name == "cluster_eff_z"
-                  else at[name].values for name in names]
-        cluster, cutpoints, severity, alignment, trigger_eff = graph(*values)
-        np.testing.assert_allclose(at["cluster_eff"].values, cluster[:n], rtol=1e-9, atol=1e-12)
-        np.testing.assert_allclose(at["cutpoints"].values, cutpoints, rtol=1e-12)
-        np.testing.assert_allclose(at["trigger_eff"].values, trigger_eff, rtol=1e-9,
-                                   atol=1e-12)
-        assert float(at["beta_severity"]) == pytest.approx(float(severity), rel=1e-12)
-        assert float(at["beta_alignment"]) == pytest.approx(float(alignment), rel=1e-12)
-    # the cutpoints are not their swept coordinates: the shift moves them
-    assert float(abs(post["cutpoints"] - post["cutpoints_swept"]).max()) > 1e-6
-    log_prior = tree["log_prior"]
-    assert "cutpoints" in log_prior and "cutpoints_swept" not in log_prior
-    assert "trigger_terms_z" in log_prior and "trigger_eff" in log_prior
-    assert abs(float(post["trigger_eff"].sum("trigger_type").max())) < 1e-9  # still sums to 0
-    prior_cutpoints = tree["prior"]["cutpoints"].values.reshape(-1, 3)
-    assert np.all(np.diff(prior_cutpoints, axis=1) > 0)
-
-
-def test_partly_centred_trigger_coordinates_are_stored_as_the_standard_ones(
-        seed_like_cells, default_priors, small_sampler):
-    """Many triggers partly centre their mean cluster coordinates (forced here on seed-like
-    data): a trigger whose episodes pin its effect (a mixed reaction) is centred more than one
-    with nothing restricted, the posterior stores the standard coordinates (the graph, fed
-    the sampler's coordinates, gives the stored cluster sums), and their log prior is the
-    standard normal's."""
-    import pytensor
-    from scipy.stats import norm
-
-    from forecasting.model.arithmetic import coordinate_scales
+def test_partly_centred_trigger_weights_follow_the_information_of_their_episodes(
+        seed_like_cells, default_priors):
+    """A trigger whose episodes pin its effect (a mixed reaction) is centred more than one
+    with nothing restricted; below CENTRING_MIN_TRIGGERS nothing is centred by default."""
     from forecasting.model.pymc_model import CENTRING_MIN_TRIGGERS, centring_weights
 
     cells = seed_like_cells
@@ -544,27 +485,72 @@ def test_partly_centred_trigger_coordinates_are_stored_as_the_standard_ones(
     mixed = (restricted > 0) & (restricted < episodes)
     assert weights[mixed].min() > weights[restricted == 0].max()
 
-    model = build_model(cells, default_priors, centring=True)
+
+def test_a_swept_centred_fit_stores_the_terms_their_priors_and_the_cluster_sums_of_its_graph(
+        seed_like_cells, default_priors, small_sampler):
+    """Many triggers sweep the trigger-level terms and partly centre each trigger's mean
+    cluster coordinate (both forced here on seed-like data; one fit, as at scale): the
+    posterior keeps the cutpoints, slopes and trigger types' effects under their names (the
+    swept coordinates less the shift) and stores the standard cluster coordinates, whose log
+    prior is the standard normal's; the log prior of the swept terms is the terms' own, the
+    prior draws have ordered cutpoints, and the cluster sums computed after sampling are the
+    graph's, fed the sampler's coordinates. A sweep the model cannot take (the trigger types'
+    effect non-centred) is refused."""
+    import pytensor
+    from scipy.stats import norm
+
+    from forecasting.model.arithmetic import coordinate_scales
+    from forecasting.model.pymc_model import SWEEP_MIN_TRIGGERS, VARIANTS, choose_sweep
+
+    cells = seed_like_cells
+    model = build_model(cells, default_priors, {"trigger_type": "centered"}, sweep=True,
+                        centring=True)
+    types = [f"trigger_type:{t}" for t in cells.coords["trigger_type"]]
+    assert model.forecast_config["swept"] == [*types, "severity", "alignment"]
     assert model.forecast_config["centred_triggers"] is True
+    form = model.forecast_config["parameterization"]
+    assert len(cells.coords["trigger"]) < SWEEP_MIN_TRIGGERS
+    assert not choose_sweep(cells, VARIANTS["full"], form)
+    with pytest.raises(ValueError, match="centred trigger type effect"):
+        build_model(cells, default_priors, {"trigger_type": "noncentered"}, sweep=True)
+    layout = model["cluster_layout"].get_value()
+    # one partly centred mean coordinate per trigger
+    assert np.count_nonzero(layout[5]) == len(cells.coords["trigger"])
     tree = fit(model, replace(small_sampler, chains=2, draws=20, tune=20))
     post = tree.posterior
-    names = ("cluster_eff_z", "sigma_event", "sigma_reaction")
-    graph = pytensor.function([model[n] for n in names], model["cluster_eff"])
+    names = ("cluster_eff_z", "trigger_terms_z", "sigma_event", "sigma_reaction",
+             "sigma_trigger", "cutpoints_swept", "beta_severity_swept", "beta_alignment_swept",
+             "trigger_eff_swept")
+    graph = pytensor.function([model[n] for n in names],
+                              [model[n] for n in ("cluster_eff", "cutpoints", "beta_severity",
+                                                  "beta_alignment", "trigger_eff")],
+                              on_unused_input="ignore")
     n = post.sizes["reaction"]
     slots = model.forecast_config["cluster_capacity"]["reaction"]
-    layout = model["cluster_layout"].get_value()
-    assert np.count_nonzero(layout[5]) == len(weights)  # one mean coordinate per trigger
     for chain, draw in [(0, 0), (1, 19)]:
         at = post.isel(chain=chain, draw=draw)
         standard = np.r_[at["cluster_eff_z"].values, np.zeros(slots - n)]
         sampled = standard / coordinate_scales(at["sigma_event"].values,
                                                at["sigma_reaction"].values, layout,
                                                len(cells.coords["partner"]))[1]
-        cluster = graph(sampled, at["sigma_event"].values, at["sigma_reaction"].values)
-        np.testing.assert_allclose(at["cluster_eff"].values, cluster[:n], rtol=1e-9,
+        values = [sampled if name == "cluster_eff_z" else at[name].values for name in names]
+        cluster, cutpoints, severity, alignment, trigger_eff = graph(*values)
+        np.testing.assert_allclose(at["cluster_eff"].values, cluster[:n], rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(at["cutpoints"].values, cutpoints, rtol=1e-12)
+        np.testing.assert_allclose(at["trigger_eff"].values, trigger_eff, rtol=1e-9,
                                    atol=1e-12)
-    z = post["cluster_eff_z"]
-    np.testing.assert_allclose(tree["log_prior"]["cluster_eff_z"].values, norm.logpdf(z.values))
+        assert float(at["beta_severity"]) == pytest.approx(float(severity), rel=1e-12)
+        assert float(at["beta_alignment"]) == pytest.approx(float(alignment), rel=1e-12)
+    # the cutpoints are not their swept coordinates: the shift moves them
+    assert float(abs(post["cutpoints"] - post["cutpoints_swept"]).max()) > 1e-6
+    log_prior = tree["log_prior"]
+    assert "cutpoints" in log_prior and "cutpoints_swept" not in log_prior
+    assert "trigger_terms_z" in log_prior and "trigger_eff" in log_prior
+    np.testing.assert_allclose(log_prior["cluster_eff_z"].values,
+                               norm.logpdf(post["cluster_eff_z"].values))
+    assert abs(float(post["trigger_eff"].sum("trigger_type").max())) < 1e-9  # still sums to 0
+    prior_cutpoints = tree["prior"]["cutpoints"].values.reshape(-1, 3)
+    assert np.all(np.diff(prior_cutpoints, axis=1) > 0)
 
 
 @pytest.mark.slow
