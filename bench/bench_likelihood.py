@@ -84,6 +84,12 @@ def gradient_function(cells, priors, form: str):
             model = build_model(cells, priors)
     else:
         model = build_model(cells, priors)
+    return value_and_gradient(model)
+
+
+def value_and_gradient(model):
+    """`model`'s value-and-gradient function in the numba backend (what nutpie compiles), and
+    a point away from the symmetric start to evaluate it at."""
     fn = model.logp_dlogp_function(ravel_inputs=True, mode="NUMBA")
     fn.set_extra_values({})
     point = model.initial_point()

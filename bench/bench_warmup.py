@@ -19,29 +19,18 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench_likelihood import best_time, value_and_gradient  # noqa: E402
 
 from forecasting.model.diagnostics import summary_table  # noqa: E402
 
 
 def gradient_alone(model) -> float:
     """Best time of one value-and-gradient call (numba, as nutpie compiles it), seconds."""
-    fn = model.logp_dlogp_function(ravel_inputs=True, mode="NUMBA")
-    fn.set_extra_values({})
-    point = model.initial_point()
-    x = np.concatenate([np.ravel(point[v.name]) for v in fn._grad_vars])
-    x = x + np.random.default_rng(0).normal(0, 0.3, x.shape)  # away from the symmetric start
-    fn(x)
-    best = float("inf")
-    for _ in range(5):
-        t0 = time.perf_counter()
-        for _ in range(20):
-            fn(x)
-        best = min(best, (time.perf_counter() - t0) / 20)
-    return best
+    fn, x = value_and_gradient(model)
+    return best_time(fn, (x,), rounds=5, calls=20)
 
 
 def main(argv=None) -> int:
