@@ -116,7 +116,7 @@ def test_the_solver_meets_the_statements_whatever_its_draws(example, codebook, d
                                                           seed):
     """The answer must not hang on the solver's random numbers (nor on a machine's rounding):
     with these draws a finer finite-difference step stopped early (with 14 and 15 missing the
-    first statement by 0.08-0.1, with 3 coming within 0.046 of missing it)."""
+    first statement by 0.08-0.1, and 3 off by 0.046, just inside the tolerance)."""
     result = elicit(example, codebook, default_priors, seed=seed)
     assert result.met, result.checks
     fresh = check_statements(result.priors, example, empty_cells(codebook), seed=99)
