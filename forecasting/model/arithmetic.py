@@ -282,13 +282,15 @@ def _mean_scale(sigma_u, sigma_v, size):
 CENTRING_STEPS = 16
 
 
-def _log(x):
-    """log of a numpy array or a PyTensor variable (PyTensor imported only for a graph)."""
+def _backend(x):
+    """numpy for numpy values, pytensor.tensor for a graph's variables (imported only then:
+    the web workers never build a graph); both spell log, linalg.cholesky and linalg.solve
+    alike."""
     if isinstance(x, np.ndarray | float):
-        return np.log(x)
+        return np
     import pytensor.tensor as pt
 
-    return pt.log(x)
+    return pt
 
 
 def coordinate_scales(sigma_event, sigma_reaction, layout, max_size: int):
@@ -307,7 +309,7 @@ def coordinate_scales(sigma_event, sigma_reaction, layout, max_size: int):
     sigma_u, sigma_v = _trailing(sigma_event, 1), _trailing(sigma_reaction, 1)
     steps = np.arange(CENTRING_STEPS + 1) / CENTRING_STEPS
     sd = _trailing(_mean_scale(sigma_u, sigma_v, np.arange(1.0, max_size + 1)), 1)
-    tables = (_log(sd) * steps, sd ** -steps)  # (..., size, weight)
+    tables = (_backend(sd).log(sd) * steps, sd ** -steps)  # (..., size, weight)
     index = ((layout[2] - 1) * (CENTRING_STEPS + 1) + layout[5] * CENTRING_STEPS)
     if isinstance(index, np.ndarray):
         return tuple(t.reshape(*t.shape[:-2], -1)[..., index.astype(int)] for t in tables)
@@ -336,16 +338,6 @@ def cluster_sums(z, sigma_event, sigma_reaction, layout):
     return mean_part + sigma_v * (after - position * a)
 
 
-def _linalg(x):
-    """(cholesky, solve) for numpy arrays (stacked over leading axes) or PyTensor variables;
-    PyTensor is imported only for a graph (the web workers never build one)."""
-    if isinstance(x, np.ndarray):
-        return np.linalg.cholesky, np.linalg.solve
-    import pytensor.tensor as pt
-
-    return pt.linalg.cholesky, pt.linalg.solve
-
-
 def sweep_cluster_means(z, swept, sigma_event, sigma_reaction, layout, design, gram_parts):
     """(z with the triggers' mean coordinates swept, shift (..., terms)).
 
@@ -371,11 +363,11 @@ def sweep_cluster_means(z, swept, sigma_event, sigma_reaction, layout, design, g
     inverse_scale = 1.0 / _mean_scale(sigma_u, sigma_v, layout[2])  # (..., slots)
     weight = _mean_scale(sigma_u, sigma_v, gram_parts[:, 0]) ** -2  # (..., size classes)
     gram = (weight[..., :, None, None] * gram_parts[:, 1:].reshape((-1, k, k))).sum(axis=-3)
-    cholesky, solve = _linalg(gram)
-    projected = solve(gram, design @ (inverse_scale * z)[..., None])  # (..., k, 1)
-    root = cholesky(gram)
+    linalg = _backend(gram).linalg  # numpy's stacks over leading axes
+    projected = linalg.solve(gram, design @ (inverse_scale * z)[..., None])  # (..., k, 1)
+    root = linalg.cholesky(gram)
     root_t = root.swapaxes(-1, -2) if isinstance(root, np.ndarray) else root.T
-    shift = solve(root_t, _tensor(swept)[..., None])  # (..., k, 1)
+    shift = linalg.solve(root_t, _tensor(swept)[..., None])  # (..., k, 1)
     swept_z = z + inverse_scale * (design.T @ (shift - projected))[..., 0]
     return swept_z, shift[..., 0]
 
