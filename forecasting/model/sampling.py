@@ -84,6 +84,12 @@ def compile_nutpie(model: pm.Model):
     return _COMPILED[key]
 
 
+def _coded_slots(model: pm.Model, name: str, z: xr.DataArray) -> np.ndarray:
+    """The model's data array `name` (one column per reaction slot) for the coded reactions
+    of `z`, without the spare slots."""
+    return np.asarray(model[name].get_value())[:, :z.sizes["reaction"]]
+
+
 def _cluster_scales(draws: xr.Dataset, shape: tuple[int, ...]) -> list[np.ndarray]:
     return [draws[name].values if name in draws else np.zeros(shape) for name in CLUSTER_SCALES]
 
@@ -96,7 +102,7 @@ def standard_cluster_coordinates(draws: xr.Dataset, model: pm.Model) -> xr.Datas
             or "cluster_eff_z" not in draws:
         return draws
     z = draws["cluster_eff_z"]
-    layout = np.asarray(model["cluster_layout"].get_value())[:, :z.sizes["reaction"]]
+    layout = _coded_slots(model, "cluster_layout", z)
     inverse_scale = coordinate_scales(*_cluster_scales(draws, z.shape[:2]), layout,
                                       int(layout[2].max(initial=1)))[1]
     return draws.assign(cluster_eff_z=z * inverse_scale)
@@ -112,11 +118,11 @@ def add_cluster_sums(posterior: xr.Dataset, model: pm.Model) -> xr.Dataset:
     if "cluster_eff" in posterior or "cluster_eff_z" not in posterior:
         return posterior
     z = posterior["cluster_eff_z"]
-    layout = np.asarray(model["cluster_layout"].get_value())[:, :z.sizes["reaction"]]
+    layout = _coded_slots(model, "cluster_layout", z)
     scales = _cluster_scales(posterior, z.shape[:2])
     swept = posterior["trigger_terms_z"].values if "trigger_terms_z" in posterior else None
     if swept is not None:
-        design = np.asarray(model["sweep_design"].get_value())[:, :z.sizes["reaction"]]
+        design = _coded_slots(model, "sweep_design", z)
         gram_parts = np.asarray(model["sweep_gram"].get_value())
     sums = np.empty(z.shape)
     for chain in range(z.shape[0]):
